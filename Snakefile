@@ -1,0 +1,39 @@
+# effopd-repro: one DAG from base models to every table and figure of
+# "Learning to Foresee" (arXiv 2605.11739). Read the README first.
+#
+#   snakemake --cores all                                  # tiny default, CPU, minutes
+#   snakemake --cores all --configfile config/paper.yaml   # paper scale (GPUs)
+#   snakemake --profile profiles/slurm --configfile config/paper.yaml
+
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The tiny default applies only when no --configfile is given: a config file
+# named on the command line replaces it rather than being merged into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/tables.smk"
+
+
+onstart:
+    print(f"effopd-repro: experiment '{config['experiment']}', outputs in {RESULTS}/")
+
+
+onerror:
+    print(f"effopd-repro: a job failed; its log is under {LOGS}/ (see the message above)")
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

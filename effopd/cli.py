@@ -1,0 +1,179 @@
+"""The ``effopd`` command line: one subcommand per workflow step.
+
+Every Snakemake rule calls exactly one of these subcommands. Knobs arrive as
+JSON blocks taken verbatim from the validated config (``--spec``), file paths
+as flags, so the same commands run outside the workflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("effopd")
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {err}: {text[:200]!r}") from err
+
+
+def _threads(count: int | None) -> None:
+    if count:
+        import torch
+
+        torch.set_num_threads(count)
+
+
+def cmd_make_task(args: argparse.Namespace) -> None:
+    from effopd.data.arithmetic import ArithmeticSpec, write_splits
+
+    counts = write_splits(ArithmeticSpec.from_config(args.spec), args.out_dir)
+    log.info("wrote %s to %s", counts, args.out_dir)
+
+
+def cmd_build_tokenizer(args: argparse.Namespace) -> None:
+    from effopd.models.tokenizer import save_char_tokenizer
+
+    tokenizer = save_char_tokenizer(args.out, phrases=[args.prompt["instruction"]])
+    log.info("tokenizer with %d tokens written to %s", len(tokenizer), args.out)
+
+
+def cmd_build_model(args: argparse.Namespace) -> None:
+    from effopd.models.build import build_model
+
+    _threads(args.threads)
+    build_model(args.spec, args.prompt, args.tokenizer, args.train, args.out, args.log_csv)
+
+
+def cmd_fetch_model(args: argparse.Namespace) -> None:
+    from effopd.models.fetch import fetch_model
+
+    fetch_model(args.spec, args.out)
+
+
+def cmd_prepare_benchmark(args: argparse.Namespace) -> None:
+    from effopd.evaluation import prepare_benchmark
+
+    prepare_benchmark(args.spec, args.out, task_file=args.task_file)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from effopd.evaluation import evaluate_model
+
+    _threads(args.threads)
+    evaluate_model(model_dir=args.model, benchmark_file=args.benchmark, label=args.label,
+                   prompt=args.prompt, generation=args.generation, grading=args.grading,
+                   pass_k=args.pass_k, samples_out=args.samples, metrics_out=args.metrics,
+                   device=args.device)
+
+
+def cmd_grade(args: argparse.Namespace) -> None:
+    from effopd.grading import grade_file
+
+    counts = grade_file(args.input, args.output, timeout_s=args.timeout, workers=args.workers)
+    log.info("graded %s: %s", args.input, counts)
+
+
+def cmd_tabulate_base_models(args: argparse.Namespace) -> None:
+    from effopd.evaluation import tabulate_metrics
+
+    tabulate_metrics(args.metrics, args.out)
+
+
+def cmd_validate_config(args: argparse.Namespace) -> None:
+    from effopd.config import load_config
+
+    config = load_config(args.configfile)
+    print(json.dumps(config, indent=2) if args.show else f"{args.configfile}: valid")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="effopd", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], None], help_text: str):
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(func=func)
+        return command
+
+    c = add("make-task", cmd_make_task, "write the tiny task's train/val/test JSONL splits")
+    c.add_argument("--spec", type=_json, default={}, help="the config's task block (JSON)")
+    c.add_argument("--out-dir", required=True)
+
+    c = add("build-tokenizer", cmd_build_tokenizer, "build the tiny models' tokenizer")
+    c.add_argument("--prompt", type=_json, required=True, help="the config's prompt block")
+    c.add_argument("--out", required=True)
+
+    c = add("build-model", cmd_build_model, "initialise and SFT a tiny Qwen3 model offline")
+    c.add_argument("--spec", type=_json, required=True, help="the config's models.<role> block")
+    c.add_argument("--prompt", type=_json, required=True, help="the config's prompt block")
+    c.add_argument("--tokenizer", required=True)
+    c.add_argument("--train", required=True, help="train split JSONL")
+    c.add_argument("--out", required=True, help="output checkpoint directory")
+    c.add_argument("--log-csv", required=True, help="SFT training log (CSV)")
+    c.add_argument("--threads", type=int, default=None)
+
+    c = add("fetch-model", cmd_fetch_model,
+            "download a Hub model at a pinned revision (or copy a local one) with a manifest")
+    c.add_argument("--spec", type=_json, required=True, help="the config's models.<role> block")
+    c.add_argument("--out", required=True)
+
+    c = add("prepare-benchmark", cmd_prepare_benchmark,
+            "write a benchmark as JSONL (id, problem, answer) with a manifest")
+    c.add_argument("--spec", type=_json, required=True, help="the config's benchmarks.<name>")
+    c.add_argument("--task-file", default=None, help="the task split, for source: task")
+    c.add_argument("--out", required=True)
+
+    c = add("evaluate", cmd_evaluate, "sample, grade and score one model on one benchmark")
+    c.add_argument("--model", required=True, help="Hugging Face checkpoint directory")
+    c.add_argument("--benchmark", required=True, help="prepared benchmark JSONL")
+    c.add_argument("--label", required=True, help="model name recorded in the metrics")
+    c.add_argument("--prompt", type=_json, default={})
+    c.add_argument("--generation", type=_json, default={})
+    c.add_argument("--grading", type=_json, default={})
+    c.add_argument("--pass-k", type=int, nargs="+", default=[1])
+    c.add_argument("--samples", required=True, help="per-sample grades (JSONL)")
+    c.add_argument("--metrics", required=True, help="one metrics row (JSON)")
+    c.add_argument("--threads", type=int, default=None)
+    c.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+
+    c = add("grade", cmd_grade, "grade JSONL lines carrying gold and response with math-verify")
+    c.add_argument("--input", required=True)
+    c.add_argument("--output", required=True)
+    c.add_argument("--timeout", type=float, default=5.0, help="hard per-item timeout (s)")
+    c.add_argument("--workers", type=int, default=2)
+
+    c = add("tabulate-base-models", cmd_tabulate_base_models,
+            "collect metrics rows into a CSV table and its Markdown rendering")
+    c.add_argument("--metrics", nargs="+", required=True)
+    c.add_argument("--out", required=True, help="CSV path; the .md goes beside it")
+
+    c = add("validate-config", cmd_validate_config, "validate a config file against the schema")
+    c.add_argument("configfile")
+    c.add_argument("--show", action="store_true", help="print the config with defaults filled")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        log.error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

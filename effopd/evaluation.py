@@ -1,0 +1,121 @@
+"""Evaluation: prepared benchmark in, per-sample grades and one metrics row out.
+
+Protocol (SPEC section 5): each problem is rendered as the problem followed by
+the instruction inside the model's chat template; ``n`` responses are sampled
+per problem; each is graded by math-verify (gold first, prediction from its
+last ``\\boxed{}``) in worker processes with a hard timeout. Metrics: avg@n,
+the mean correctness over all samples, and the unbiased pass@k. Every metrics
+row records n, k, the sampling settings and the benchmark's revision and hash.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from transformers import AutoTokenizer
+
+from effopd.data.benchmarks import load_benchmark
+from effopd.generation import SamplingSpec, generate
+from effopd.grading import grade_records
+from effopd.io import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl, write_table
+from effopd.metrics import summarize_grades
+from effopd.prompts import DEFAULT_INSTRUCTION, render_prompt
+from effopd.provenance import sha256_file
+
+log = logging.getLogger(__name__)
+
+
+def manifest_path(benchmark_file: str | Path) -> Path:
+    """The manifest written beside a prepared benchmark: ``<name>.manifest.json``."""
+    path = Path(benchmark_file)
+    return path.with_name(path.stem + ".manifest.json")
+
+
+def prepare_benchmark(spec: dict[str, Any], out: str | Path,
+                      task_file: str | Path | None = None) -> int:
+    """Write a benchmark as JSONL lines ``{id, problem, answer}`` plus a manifest.
+
+    ``source: task`` reads a split of the tiny task (``task_file``); ``hub`` and
+    ``jsonl`` go through :func:`effopd.data.benchmarks.load_benchmark`.
+    """
+    if spec["source"] == "task":
+        if task_file is None:
+            raise ValueError("prepare-benchmark: source 'task' needs --task-file")
+        rows = [{"id": row["id"], "problem": row["question"], "answer": str(row["answer"])}
+                for row in read_jsonl(task_file)]
+        if spec.get("limit"):
+            rows = rows[: spec["limit"]]
+        origin = {"source": "task", "split": spec["split"], "task_file_sha256":
+                  sha256_file(task_file)}
+    else:
+        rows = load_benchmark(spec)
+        origin = {key: spec.get(key) for key in ("source", "repo_id", "revision", "subset",
+                                                 "split", "path") if spec.get(key) is not None}
+    count = atomic_write_jsonl(out, rows)
+    atomic_write_json(manifest_path(out), {**origin, "n_problems": count,
+                                           "sha256": sha256_file(out)})
+    log.info("prepared %d problems into %s", count, out)
+    return count
+
+
+def evaluate_model(model_dir: str | Path, benchmark_file: str | Path, label: str,
+                   prompt: dict[str, Any], generation: dict[str, Any],
+                   grading: dict[str, Any], pass_k: list[int], samples_out: str | Path,
+                   metrics_out: str | Path, device: str | None = None) -> dict[str, Any]:
+    """Sample, grade and score ``model_dir`` on a prepared benchmark.
+
+    Writes one JSONL line per sample (problem_id, sample, gold, response,
+    extracted, correct, status) to ``samples_out`` and one metrics JSON to
+    ``metrics_out``; returns the metrics.
+    """
+    benchmark = Path(benchmark_file).stem
+    problems = read_jsonl(benchmark_file)
+    if not problems:
+        raise ValueError(f"{benchmark_file}: no problems")
+    spec = SamplingSpec.from_config(generation)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    prompts = [render_prompt(tokenizer, p["problem"], prompt.get("instruction",
+                             DEFAULT_INSTRUCTION), prompt.get("enable_thinking", False))
+               for p in problems]
+    start = time.perf_counter()
+    responses = generate(model_dir, prompts, spec, device=device)
+    generation_s = time.perf_counter() - start
+    records = [{"problem_id": problem["id"], "sample": index, "gold": problem["answer"],
+                "response": text}
+               for problem, texts in zip(problems, responses, strict=True)
+               for index, text in enumerate(texts)]
+    start = time.perf_counter()
+    graded = grade_records(records, timeout_s=grading.get("timeout_s", 5.0),
+                           workers=grading.get("workers", 2))
+    grading_s = time.perf_counter() - start
+    atomic_write_jsonl(samples_out, graded)
+    summary = summarize_grades(pd.DataFrame(graded), [k for k in pass_k if k <= spec.n])
+    manifest = read_json(manifest_path(benchmark_file)) \
+        if manifest_path(benchmark_file).exists() else {}
+    metrics = {
+        "model": label, "benchmark": benchmark, **summary,
+        "n": spec.n, "temperature": spec.temperature, "top_p": spec.top_p,
+        "max_new_tokens": spec.max_new_tokens, "seed": spec.seed, "backend": spec.backend,
+        "benchmark_revision": manifest.get("revision"),
+        "benchmark_sha256": manifest.get("sha256"),
+        "generation_s": round(generation_s, 2), "grading_s": round(grading_s, 2),
+    }
+    atomic_write_json(metrics_out, metrics)
+    log.info("%s on %s: avg@%d = %.3f", label, benchmark, spec.n, summary["avg@n"])
+    return metrics
+
+
+def tabulate_metrics(metric_files: list[str | Path], out_csv: str | Path) -> pd.DataFrame:
+    """Collect metrics JSON rows into one table (CSV + Markdown), one row per file."""
+    table = pd.DataFrame([read_json(path) for path in metric_files])
+    leading = [c for c in ("model", "benchmark", "avg@n") if c in table.columns]
+    pass_cols = sorted((c for c in table.columns if c.startswith("pass@")),
+                       key=lambda c: int(c.split("@")[1]))
+    rest = [c for c in table.columns if c not in leading + pass_cols]
+    table = table[leading + pass_cols + rest]
+    write_table(table, out_csv)
+    return table

@@ -1,0 +1,138 @@
+"""Sampling completions, behind one interface with two backends.
+
+- ``transformers``: batched ``model.generate`` with left padding; CPU or one GPU.
+  Also used in-process by the trainers, which need token ids and a live model.
+- ``vllm``: GPU only, imported lazily so that CPU installs never need it. One
+  ``LLM`` per call: the evaluation rule runs one process per checkpoint.
+
+Sampling settings come from the config's ``generation`` block.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """Sampling settings (the config's ``generation`` block)."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    n: int = 1
+    max_new_tokens: int = 64
+    seed: int = 42
+    batch_size: int = 64
+    backend: str = "transformers"
+    dtype: str = "auto"
+    vllm: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, block: dict[str, Any], **overrides: Any) -> SamplingSpec:
+        values = {k: v for k, v in block.items() if k in cls.__dataclass_fields__}
+        return cls(**{**values, **overrides})
+
+
+@dataclass
+class Completion:
+    """One sampled response: its token ids (no padding, eos kept) and decoded text."""
+
+    token_ids: list[int]
+    text: str
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    """``device`` if given, else CUDA when present, else CPU."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto`` = bfloat16 on GPU, float32 on CPU; else the named torch dtype."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+@torch.no_grad()
+def sample_completions(model: PreTrainedModel, tokenizer: Any, prompts: list[str],
+                       spec: SamplingSpec, generator_seed: int | None = None,
+                       progress: bool = False) -> list[list[Completion]]:
+    """Sample ``spec.n`` completions for every prompt with a live model.
+
+    Prompts are already rendered through the chat template. Returns one list
+    of ``n`` completions per prompt, in order.
+    """
+    torch.manual_seed(spec.seed if generator_seed is None else generator_seed)
+    eos_ids = set(model.generation_config.eos_token_id or []) | {tokenizer.eos_token_id}
+    was_training = model.training
+    model.eval()
+    tokenizer.padding_side = "left"
+    results: list[list[Completion]] = []
+    batches = range(0, len(prompts), spec.batch_size)
+    for start in tqdm(batches, desc="generate", disable=not progress, mininterval=5):
+        chunk = prompts[start: start + spec.batch_size]
+        encoded = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+        encoded = {k: v.to(model.device) for k, v in encoded.items()}
+        sampling = {"do_sample": True, "temperature": spec.temperature, "top_p": spec.top_p} \
+            if spec.temperature > 0 else {"do_sample": False}
+        output = model.generate(**encoded, max_new_tokens=spec.max_new_tokens,
+                                num_return_sequences=spec.n, pad_token_id=tokenizer.pad_token_id,
+                                eos_token_id=sorted(eos_ids), top_k=0, **sampling)
+        new_tokens = output[:, encoded["input_ids"].shape[1]:].tolist()
+        for prompt_index in range(len(chunk)):
+            group = []
+            for ids in new_tokens[prompt_index * spec.n: (prompt_index + 1) * spec.n]:
+                cut = next((i + 1 for i, t in enumerate(ids) if t in eos_ids), len(ids))
+                group.append(Completion(ids[:cut], tokenizer.decode(ids[:cut],
+                                                                    skip_special_tokens=True)))
+            results.append(group)
+    model.train(was_training)
+    return results
+
+
+def generate_transformers(model_dir: str | Path, prompts: list[str], spec: SamplingSpec,
+                          device: str | None = None) -> list[list[str]]:
+    """Load a Hugging Face checkpoint and sample ``spec.n`` texts per prompt."""
+    target = resolve_device(device)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir),
+                                                 dtype=resolve_dtype(spec.dtype, target))
+    model.to(target)
+    groups = sample_completions(model, tokenizer, prompts, spec, progress=True)
+    return [[completion.text for completion in group] for group in groups]
+
+
+def generate_vllm(model_dir: str | Path, prompts: list[str],
+                  spec: SamplingSpec) -> list[list[str]]:  # pragma: no cover - needs a GPU
+    """Sample with vLLM (GPU only). ``generation_config="vllm"`` stops the checkpoint's
+    generation_config.json from overriding the explicit SamplingParams."""
+    from vllm import LLM, SamplingParams  # lazy: no CPU build of vLLM
+
+    engine_kwargs = {"dtype": spec.dtype, **spec.vllm}
+    llm = LLM(model=str(model_dir), seed=spec.seed, generation_config="vllm", **engine_kwargs)
+    params = SamplingParams(n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
+                            max_tokens=spec.max_new_tokens, seed=spec.seed)
+    outputs = llm.generate(prompts, params)
+    return [[choice.text for choice in output.outputs] for output in outputs]
+
+
+def generate(model_dir: str | Path, prompts: list[str], spec: SamplingSpec,
+             device: str | None = None) -> list[list[str]]:
+    """Sample ``spec.n`` completions per rendered prompt with the configured backend."""
+    if spec.backend == "transformers":
+        return generate_transformers(model_dir, prompts, spec, device)
+    if spec.backend == "vllm":
+        return generate_vllm(model_dir, prompts, spec)
+    raise ValueError(f"generation.backend: unknown backend {spec.backend!r} "
+                     "(expected 'transformers' or 'vllm')")

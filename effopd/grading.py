@@ -1,0 +1,211 @@
+"""Math-verify grading that never hangs (SPEC section 5, "Grading").
+
+One item is graded as the paper does, gold first::
+
+    correct = verify(parse("$" + gold + "$"), parse("$\\boxed{" + last_boxed(response) + "}$"))
+
+math-verify's own timeouts rely on ``SIGALRM``, which fires only in a main thread and only
+when sympy returns to the interpreter; a tower of powers such as ``10^{10^{10^{10}}}`` can
+keep a C routine busy for tens of seconds past the alarm. So items are graded in a small
+pool of forked worker processes, one item per worker at a time; the parent holds each
+item's deadline and SIGKILLs a worker that passes it. Each item gets one status:
+
+- ``ok``: graded; ``correct`` is the verdict.
+- ``no_answer``: the response holds no ``\\boxed{}``; counted wrong.
+- ``timeout``: the worker was killed at the deadline, or math-verify's own alarm fired
+  and no comparison succeeded; counted wrong.
+- ``error``: an exception, a gold answer math-verify cannot parse, or a dead worker;
+  counted wrong, message in ``error``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import os
+import time
+from collections import Counter, deque
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from math_verify import parse, verify
+from math_verify.errors import TimeoutException
+from tqdm import tqdm
+
+from effopd.io import atomic_write_jsonl, read_jsonl
+
+STATUSES = ("ok", "no_answer", "error", "timeout")
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+
+
+def extract_last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``.
+
+    Braces are matched with a depth counter, so ``\\boxed{\\frac{1}{2}}`` gives
+    ``\\frac{1}{2}``. Returns None when there is no box or the last one is unbalanced.
+    """
+    start = max(text.rfind(command + "{") for command in _BOX_COMMANDS)
+    if start < 0:
+        return None
+    open_brace = text.index("{", start)
+    depth = 0
+    for pos in range(open_brace, len(text)):
+        if text[pos] == "{":
+            depth += 1
+        elif text[pos] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[open_brace + 1:pos]
+    return None
+
+
+class _TimeoutLog(logging.Handler):
+    """Counts math-verify's "Timeout during ..." warnings (it swallows its own alarms)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += record.getMessage().startswith("Timeout during")
+
+
+def _grade_one(gold: str, extracted: str, mv_timeout: int) -> tuple[bool, str, str | None]:
+    """Grade one boxed answer against ``gold``; return (correct, status, error)."""
+    timeouts = _TimeoutLog()
+    logger = logging.getLogger("math_verify")
+    logger.addHandler(timeouts)
+    try:
+        gold_parsed = parse(f"${gold}$", parsing_timeout=mv_timeout)
+        pred_parsed = parse(f"$\\boxed{{{extracted}}}$", parsing_timeout=mv_timeout)
+        correct = bool(gold_parsed) and verify(gold_parsed, pred_parsed,
+                                               timeout_seconds=mv_timeout)
+    finally:
+        logger.removeHandler(timeouts)
+    if correct:
+        return True, "ok", None
+    if timeouts.count:
+        return False, "timeout", "math-verify's own timeout fired"
+    if not gold_parsed:
+        return False, "error", f"math-verify could not parse the gold answer {gold!r}"
+    return False, "ok", None
+
+
+def _worker_loop(conn: Connection, mv_timeout: int) -> None:
+    """Worker process: receive (gold, extracted) pairs until the pipe closes."""
+    logger = logging.getLogger("math_verify")
+    logger.setLevel(logging.WARNING)  # _TimeoutLog must see its warnings ...
+    logger.propagate = False  # ... which the statuses record, so keep stderr quiet
+    while True:
+        try:
+            gold, extracted = conn.recv()
+        except EOFError:
+            return
+        try:
+            result = _grade_one(gold, extracted, mv_timeout)
+        except BaseException as err:  # math-verify's TimeoutException is a BaseException
+            status = "timeout" if isinstance(err, TimeoutException) else "error"
+            result = (False, status, f"{type(err).__name__}: {err}")
+        conn.send(result)
+
+
+class _Worker:
+    """One forked grading process, its pipe, and the item it is busy with."""
+
+    def __init__(self, mv_timeout: int) -> None:
+        self.conn, child = multiprocessing.get_context("fork").Pipe()
+        self.proc = multiprocessing.get_context("fork").Process(
+            target=_worker_loop, args=(child, mv_timeout), daemon=True)
+        self.proc.start()
+        child.close()
+        self.index: int | None = None
+        self.deadline = math.inf
+
+    def stop(self) -> None:
+        self.conn.close()
+        if self.proc.is_alive():
+            self.proc.kill()  # SIGKILL: sympy stuck in C ignores anything gentler
+        self.proc.join()
+
+
+def grade_records(records: list[dict[str, Any]], timeout_s: float = 5.0, workers: int = 2,
+                  progress: bool = True) -> list[dict[str, Any]]:
+    """Grade each record's ``response`` against its ``gold``, at most ``timeout_s`` per item.
+
+    Returns copies of the records, in order, with ``correct``, ``status``, ``extracted``
+    and ``error`` added.
+    """
+    if timeout_s <= 0 or workers < 1:
+        raise ValueError(f"need timeout_s > 0 and workers >= 1, got {timeout_s}, {workers}")
+    for i, record in enumerate(records):
+        for key in ("gold", "response"):
+            if key not in record:
+                raise ValueError(f"record {i} has no {key!r} key (keys: {sorted(record)})")
+    out = [dict(r, extracted=extract_last_boxed(r["response"]), correct=False, error=None)
+           for r in records]
+    for row in out:
+        row["status"] = "no_answer" if row["extracted"] is None else None
+    queue = deque(i for i, row in enumerate(out) if row["status"] is None)
+    mv_timeout = max(1, int(timeout_s / 2))  # math-verify's alarm takes whole seconds
+    bar = tqdm(total=len(out), desc="grading", unit="item", disable=not progress)
+    bar.update(len(out) - len(queue))
+    pool = [_Worker(mv_timeout) for _ in range(min(workers, len(queue)))]
+
+    def feed(slot: int) -> None:
+        """Hand the next queued item to the worker in ``slot``, or mark it idle."""
+        worker = pool[slot]
+        worker.index, worker.deadline = None, math.inf
+        if queue:
+            worker.index = queue.popleft()
+            worker.conn.send((str(out[worker.index]["gold"]), out[worker.index]["extracted"]))
+            worker.deadline = time.monotonic() + timeout_s
+
+    def finish(slot: int, result: tuple[bool, str, str | None], restart: bool) -> None:
+        """Record the result of the item in ``slot``; replace the worker if asked; feed it."""
+        out[pool[slot].index].update(zip(("correct", "status", "error"), result, strict=True))
+        bar.update(1)
+        if restart:
+            pool[slot].stop()
+            pool[slot] = _Worker(mv_timeout)
+        feed(slot)
+
+    try:
+        for slot in range(len(pool)):
+            feed(slot)
+        while any(w.index is not None for w in pool):
+            next_deadline = min(w.deadline for w in pool)
+            ready = wait([w.conn for w in pool if w.index is not None],
+                         timeout=max(0.0, next_deadline - time.monotonic()))
+            for slot, worker in enumerate(pool):
+                if worker.index is None:
+                    continue
+                if worker.conn in ready:
+                    try:
+                        result = worker.conn.recv()
+                    except EOFError:  # the worker died: segfault, OOM kill, os._exit
+                        worker.proc.join(timeout=1)
+                        message = f"worker died (exit code {worker.proc.exitcode})"
+                        finish(slot, (False, "error", message), restart=True)
+                    else:
+                        finish(slot, result, restart=False)
+                elif time.monotonic() >= worker.deadline:
+                    message = f"no verdict within {timeout_s} s; worker killed"
+                    finish(slot, (False, "timeout", message), restart=True)
+    finally:
+        for worker in pool:
+            worker.stop()
+        bar.close()
+    return out
+
+
+def grade_file(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str],
+               timeout_s: float = 5.0, workers: int = 2) -> dict[str, int]:
+    """Grade a JSONL file of ``{"gold", "response", ...}`` rows into ``output_path``.
+
+    Returns the number of items per status (every status present, zeros included).
+    """
+    graded = grade_records(read_jsonl(input_path), timeout_s=timeout_s, workers=workers)
+    atomic_write_jsonl(output_path, graded)
+    counts = Counter(row["status"] for row in graded)
+    return {status: counts.get(status, 0) for status in STATUSES}
