@@ -19,6 +19,16 @@ if not workflow.overwrite_configfiles:
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    role=alternation(ROLES),
+    built_role=alternation(BUILT_ROLES),
+    fetched_role=alternation(FETCHED_ROLES),
+    benchmark=alternation(BENCHMARKS),
+    split="train|val|test",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"

@@ -122,7 +122,7 @@ def generate_splits(spec: ArithmeticSpec) -> dict[str, list[dict]]:
             if attempts > 50 * size + 1000:
                 raise ValueError(
                     f"task: cannot draw {size} distinct {split} problems; "
-                    "raise value_max/operand_max or lower n_{split}")
+                    f"raise value_max/operand_max or lower n_{split}")
             problem = make_problem(spec, rng)
             if problem["question"] in seen:
                 continue

@@ -44,8 +44,13 @@ def fetch_model(spec: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     if source == "hub":
         from huggingface_hub import snapshot_download
 
-        snapshot = Path(snapshot_download(repo_id=spec["repo_id"], revision=spec["revision"],
-                                          allow_patterns=ALLOW_PATTERNS))
+        try:
+            snapshot = Path(snapshot_download(repo_id=spec["repo_id"],
+                                              revision=spec["revision"],
+                                              allow_patterns=ALLOW_PATTERNS))
+        except Exception as err:  # network, auth, or offline cache miss: say which model
+            raise FileNotFoundError(f"fetch-model: cannot get {spec['repo_id']} at revision "
+                                    f"{spec['revision']}: {err}") from err
         metadata = {"source": "hub", "repo_id": spec["repo_id"], "revision": spec["revision"]}
     elif source == "local":
         snapshot = Path(spec["path"])

@@ -1,7 +1,8 @@
-# Helpers shared by every rule file: config validation, paths, lists of targets.
+# Helpers shared by the rule files (config validation, paths, lists of targets).
 # Rules read their knobs from the validated config through these helpers.
 
 import json
+import os
 
 from effopd.config import validate_config
 
@@ -28,14 +29,6 @@ def alternation(names):
     return "|".join(names) if names else "(?!)"
 
 
-wildcard_constraints:
-    role=alternation(ROLES),
-    built_role=alternation(BUILT_ROLES),
-    fetched_role=alternation(FETCHED_ROLES),
-    benchmark=alternation(BENCHMARKS),
-    split="train|val|test",
-
-
 def config_json(dpath):
     """A params function: the config block at ``dpath`` ("a/b", may hold wildcards) as JSON."""
 
@@ -47,8 +40,9 @@ def config_json(dpath):
     return block
 
 
-def model_dir(role):
-    return f"{ARTIFACTS}/models/{role}"
+def output_dir(wildcards, output):
+    """A params function: the directory of the rule's first output."""
+    return os.path.dirname(output[0])
 
 
 def benchmark_task_file(wildcards):

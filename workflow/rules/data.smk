@@ -7,12 +7,13 @@ rule make_task_data:
         expand(f"{ARTIFACTS}/data/{{split}}.jsonl", split=["train", "val", "test"]),
     params:
         spec=config_json("task"),
+        out_dir=output_dir,
     log:
         f"{LOGS}/make_task_data.log",
     conda:
         "../../environment.yml"
     shell:
-        "effopd make-task --spec {params.spec:q} --out-dir {ARTIFACTS}/data > {log} 2>&1"
+        "effopd make-task --spec {params.spec:q} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 # Prepare one benchmark (task split, Hub dataset at a pinned revision, or local

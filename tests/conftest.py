@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny real models, tokenizers and data, built offline in tmp dirs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a console script of the venv (effopd, snakemake) and capture its output."""
+    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                **(env or {})}
+    return subprocess.run([str(BIN / args[0]), *args[1:]], capture_output=True, text=True,
+                          env=full_env, cwd=cwd or REPO, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def char_tokenizer():
+    from effopd.models.tokenizer import build_char_tokenizer
+    from effopd.prompts import DEFAULT_INSTRUCTION
+
+    return build_char_tokenizer([DEFAULT_INSTRUCTION])
+
+
+TINY_ARCH = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+             "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16}
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, char_tokenizer) -> Path:
+    """A randomly initialised tiny Qwen3 checkpoint with the char tokenizer, saved to disk."""
+    from effopd.models.checkpoint import save_checkpoint
+    from effopd.models.tiny import init_tiny_qwen3
+
+    out = tmp_path_factory.mktemp("ckpt") / "model"
+    model = init_tiny_qwen3(TINY_ARCH, char_tokenizer, seed=0)
+    save_checkpoint(model, char_tokenizer, out, {"source": "test"})
+    return out
