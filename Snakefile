@@ -27,12 +27,16 @@ wildcard_constraints:
     fetched_role=alternation(FETCHED_ROLES),
     benchmark=alternation(BENCHMARKS),
     split="train|val|test",
+    method="opd|rl|effopd",
+    seed=r"\d+",
 
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/figures.smk"
 
 
 onstart:

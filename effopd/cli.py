@@ -74,6 +74,26 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                    device=args.device)
 
 
+def cmd_evaluate_series(args: argparse.Namespace) -> None:
+    from effopd.evaluation import evaluate_series
+
+    _threads(args.threads)
+    evaluate_series(index_csv=args.index, base_model=args.base_model,
+                    benchmark_file=args.benchmark, label=args.label, prompt=args.prompt,
+                    generation=args.generation, grading=args.grading, pass_k=args.pass_k,
+                    out_csv=args.out, samples_dir=args.samples_dir, device=args.device)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from effopd.training.trainer import Trainer, TrainSpec
+
+    _threads(args.threads)
+    spec = TrainSpec.from_config(args.training, args.method, args.grading)
+    trainer = Trainer(spec, args.seed, args.student, args.teacher, args.train, args.val,
+                      args.prompt, args.run_dir, device=args.device)
+    trainer.run(args.log_csv, args.search_csv, args.index_csv, stop_after=args.stop_after)
+
+
 def cmd_grade(args: argparse.Namespace) -> None:
     from effopd.grading import grade_file
 
@@ -85,6 +105,21 @@ def cmd_tabulate_base_models(args: argparse.Namespace) -> None:
     from effopd.evaluation import tabulate_metrics
 
     tabulate_metrics(args.metrics, args.out)
+
+
+def cmd_tabulate_training(args: argparse.Namespace) -> None:
+    from effopd.reports.training import write_training_tables
+
+    write_training_tables(args.eval_csvs, args.log_csvs, args.benchmark, args.curves,
+                          args.speedup, args.compute)
+
+
+def cmd_plot_training(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from effopd.plots.training import plot_training_curves
+
+    plot_training_curves(pd.read_csv(args.curves), args.benchmark, args.out)
 
 
 def cmd_validate_config(args: argparse.Namespace) -> None:
@@ -145,6 +180,39 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--device", default=None, help="torch device (default: cuda if present)")
 
+    c = add("evaluate-series", cmd_evaluate_series,
+            "score the base model and every checkpoint of a training run on one benchmark")
+    c.add_argument("--index", required=True, help="the run's checkpoints.csv")
+    c.add_argument("--base-model", required=True, help="step-0 model directory")
+    c.add_argument("--benchmark", required=True)
+    c.add_argument("--label", required=True)
+    c.add_argument("--prompt", type=_json, default={})
+    c.add_argument("--generation", type=_json, default={})
+    c.add_argument("--grading", type=_json, default={})
+    c.add_argument("--pass-k", type=int, nargs="+", default=[1])
+    c.add_argument("--out", required=True, help="one metrics row per step (CSV)")
+    c.add_argument("--samples-dir", required=True)
+    c.add_argument("--threads", type=int, default=None)
+    c.add_argument("--device", default=None)
+
+    c = add("train", cmd_train, "train one run (opd, rl or effopd; one seed), resumable")
+    c.add_argument("--method", required=True, choices=["opd", "rl", "effopd"])
+    c.add_argument("--seed", type=int, required=True)
+    c.add_argument("--training", type=_json, required=True, help="the config's training block")
+    c.add_argument("--grading", type=_json, required=True)
+    c.add_argument("--prompt", type=_json, required=True)
+    c.add_argument("--student", required=True, help="initial student checkpoint")
+    c.add_argument("--teacher", default=None, help="teacher checkpoint (opd, effopd)")
+    c.add_argument("--train", required=True, help="training problems (JSONL)")
+    c.add_argument("--val", default=None, help="prepared validation benchmark (effopd)")
+    c.add_argument("--run-dir", required=True, help="checkpoints go to RUN_DIR/checkpoints")
+    c.add_argument("--log-csv", required=True)
+    c.add_argument("--search-csv", required=True)
+    c.add_argument("--index-csv", required=True)
+    c.add_argument("--stop-after", type=int, default=None, help="stop after this step")
+    c.add_argument("--threads", type=int, default=None)
+    c.add_argument("--device", default=None)
+
     c = add("grade", cmd_grade, "grade JSONL lines carrying gold and response with math-verify")
     c.add_argument("--input", required=True)
     c.add_argument("--output", required=True)
@@ -155,6 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
             "collect metrics rows into a CSV table and its Markdown rendering")
     c.add_argument("--metrics", nargs="+", required=True)
     c.add_argument("--out", required=True, help="CSV path; the .md goes beside it")
+
+    c = add("tabulate-training", cmd_tabulate_training,
+            "training curves, EffOPD speed-up and compute tables from the runs")
+    c.add_argument("--eval-csvs", nargs="+", required=True,
+                   help="per-run checkpoint scores (.../<method>/seed<seed>/<benchmark>.csv)")
+    c.add_argument("--log-csvs", nargs="+", required=True, help="the runs' log.csv, same order")
+    c.add_argument("--benchmark", required=True)
+    c.add_argument("--curves", required=True)
+    c.add_argument("--speedup", required=True)
+    c.add_argument("--compute", required=True)
+
+    c = add("plot-training", cmd_plot_training, "figure: accuracy vs steps and wall time")
+    c.add_argument("--curves", required=True, help="training_curves.csv")
+    c.add_argument("--benchmark", required=True)
+    c.add_argument("--out", required=True, help="PNG path; the PDF goes beside it")
 
     c = add("validate-config", cmd_validate_config, "validate a config file against the schema")
     c.add_argument("configfile")

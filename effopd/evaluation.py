@@ -21,7 +21,14 @@ from transformers import AutoTokenizer
 from effopd.data.benchmarks import load_benchmark
 from effopd.generation import SamplingSpec, generate
 from effopd.grading import grade_records
-from effopd.io import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl, write_table
+from effopd.io import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_jsonl,
+    read_json,
+    read_jsonl,
+    write_table,
+)
 from effopd.metrics import summarize_grades
 from effopd.prompts import DEFAULT_INSTRUCTION, render_prompt
 from effopd.provenance import sha256_file
@@ -62,15 +69,14 @@ def prepare_benchmark(spec: dict[str, Any], out: str | Path,
     return count
 
 
-def evaluate_model(model_dir: str | Path, benchmark_file: str | Path, label: str,
-                   prompt: dict[str, Any], generation: dict[str, Any],
-                   grading: dict[str, Any], pass_k: list[int], samples_out: str | Path,
-                   metrics_out: str | Path, device: str | None = None) -> dict[str, Any]:
+def score_model(model_dir: str | Path, benchmark_file: str | Path, label: str,
+                prompt: dict[str, Any], generation: dict[str, Any], grading: dict[str, Any],
+                pass_k: list[int], device: str | None = None
+                ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Sample, grade and score ``model_dir`` on a prepared benchmark.
 
-    Writes one JSONL line per sample (problem_id, sample, gold, response,
-    extracted, correct, status) to ``samples_out`` and one metrics JSON to
-    ``metrics_out``; returns the metrics.
+    Returns the metrics row and the per-sample grades (problem_id, sample,
+    gold, response, extracted, correct, status).
     """
     benchmark = Path(benchmark_file).stem
     problems = read_jsonl(benchmark_file)
@@ -92,7 +98,6 @@ def evaluate_model(model_dir: str | Path, benchmark_file: str | Path, label: str
     graded = grade_records(records, timeout_s=grading.get("timeout_s", 5.0),
                            workers=grading.get("workers", 2))
     grading_s = time.perf_counter() - start
-    atomic_write_jsonl(samples_out, graded)
     summary = summarize_grades(pd.DataFrame(graded), [k for k in pass_k if k <= spec.n])
     manifest = read_json(manifest_path(benchmark_file)) \
         if manifest_path(benchmark_file).exists() else {}
@@ -104,9 +109,47 @@ def evaluate_model(model_dir: str | Path, benchmark_file: str | Path, label: str
         "benchmark_sha256": manifest.get("sha256"),
         "generation_s": round(generation_s, 2), "grading_s": round(grading_s, 2),
     }
-    atomic_write_json(metrics_out, metrics)
     log.info("%s on %s: avg@%d = %.3f", label, benchmark, spec.n, summary["avg@n"])
+    return metrics, graded
+
+
+def evaluate_model(model_dir: str | Path, benchmark_file: str | Path, label: str,
+                   prompt: dict[str, Any], generation: dict[str, Any],
+                   grading: dict[str, Any], pass_k: list[int], samples_out: str | Path,
+                   metrics_out: str | Path, device: str | None = None) -> dict[str, Any]:
+    """Score one model (see :func:`score_model`); write the grades (JSONL) and metrics (JSON)."""
+    metrics, graded = score_model(model_dir, benchmark_file, label, prompt, generation,
+                                  grading, pass_k, device)
+    atomic_write_jsonl(samples_out, graded)
+    atomic_write_json(metrics_out, metrics)
     return metrics
+
+
+def evaluate_series(index_csv: str | Path, base_model: str | Path, benchmark_file: str | Path,
+                    label: str, prompt: dict[str, Any], generation: dict[str, Any],
+                    grading: dict[str, Any], pass_k: list[int], out_csv: str | Path,
+                    samples_dir: str | Path, device: str | None = None) -> pd.DataFrame:
+    """Score the base model (step 0) and every checkpoint of a training run's index.
+
+    The index is the trainer's ``checkpoints.csv`` (step, path, wall_s). Writes
+    one row per step to ``out_csv`` and each step's grades to
+    ``samples_dir/step_<k>.jsonl``. One process scores the whole series with
+    the transformers backend; with vLLM, each checkpoint would hold the GPU, so
+    use ``effopd evaluate`` per checkpoint instead.
+    """
+    index = pd.read_csv(index_csv)
+    models = [(0, str(base_model), 0.0)] + list(index[["step", "path", "wall_s"]]
+                                                 .itertuples(index=False, name=None))
+    rows = []
+    for step, path, wall_s in models:
+        metrics, graded = score_model(path, benchmark_file, f"{label}/step_{step}", prompt,
+                                      generation, grading, pass_k, device)
+        atomic_write_jsonl(Path(samples_dir) / f"step_{int(step):06d}.jsonl", graded)
+        rows.append({"step": int(step), "train_wall_s": float(wall_s), **metrics})
+    table = pd.DataFrame(rows)
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
 
 
 def tabulate_metrics(metric_files: list[str | Path], out_csv: str | Path) -> pd.DataFrame:

@@ -80,7 +80,8 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{line_no}: not valid JSON ({err})") from err
             if not isinstance(row, dict):
-                raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
+                raise ValueError(f"{path}:{line_no}: expected a JSON object, "
+                                 f"got {type(row).__name__}")
             rows.append(row)
     return rows
 

@@ -19,9 +19,12 @@ BUILT_ROLES = [r for r in ROLES if config["models"][r]["source"] == "build"]
 FETCHED_ROLES = [r for r in ROLES if config["models"][r]["source"] != "build"]
 BENCHMARKS = list(config["benchmarks"])
 BASE_BENCHMARKS = config["evaluation"]["base_benchmarks"] or BENCHMARKS
-USES_TASK = bool(BUILT_ROLES) or any(
-    b["source"] == "task" for b in config["benchmarks"].values()
-)
+TRAINING = config["training"]
+METHODS = TRAINING["methods"]
+SEEDS = config["seeds"]
+SERIES_BENCHMARKS = config["evaluation"]["series_benchmarks"] or BASE_BENCHMARKS
+VALIDATION_BENCHMARK = TRAINING["effopd"]["validation_benchmark"]
+SPEEDUP_BENCHMARK = SERIES_BENCHMARKS[0]  # the benchmark of the speed-up and curves
 
 
 def alternation(names):
@@ -53,6 +56,29 @@ def benchmark_task_file(wildcards):
     return []
 
 
+def train_inputs(wildcards):
+    """Inputs of one training run: the student, the training split, and for OPD
+    and EffOPD the teacher, for EffOPD the line-search validation benchmark."""
+    inputs = {
+        "student": f"{ARTIFACTS}/models/student",
+        "train": f"{ARTIFACTS}/data/train.jsonl",
+    }
+    if wildcards.method in ("opd", "effopd"):
+        inputs["teacher"] = f"{ARTIFACTS}/models/teacher"
+    if wildcards.method == "effopd":
+        inputs["val"] = f"{ARTIFACTS}/benchmarks/{VALIDATION_BENCHMARK}.jsonl"
+    return inputs
+
+
+def run_evaluations():
+    return expand(
+        f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{{benchmark}}.csv",
+        method=METHODS,
+        seed=SEEDS,
+        benchmark=SERIES_BENCHMARKS,
+    )
+
+
 def base_model_metrics():
     return expand(
         f"{RESULTS}/eval/{{role}}/{{benchmark}}.json",
@@ -62,4 +88,8 @@ def base_model_metrics():
 
 
 def all_targets():
-    return [f"{RESULTS}/tables/base_models.csv"]
+    return [
+        f"{RESULTS}/tables/base_models.csv",
+        f"{RESULTS}/tables/effopd_speedup.csv",
+        f"{FIGURES}/training_curves.png",
+    ]

@@ -28,3 +28,33 @@ rule evaluate_model:
         "--generation {params.generation:q} --grading {params.grading:q} "
         "--pass-k {params.pass_k} --samples {output.samples} "
         "--metrics {output.metrics} --threads {threads} > {log} 2>&1"
+
+
+# Evaluate the base student (step 0) and every checkpoint of one training run.
+rule evaluate_run:
+    input:
+        index=f"{RESULTS}/train/{{method}}/seed{{seed}}/checkpoints.csv",
+        base=f"{ARTIFACTS}/models/student",
+        benchmark=f"{ARTIFACTS}/benchmarks/{{benchmark}}.jsonl",
+    output:
+        f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{{benchmark}}.csv",
+    params:
+        prompt=config_json("prompt"),
+        generation=config_json("generation"),
+        grading=config_json("grading"),
+        pass_k=" ".join(str(k) for k in config["evaluation"]["pass_k"]),
+        samples_dir=f"{ARTIFACTS}/eval/runs/{{method}}/seed{{seed}}/{{benchmark}}",
+    threads: config["resources"]["threads"]
+    resources:
+        gpu=config["resources"]["gpus"],
+        mem_mb=config["resources"]["mem_mb"],
+    log:
+        f"{LOGS}/evaluate_run/{{method}}/seed{{seed}}/{{benchmark}}.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "effopd evaluate-series --index {input.index} --base-model {input.base} "
+        "--benchmark {input.benchmark} --label {wildcards.method}/seed{wildcards.seed} "
+        "--prompt {params.prompt:q} --generation {params.generation:q} "
+        "--grading {params.grading:q} --pass-k {params.pass_k} --out {output} "
+        "--samples-dir {params.samples_dir} --threads {threads} > {log} 2>&1"

@@ -14,3 +14,33 @@ rule tabulate_base_models:
         "../../environment.yml"
     shell:
         "effopd tabulate-base-models --metrics {input} --out {output.csv} > {log} 2>&1"
+
+
+# Training curves, EffOPD's speed-up over OPD (per seed, mean, 95% CI) and the
+# compute each method spent per step.
+rule tabulate_training:
+    input:
+        evals=expand(
+            f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{SPEEDUP_BENCHMARK}.csv",
+            method=METHODS,
+            seed=SEEDS,
+        ),
+        logs=expand(
+            f"{RESULTS}/train/{{method}}/seed{{seed}}/log.csv", method=METHODS, seed=SEEDS
+        ),
+    output:
+        curves=f"{RESULTS}/tables/training_curves.csv",
+        speedup=f"{RESULTS}/tables/effopd_speedup.csv",
+        speedup_md=f"{RESULTS}/tables/effopd_speedup.md",
+        compute=f"{RESULTS}/tables/training_compute.csv",
+        compute_md=f"{RESULTS}/tables/training_compute.md",
+    params:
+        benchmark=SPEEDUP_BENCHMARK,
+    log:
+        f"{LOGS}/tabulate_training.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "effopd tabulate-training --eval-csvs {input.evals} --log-csvs {input.logs} "
+        "--benchmark {params.benchmark} --curves {output.curves} "
+        "--speedup {output.speedup} --compute {output.compute} > {log} 2>&1"

@@ -1,0 +1,32 @@
+"""Shared figure style and atomic PNG + PDF output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from effopd.io import atomic_path  # noqa: E402
+
+METHOD_LABELS = {"opd": "OPD", "effopd": "EffOPD", "rl": "RL (GRPO)"}
+METHOD_COLORS = {"OPD": "#1f77b4", "EffOPD": "#d62728", "RL (GRPO)": "#2ca02c"}
+
+
+def setup() -> None:
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
+
+
+def save_figure(figure: plt.Figure, png_path: str | Path) -> tuple[Path, Path]:
+    """Write ``figure`` as PNG (200 dpi) and as PDF beside it; close it."""
+    png = Path(png_path)
+    pdf = png.with_suffix(".pdf")
+    figure.tight_layout()
+    for target, kind in ((png, "png"), (pdf, "pdf")):
+        with atomic_path(target, suffix=f".{kind}") as tmp:
+            figure.savefig(tmp, format=kind, dpi=200, bbox_inches="tight")
+    plt.close(figure)
+    return png, pdf

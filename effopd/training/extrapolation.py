@@ -1,0 +1,94 @@
+"""EffOPD's greedy line search along the update direction (SPEC section 3).
+
+Engine-agnostic: it sees a mapping of named parameter tensors (modified in
+place) and a callback that scores the current weights, so the same code runs
+inside the local trainer and inside a verl worker that gathers full
+parameters.
+
+After the optimizer step of every step whose number is a power of two:
+
+1. ``s_best = score(theta)``.
+2. ``f = 2``; up to ``max_iterations`` times: ``theta' = theta + f (theta - theta_a)``
+   with the anchor ``theta_a`` fixed. If ``score(theta') > s_best`` (strictly),
+   accept (``theta = theta'``, ``s_best = score``, ``f = f / (1 + f)``), else
+   restore the best weights and stop.
+3. The anchor moves to the chosen weights: ``theta_a = theta``.
+
+With ``d = theta_t - theta_a`` the accepted candidates are
+``theta_a + m d`` with ``m = 3, 5, 7, 9, 11`` (each acceptance adds ``2 d``).
+All arithmetic is float32 whatever the parameters' dtype; optimizer moments
+and the learning-rate schedule are not touched (the caller does not pass them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class SearchRecord:
+    """One scored point of a line search: ``multiplier`` is m in ``theta_a + m d``."""
+
+    step: int
+    iteration: int
+    multiplier: float
+    score: float
+    accepted: bool
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+def is_power_of_two(step: int) -> bool:
+    """True for 1, 2, 4, 8, ... (the steps after which EffOPD searches)."""
+    return step >= 1 and step & (step - 1) == 0
+
+
+def snapshot(params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Float32 copies of ``params`` (used for anchors and for restoring)."""
+    return {name: tensor.detach().to(torch.float32).clone() for name, tensor in params.items()}
+
+
+@torch.no_grad()
+def _assign(params: Mapping[str, torch.Tensor], values: Mapping[str, torch.Tensor]) -> None:
+    for name, tensor in params.items():
+        tensor.copy_(values[name].to(tensor.dtype))
+
+
+@torch.no_grad()
+def line_search(params: Mapping[str, torch.Tensor], anchor: Mapping[str, torch.Tensor],
+                score: Callable[[], float], step: int, max_iterations: int = 5,
+                initial_factor: float = 2.0) -> tuple[list[SearchRecord], dict[str, torch.Tensor]]:
+    """Run the search on ``params`` in place; return its records and the new anchor.
+
+    ``params`` are the live tensors to move (transformer-block weights only);
+    ``anchor`` holds float32 tensors with the same names. The first record
+    (iteration 0, multiplier 1) is the score of the weights before the search.
+    """
+    missing = set(params) ^ set(anchor)
+    if missing:
+        raise ValueError(f"line_search: params and anchor differ in {sorted(missing)[:5]}")
+    best = snapshot(params)
+    direction = {name: best[name] - anchor[name].to(torch.float32) for name in best}
+    best_score = float(score())
+    records = [SearchRecord(step, 0, 1.0, best_score, True)]
+    factor, multiplier = initial_factor, 1.0
+    for iteration in range(1, max_iterations + 1):
+        # theta' = theta + f (theta - theta_a) = theta_a + (m + f m) d, since theta = theta_a + m d
+        candidate_multiplier = multiplier * (1.0 + factor)
+        candidate = {name: anchor[name].to(torch.float32) + candidate_multiplier * direction[name]
+                     for name in best}
+        _assign(params, candidate)
+        candidate_score = float(score())
+        accepted = candidate_score > best_score
+        records.append(SearchRecord(step, iteration, candidate_multiplier, candidate_score,
+                                    accepted))
+        if not accepted:
+            _assign(params, best)
+            break
+        best, best_score, multiplier = candidate, candidate_score, candidate_multiplier
+        factor = factor / (1.0 + factor)
+    return records, snapshot(params)

@@ -1,0 +1,397 @@
+"""The local training engine: OPD, RL (GRPO) and EffOPD on one CPU or GPU.
+
+One loop, read top to bottom. Every step:
+
+1. draw ``prompts_per_step`` training prompts (a fixed function of seed and step);
+2. the student samples ``group_size`` responses per prompt (temperature from
+   the config, 1.0 as the paper);
+3. advantages: OPD/EffOPD ``A_t = log p_T - log p_S`` per sampled token
+   (the teacher scores the student's tokens); RL: math-verify reward 1/0 per
+   response, normalised within its group (GRPO);
+4. one PPO-clip step on the whole batch (token-mean, no KL, no entropy);
+5. EffOPD only: after the optimizer steps 1, 2, 4, 8, ..., the line search of
+   :mod:`effopd.training.extrapolation` on the transformer-block weights,
+   scored by validation accuracy (one sample per problem);
+6. checkpoints (float32 safetensors, atomic) at the configured steps, each
+   with the state needed to resume: optimizer moments, the EffOPD anchor, the
+   step, the wall clock and the log rows so far.
+
+Randomness is a pure function of (seed, step): rollouts are sampled with the
+seed ``seed * 1_000_003 + step`` and prompts drawn with a ``Random`` of the
+same seed, so a resumed run repeats exactly what the uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from effopd.generation import SamplingSpec, sample_completions
+from effopd.grading import grade_records
+from effopd.io import atomic_path, read_jsonl
+from effopd.models.checkpoint import TRAINING_STATE_NAME as STATE_FILE
+from effopd.models.checkpoint import save_checkpoint
+from effopd.prompts import render_prompt
+from effopd.training.extrapolation import is_power_of_two, line_search, snapshot
+from effopd.training.losses import (
+    grpo_advantages,
+    opd_advantages,
+    ppo_clip_loss,
+    token_logprobs,
+)
+
+log = logging.getLogger(__name__)
+
+METHODS = ("opd", "rl", "effopd")
+LOG_COLUMNS = ["step", "wall_s", "search_s", "loss", "reverse_kl", "batch_accuracy",
+               "response_tokens", "lr", "prompts", "responses"]
+SEARCH_COLUMNS = ["step", "iteration", "multiplier", "score", "accepted"]
+CHECKPOINT_DIR = re.compile(r"^step_(\d{6})$")
+# Transformer-block weights: the only tensors EffOPD extrapolates.
+BLOCK_PREFIX = re.compile(r"^(model\.)?layers\.\d+\.")
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Knobs of one run, flattened from the config's ``training`` block for ``method``."""
+
+    method: str
+    steps: int
+    prompts_per_step: int
+    group_size: int
+    lr: float
+    betas: tuple[float, float]
+    weight_decay: float
+    grad_clip: float
+    clip_ratio_low: float
+    clip_ratio_high: float
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    rollout_batch_size: int
+    save_steps: tuple[int, ...]
+    dynamic_sampling: bool = False
+    search_iterations: int = 5
+    search_initial_factor: float = 2.0
+    grading_timeout_s: float = 5.0
+    grading_workers: int = 2
+
+    @classmethod
+    def from_config(cls, training: dict[str, Any], method: str,
+                    grading: dict[str, Any]) -> TrainSpec:
+        if method not in METHODS:
+            raise ValueError(f"training method {method!r} is not one of {METHODS}")
+        per_method = training["rl"] if method == "rl" else training["opd"]
+        return cls(
+            method=method, steps=training["steps"],
+            prompts_per_step=per_method["prompts_per_step"],
+            group_size=per_method.get("group_size", 1),
+            lr=training["lr"], betas=tuple(training["betas"]),
+            weight_decay=training["weight_decay"], grad_clip=training["grad_clip"],
+            clip_ratio_low=per_method["clip_ratio_low"],
+            clip_ratio_high=per_method["clip_ratio_high"],
+            temperature=training["temperature"], top_p=training["top_p"],
+            max_new_tokens=training["max_new_tokens"],
+            rollout_batch_size=training["rollout_batch_size"],
+            save_steps=tuple(save_steps(training, method)),
+            dynamic_sampling=per_method.get("dynamic_sampling", False),
+            search_iterations=training["effopd"]["max_iterations"],
+            search_initial_factor=training["effopd"]["initial_factor"],
+            grading_timeout_s=grading["timeout_s"], grading_workers=grading["workers"])
+
+
+def save_steps(training: dict[str, Any], method: str) -> list[int]:
+    """Checkpoint steps: every ``save_every`` steps and the last step; for EffOPD
+    also every power of two (the steps right after a line search)."""
+    total, every = training["steps"], training["save_every"]
+    steps = set(range(every, total + 1, every)) | {total}
+    if method == "effopd":
+        steps |= {s for s in range(1, total + 1) if is_power_of_two(s)}
+    return sorted(steps)
+
+
+def block_parameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The transformer-block parameters (attention, MLP, in-block norms) by name."""
+    return {name: param for name, param in model.named_parameters()
+            if BLOCK_PREFIX.match(name)}
+
+
+def step_seed(seed: int, step: int) -> int:
+    return seed * 1_000_003 + step
+
+
+@dataclass
+class Batch:
+    """A batch of sampled sequences laid out for one forward pass."""
+
+    input_ids: torch.Tensor      # (B, T) prompt + response, right-padded
+    attention_mask: torch.Tensor  # (B, T)
+    response_mask: torch.Tensor   # (B, T - 1): 1 where target t+1 is a response token
+    texts: list[str]
+    n_response_tokens: int
+
+
+def build_batch(prompt_ids: list[list[int]], responses: list[list[int]], pad_id: int,
+                device: torch.device) -> Batch:
+    """Concatenate each prompt with its response; mask marks the response targets."""
+    sequences = [p + r for p, r in zip(prompt_ids, responses, strict=True)]
+    width = max(map(len, sequences))
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(sequences), width), dtype=torch.long)
+    response_mask = torch.zeros((len(sequences), width - 1), dtype=torch.float32)
+    for row, (prompt, sequence) in enumerate(zip(prompt_ids, sequences, strict=True)):
+        input_ids[row, : len(sequence)] = torch.tensor(sequence)
+        attention[row, : len(sequence)] = 1
+        response_mask[row, len(prompt) - 1: len(sequence) - 1] = 1.0
+    return Batch(input_ids.to(device), attention.to(device), response_mask.to(device), [],
+                 int(response_mask.sum()))
+
+
+def sequence_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """log p(x_{t+1} | x_<=t) for every position of every sequence, shape (B, T - 1)."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    return token_logprobs(logits[:, :-1], batch.input_ids[:, 1:])
+
+
+class Trainer:
+    """One training run (a method and a seed); see the module docstring."""
+
+    def __init__(self, spec: TrainSpec, seed: int, student_dir: str | Path,
+                 teacher_dir: str | Path | None, train_file: str | Path,
+                 val_file: str | Path | None, prompt: dict[str, Any], run_dir: str | Path,
+                 device: str | None = None) -> None:
+        self.spec, self.seed = spec, seed
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.run_dir = Path(run_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(student_dir))
+        self.policy = AutoModelForCausalLM.from_pretrained(
+            str(student_dir), dtype=torch.float32).to(self.device)
+        self.teacher = None
+        if spec.method in ("opd", "effopd"):
+            if teacher_dir is None:
+                raise ValueError(f"{spec.method} needs a teacher model")
+            teacher_tokenizer = AutoTokenizer.from_pretrained(str(teacher_dir))
+            if teacher_tokenizer.get_vocab() != self.tokenizer.get_vocab():
+                raise ValueError(f"teacher {teacher_dir} and student {student_dir} have "
+                                 "different vocabularies; OPD compares token log-probs")
+            self.teacher = AutoModelForCausalLM.from_pretrained(
+                str(teacher_dir), dtype=torch.float32).to(self.device).eval()
+            self.teacher.requires_grad_(False)
+        instruction, thinking = prompt["instruction"], prompt["enable_thinking"]
+        self.train_rows = read_jsonl(train_file)
+        self.train_prompts = [render_prompt(self.tokenizer, r["question"], instruction, thinking)
+                              for r in self.train_rows]
+        self.val_rows = read_jsonl(val_file) if val_file else []
+        self.val_prompts = [render_prompt(self.tokenizer, r["problem"], instruction, thinking)
+                            for r in self.val_rows]
+        if spec.method == "effopd" and not self.val_rows:
+            raise ValueError("effopd needs a validation split for its line search")
+        decay = [p for p in self.policy.parameters() if p.ndim >= 2]
+        no_decay = [p for p in self.policy.parameters() if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": spec.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}], lr=spec.lr, betas=spec.betas)
+        self.step = 0
+        self.wall_s = 0.0
+        self.log_rows: list[dict[str, Any]] = []
+        self.search_rows: list[dict[str, Any]] = []
+        # EffOPD's anchor: the student's initial block weights (float32)
+        self.anchor = snapshot(block_parameters(self.policy)) if spec.method == "effopd" else None
+
+    # ------------------------------------------------------------------ resume
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        """Finished checkpoints of this run, by step."""
+        found = []
+        for path in sorted((self.run_dir / "checkpoints").glob("step_*")):
+            match = CHECKPOINT_DIR.match(path.name)
+            if match and (path / "manifest.json").exists():
+                found.append((int(match.group(1)), path))
+        return found
+
+    def resume(self) -> bool:
+        """Load the latest checkpoint that has a training state; True if one was found."""
+        for step, path in reversed(self.checkpoints()):
+            if not (path / STATE_FILE).exists():
+                continue
+            state = torch.load(path / STATE_FILE, map_location=self.device, weights_only=False)
+            loaded = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+            self.policy.load_state_dict(loaded.state_dict())
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.anchor = state["anchor"]
+            self.step, self.wall_s = step, state["wall_s"]
+            self.log_rows, self.search_rows = state["log_rows"], state["search_rows"]
+            log.info("resumed %s from step %d", self.run_dir, step)
+            return True
+        return False
+
+    # ----------------------------------------------------------------- rollout
+    def sample(self, prompts: list[str], n: int, seed: int, temperature: float):
+        spec = SamplingSpec(temperature=temperature, top_p=self.spec.top_p, n=n,
+                            max_new_tokens=self.spec.max_new_tokens,
+                            batch_size=self.spec.rollout_batch_size)
+        return sample_completions(self.policy, self.tokenizer, prompts, spec,
+                                  generator_seed=seed)
+
+    def accuracy(self, texts: list[str], golds: list[str]) -> list[bool]:
+        graded = grade_records([{"gold": g, "response": t} for t, g in zip(texts, golds,
+                                                                            strict=True)],
+                               timeout_s=self.spec.grading_timeout_s,
+                               workers=self.spec.grading_workers, progress=False)
+        return [row["correct"] for row in graded]
+
+    def validation_score(self, seed: int) -> float:
+        """Mean validation accuracy, one sample per problem (EffOPD's search score).
+
+        Every candidate of one search is sampled with the same seed (common
+        random numbers), so score differences come from the weights.
+        """
+        groups = self.sample(self.val_prompts, 1, seed, temperature=self.spec.temperature)
+        correct = self.accuracy([g[0].text for g in groups], [r["answer"] for r in self.val_rows])
+        return sum(correct) / len(correct)
+
+    # -------------------------------------------------------------------- step
+    def train_step(self) -> dict[str, Any]:
+        spec, step = self.spec, self.step + 1
+        seed = step_seed(self.seed, step)
+        indices = random.Random(seed).sample(range(len(self.train_rows)), spec.prompts_per_step)
+        prompts = [self.train_prompts[i] for i in indices]
+        groups = self.sample(prompts, spec.group_size, seed, temperature=spec.temperature)
+        prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        flat_prompts = [ids for ids in prompt_ids for _ in range(spec.group_size)]
+        completions = [c for group in groups for c in group]
+        batch = build_batch(flat_prompts, [c.token_ids for c in completions],
+                            self.tokenizer.pad_token_id, self.device)
+        golds = [self.train_rows[i]["answer"] for i in indices for _ in range(spec.group_size)]
+        correct = self.accuracy([c.text for c in completions], golds)
+
+        self.policy.train()
+        logp = sequence_logprobs(self.policy, batch)
+        old_logp = logp.detach()  # one on-policy mini-batch: the sampling policy is this one
+        mask = batch.response_mask
+        if spec.method == "rl":
+            rewards = torch.tensor(correct, dtype=torch.float32, device=self.device)
+            advantages = grpo_advantages(rewards, spec.group_size).unsqueeze(1)
+            if spec.dynamic_sampling:  # DAPO: groups with one reward value carry no signal
+                informative = rewards.view(-1, spec.group_size).std(dim=1) > 0
+                mask = mask * informative.repeat_interleave(spec.group_size).unsqueeze(1)
+            reverse_kl = float("nan")
+        else:
+            with torch.no_grad():
+                teacher_logp = sequence_logprobs(self.teacher, batch)
+            advantages = opd_advantages(teacher_logp, old_logp)
+            reverse_kl = float(-(advantages * mask).sum() / mask.sum())
+        loss = ppo_clip_loss(logp, old_logp, advantages, mask, spec.clip_ratio_low,
+                             spec.clip_ratio_high)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.policy.parameters(), spec.grad_clip)
+        self.optimizer.step()
+        self.step = step
+        return {"step": step, "loss": float(loss), "reverse_kl": reverse_kl,
+                "batch_accuracy": sum(correct) / len(correct),
+                "response_tokens": batch.n_response_tokens, "lr": spec.lr,
+                "prompts": len(prompts), "responses": len(completions)}
+
+    def search(self) -> None:
+        """EffOPD's line search after this step's optimizer update."""
+        seed = step_seed(self.seed, self.step) + 500_009
+        records, self.anchor = line_search(
+            block_parameters(self.policy), self.anchor, lambda: self.validation_score(seed),
+            step=self.step, max_iterations=self.spec.search_iterations,
+            initial_factor=self.spec.search_initial_factor)
+        self.search_rows.extend(r.as_row() for r in records)
+        best = max(r.multiplier for r in records if r.accepted)
+        log.info("step %d: line search chose multiplier %g (scores %s)", self.step, best,
+                 [round(r.score, 3) for r in records])
+
+    # -------------------------------------------------------------------- save
+    def save(self) -> Path:
+        path = self.run_dir / "checkpoints" / f"step_{self.step:06d}"
+        state = {"optimizer": self.optimizer.state_dict(), "anchor": self.anchor,
+                 "wall_s": self.wall_s, "log_rows": self.log_rows,
+                 "search_rows": self.search_rows}
+        save_checkpoint(self.policy, self.tokenizer, path,
+                        {"source": "train", "method": self.spec.method, "seed": self.seed,
+                         "step": self.step, "wall_s": round(self.wall_s, 3)},
+                        training_state=state)
+        for _, older in self.checkpoints():  # keep the resume state of the newest only
+            if older != path and (older / STATE_FILE).exists():
+                (older / STATE_FILE).unlink()
+        return path
+
+    def run(self, log_csv: str | Path, search_csv: str | Path, index_csv: str | Path,
+            stop_after: int | None = None) -> None:
+        """Train to ``spec.steps`` (resuming if possible); write the logs and the index.
+
+        ``stop_after`` ends the run early after that step (to test resumption).
+        """
+        self.resume()
+        with _csv_writer(log_csv, LOG_COLUMNS, self.log_rows) as log_writer:
+            progress = tqdm(range(self.step, self.spec.steps), desc=f"{self.spec.method}",
+                            initial=self.step, total=self.spec.steps, mininterval=5)
+            for _ in progress:
+                started = time.perf_counter()
+                row = self.train_step()
+                search_started = time.perf_counter()
+                if self.spec.method == "effopd" and is_power_of_two(self.step):
+                    self.search()
+                row["search_s"] = time.perf_counter() - search_started
+                self.wall_s += time.perf_counter() - started
+                row["wall_s"] = self.wall_s
+                self.log_rows.append(row)
+                log_writer(row)
+                progress.set_postfix(acc=f"{row['batch_accuracy']:.2f}")
+                if self.step in self.spec.save_steps:
+                    self.save()
+                if stop_after is not None and self.step >= stop_after:
+                    return
+        _write_rows(search_csv, SEARCH_COLUMNS, self.search_rows)
+        _write_rows(index_csv, ["step", "path", "wall_s"],
+                    [{"step": step, "path": str(path),
+                      "wall_s": _checkpoint_wall(path)} for step, path in self.checkpoints()])
+
+
+def _checkpoint_wall(path: Path) -> float:
+    import json
+
+    return json.loads((path / "manifest.json").read_text())["wall_s"]
+
+
+class _csv_writer:
+    """Rewrite ``path`` with the rows so far, then append one row per call, flushed."""
+
+    def __init__(self, path: str | Path, columns: list[str], rows: list[dict]) -> None:
+        self.path, self.columns, self.rows = Path(path), columns, rows
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = self.path.open("w", newline="")
+        self.writer = csv.DictWriter(self.handle, self.columns, extrasaction="ignore")
+        self.writer.writeheader()
+        self.writer.writerows(self.rows)
+
+        def write(row: dict) -> None:
+            self.writer.writerow(row)
+            self.handle.flush()
+
+        return write
+
+    def __exit__(self, *exc) -> None:
+        self.handle.close()
+
+
+def _write_rows(path: str | Path, columns: list[str], rows: list[dict]) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
