@@ -297,7 +297,7 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.policy.parameters(), spec.grad_clip)
         self.optimizer.step()
         self.step = step
-        return {"step": step, "loss": float(loss), "reverse_kl": reverse_kl,
+        return {"step": step, "loss": float(loss.detach()), "reverse_kl": reverse_kl,
                 "batch_accuracy": sum(correct) / len(correct),
                 "response_tokens": batch.n_response_tokens, "lr": spec.lr,
                 "prompts": len(prompts), "responses": len(completions)}
