@@ -35,6 +35,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/analysis_helpers.smk"
+include: "workflow/rules/analysis.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
 

@@ -239,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--benchmark", required=True)
     c.add_argument("--out", required=True, help="PNG path; the PDF goes beside it")
 
+    from effopd.analysis.cli import register_analysis_commands
+
+    register_analysis_commands(add)
+
     c = add("validate-config", cmd_validate_config, "validate a config file against the schema")
     c.add_argument("configfile")
     c.add_argument("--show", action="store_true", help="print the config with defaults filled")

@@ -49,3 +49,20 @@ def tiny_checkpoint(tmp_path_factory, char_tokenizer) -> Path:
     model = init_tiny_qwen3(TINY_ARCH, char_tokenizer, seed=0)
     save_checkpoint(model, char_tokenizer, out, {"source": "test"})
     return out
+
+
+def run_smoke_dag(workdir: Path, *extra: str, timeout: float = 1200
+                  ) -> subprocess.CompletedProcess:
+    """Run the real DAG on config/smoke.yaml with outputs under ``workdir``."""
+    return run_cli("snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+                   "--configfile", str(REPO / "config" / "smoke.yaml"), *extra,
+                   timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """The smoke DAG run once locally (2 cores); shared by the tests that read its outputs."""
+    workdir = tmp_path_factory.mktemp("smoke")
+    result = run_smoke_dag(workdir, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_smoke_dag
 
 
 def snakemake(repo, workdir, *args, timeout=900):
@@ -49,10 +49,8 @@ def test_workflow_passes_lint(repo):
 
 
 @pytest.mark.slow
-def test_smoke_config_runs_end_to_end(repo, tmp_path):
-    result = snakemake(repo, tmp_path, "--configfile", str(repo / "config/smoke.yaml"),
-                       "--cores", "2")
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_smoke_config_runs_end_to_end(repo, smoke_run):
+    tmp_path = smoke_run
     table = pd.read_csv(tmp_path / "results/smoke/tables/base_models.csv")
     assert list(table["model"]) == ["teacher", "student"]
     assert set(table["benchmark"]) == {"tiny_test"}
@@ -68,5 +66,25 @@ def test_smoke_config_runs_end_to_end(repo, tmp_path):
             (tmp_path / f"artifacts/smoke/models/{role}/manifest.json").read_text())
         assert manifest["source"] == "build" and "model.safetensors" in manifest["files"]
         assert (tmp_path / f"results/smoke/train/sft_{role}.csv").exists()
-    rerun = snakemake(repo, tmp_path, "--configfile", str(repo / "config/smoke.yaml"), "-n")
+    rerun = run_smoke_dag(tmp_path, "-n")
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
+
+
+@pytest.mark.slow
+def test_smoke_training_outputs(smoke_run):
+    results = smoke_run / "results/smoke"
+    for method in ("opd", "rl", "effopd"):
+        log = pd.read_csv(results / f"train/{method}/seed0/log.csv")
+        assert list(log["step"]) == [1, 2, 3, 4]
+        scores = pd.read_csv(results / f"eval/runs/{method}/seed0/tiny_test.csv")
+        assert scores["step"].iloc[0] == 0 and scores["step"].iloc[-1] == 4
+    search = pd.read_csv(results / "train/effopd/seed0/effopd_search.csv")
+    assert sorted(set(search["step"])) == [1, 2, 4]
+    assert set(search["multiplier"]) <= {1.0, 3.0, 5.0}
+    speedup = pd.read_csv(results / "tables/effopd_speedup.csv")
+    assert list(speedup["seed"]) == ["0", "mean", "ci95_low", "ci95_high"]
+    compute = pd.read_csv(results / "tables/training_compute.csv").set_index("method")
+    assert compute.loc["rl", "responses_per_step"] == 8 == compute.loc["opd",
+                                                                        "responses_per_step"]
+    for suffix in ("png", "pdf"):
+        assert (smoke_run / f"paper_figures/smoke/training_curves.{suffix}").stat().st_size > 0

@@ -92,4 +92,5 @@ def all_targets():
         f"{RESULTS}/tables/base_models.csv",
         f"{RESULTS}/tables/effopd_speedup.csv",
         f"{FIGURES}/training_curves.png",
+        *analysis_targets(),
     ]

@@ -1,0 +1,1 @@
+# Analysis rules: see analysis_helpers.smk for the helper functions.
