@@ -58,6 +58,12 @@ def cmd_fetch_model(args: argparse.Namespace) -> None:
     fetch_model(args.spec, args.out)
 
 
+def cmd_prepare_train_data(args: argparse.Namespace) -> None:
+    from effopd.data.train_data import prepare_train_data
+
+    prepare_train_data(args.spec, args.out)
+
+
 def cmd_prepare_benchmark(args: argparse.Namespace) -> None:
     from effopd.evaluation import prepare_benchmark
 
@@ -85,6 +91,13 @@ def cmd_evaluate_series(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    if args.training.get("engine") == "verl":
+        from effopd.training.verl_engine import train_with_verl
+
+        train_with_verl(args.method, args.seed, args.training, args.prompt, args.student,
+                        args.teacher, args.train, args.val, args.run_dir, args.log_csv,
+                        args.search_csv, args.index_csv)
+        return
     from effopd.training.trainer import Trainer, TrainSpec
 
     _threads(args.threads)
@@ -159,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = add("fetch-model", cmd_fetch_model,
             "download a Hub model at a pinned revision (or copy a local one) with a manifest")
     c.add_argument("--spec", type=_json, required=True, help="the config's models.<role> block")
+    c.add_argument("--out", required=True)
+
+    c = add("prepare-train-data", cmd_prepare_train_data,
+            "write the training prompts (e.g. DeepMath-103K, difficulty >= 6) as JSONL")
+    c.add_argument("--spec", type=_json, required=True, help="the config's training.data")
     c.add_argument("--out", required=True)
 
     c = add("prepare-benchmark", cmd_prepare_benchmark,

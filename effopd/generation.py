@@ -11,6 +11,7 @@ Sampling settings come from the config's ``generation`` block.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,8 @@ def generate(model_dir: str | Path, prompts: list[str], spec: SamplingSpec,
     if spec.backend == "transformers":
         return generate_transformers(model_dir, prompts, spec, device)
     if spec.backend == "vllm":
-        return generate_vllm(model_dir, prompts, spec)
+        # One fresh process per checkpoint: vLLM frees its GPU memory only on exit.
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            return pool.apply(generate_vllm, (str(model_dir), prompts, spec))
     raise ValueError(f"generation.backend: unknown backend {spec.backend!r} "
                      "(expected 'transformers' or 'vllm')")

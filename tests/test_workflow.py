@@ -25,8 +25,9 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
-def test_default_dag_resolves(repo):
-    result = run_cli("snakemake", "-n", "--cores", "2")
+def test_default_dag_resolves(repo, tmp_path):
+    result = snakemake(repo, tmp_path, "-n", "--cores", "2", "--configfile",
+                       str(repo / "config/config.yaml"))
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
     assert counts["build_model"] == 2 and counts["tabulate_base_models"] == 1
@@ -34,11 +35,13 @@ def test_default_dag_resolves(repo):
 
 
 def test_paper_dag_resolves(repo, tmp_path):
-    result = snakemake(repo, tmp_path, "-n", "--configfile", str(repo / "config/paper.yaml"))
+    result = snakemake(repo, tmp_path, "-n", "-p", "--configfile",
+                       str(repo / "config/paper.yaml"))
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
     assert counts["fetch_model"] == 2
-    assert counts["prepare_benchmark"] == 4 and counts["evaluate_model"] == 8
+    assert counts["prepare_benchmark"] == 5 and counts["evaluate_model"] == 8
+    assert counts["train"] == 9 and counts["prepare_train_data"] == 1
     assert "build_model" not in counts and "make_task_data" not in counts
     assert "Qwen/Qwen3-1.7B" in result.stdout and "--backend" not in result.stdout
 

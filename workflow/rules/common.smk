@@ -56,12 +56,19 @@ def benchmark_task_file(wildcards):
     return []
 
 
+def train_prompts_file():
+    """The training prompts: the tiny task's train split or the prepared data set."""
+    if TRAINING["data"]["source"] == "task":
+        return f"{ARTIFACTS}/data/train.jsonl"
+    return f"{ARTIFACTS}/data/train_prompts.jsonl"
+
+
 def train_inputs(wildcards):
     """Inputs of one training run: the student, the training split, and for OPD
     and EffOPD the teacher, for EffOPD the line-search validation benchmark."""
     inputs = {
         "student": f"{ARTIFACTS}/models/student",
-        "train": f"{ARTIFACTS}/data/train.jsonl",
+        "train": train_prompts_file(),
     }
     if wildcards.method in ("opd", "effopd"):
         inputs["teacher"] = f"{ARTIFACTS}/models/teacher"

@@ -36,3 +36,20 @@ rule prepare_benchmark:
     shell:
         "effopd prepare-benchmark --spec {params.spec:q} {params.task_file} "
         "--out {output.problems} > {log} 2>&1"
+
+
+# Prepare the training prompts from a Hub dataset or JSONL (paper: DeepMath-103K,
+# difficulty >= 6). The tiny task's train split needs no preparation.
+rule prepare_train_data:
+    output:
+        problems=f"{ARTIFACTS}/data/train_prompts.jsonl",
+        manifest=f"{ARTIFACTS}/data/train_prompts.manifest.json",
+    params:
+        spec=config_json("training/data"),
+    log:
+        f"{LOGS}/prepare_train_data.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "effopd prepare-train-data --spec {params.spec:q} --out {output.problems} "
+        "> {log} 2>&1"

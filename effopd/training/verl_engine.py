@@ -1,0 +1,180 @@
+"""Paper-scale training through verl: data conversion, the command line, checkpoint export.
+
+verl (Ray + FSDP + vLLM) does the multi-GPU work; this module only prepares
+its inputs and drives it, so the rest of the DAG stays the same as with the
+local engine. Three pieces:
+
+- :func:`write_verl_parquet` turns our JSONL prompts into verl's RL parquet
+  (``data_source``, chat-format ``prompt``, ``reward_model.ground_truth``).
+- :func:`verl_command` builds ``python -m verl.trainer.main_ppo`` with Hydra
+  overrides taken from the config: the SPEC's recipe (token-mean PPO-clip, one
+  mini-batch per batch, no KL, no entropy, AdamW, vLLM rollouts) plus the
+  per-method overrides of ``training.verl.method_overrides`` -- OPD and EffOPD
+  need the authors' verl fork (G-OPD's ``only_reverse_kl_advantages`` and
+  EffOPD's ``trainer.enable_iterative_test``), whose key names live in the
+  config, not here.
+- :func:`export_checkpoints` runs verl's model merger on every
+  ``global_step_N/actor`` and writes the checkpoint index the DAG reads.
+  verl's merger writes bfloat16; SPEC section 4 warns that a bf16 round trip
+  can erase lr-1e-6 updates, so the analyses of a verl run are only as exact
+  as those exports (noted in config/README.md).
+
+The reward of the RL baseline is :func:`effopd.training.verl_reward.compute_score`
+(math-verify on the last ``\\boxed{}``), passed as verl's custom reward function.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from effopd.io import atomic_path, read_jsonl
+from effopd.prompts import user_message
+
+log = logging.getLogger(__name__)
+REWARD_MODULE = Path(__file__).with_name("verl_reward.py")
+STEP_DIR = re.compile(r"^global_step_(\d+)$")
+
+
+def write_verl_parquet(problems_jsonl: str | Path, out: str | Path, instruction: str,
+                       data_source: str, problem_key: str = "question") -> int:
+    """Write verl's RL parquet: one row per problem with the chat prompt and gold answer."""
+    rows = [{"data_source": data_source,
+             "prompt": [{"role": "user", "content": user_message(row[problem_key],
+                                                                  instruction)}],
+             "ability": "math",
+             "reward_model": {"style": "rule", "ground_truth": str(row["answer"])},
+             "extra_info": {"index": index, "id": str(row.get("id", index))}}
+            for index, row in enumerate(read_jsonl(problems_jsonl))]
+    with atomic_path(out, suffix=".parquet") as tmp:
+        pd.DataFrame(rows).to_parquet(tmp, index=False)
+    return len(rows)
+
+
+def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[str, Any],
+                 student: str | Path, teacher: str | Path | None, train_parquet: str | Path,
+                 val_parquet: str | Path | None, run_dir: str | Path) -> list[str]:
+    """``python -m verl.trainer.main_ppo`` and its overrides for one run."""
+    verl = training["verl"]
+    per_method = training["rl"] if method == "rl" else training["opd"]
+    group = per_method.get("group_size", 1)
+    batch = per_method["prompts_per_step"]
+    overrides = {
+        "algorithm.adv_estimator": "grpo",
+        "algorithm.use_kl_in_reward": False,
+        "data.train_files": str(train_parquet),
+        "data.val_files": str(val_parquet or train_parquet),
+        "data.train_batch_size": batch,
+        "data.max_prompt_length": verl.get("max_prompt_length", 2048),
+        "data.max_response_length": training["max_new_tokens"],
+        "data.seed": seed,
+        "+data.apply_chat_template_kwargs.enable_thinking": prompt["enable_thinking"],
+        "actor_rollout_ref.model.path": str(student),
+        "actor_rollout_ref.actor.optim.lr": training["lr"],
+        "actor_rollout_ref.actor.optim.weight_decay": training["weight_decay"],
+        "actor_rollout_ref.actor.optim.betas": f"[{training['betas'][0]},{training['betas'][1]}]",
+        "actor_rollout_ref.actor.optim.lr_warmup_steps": 0,
+        "actor_rollout_ref.actor.grad_clip": training["grad_clip"],
+        "actor_rollout_ref.actor.ppo_mini_batch_size": batch,  # one mini-batch: on-policy
+        "actor_rollout_ref.actor.ppo_epochs": 1,
+        "actor_rollout_ref.actor.clip_ratio_low": per_method["clip_ratio_low"],
+        "actor_rollout_ref.actor.clip_ratio_high": per_method["clip_ratio_high"],
+        "actor_rollout_ref.actor.loss_agg_mode": "token-mean",
+        "actor_rollout_ref.actor.use_kl_loss": False,
+        "actor_rollout_ref.actor.entropy_coeff": 0,
+        "actor_rollout_ref.rollout.name": "vllm",
+        "actor_rollout_ref.rollout.n": group,
+        "actor_rollout_ref.rollout.temperature": training["temperature"],
+        "actor_rollout_ref.rollout.top_p": training["top_p"],
+        "custom_reward_function.path": str(REWARD_MODULE),
+        "custom_reward_function.name": "compute_score",
+        "trainer.total_training_steps": training["steps"],
+        "trainer.save_freq": training["save_every"],
+        "trainer.test_freq": -1,
+        "trainer.n_gpus_per_node": verl.get("n_gpus_per_node", 8),
+        "trainer.nnodes": verl.get("nnodes", 1),
+        "trainer.default_local_dir": str(Path(run_dir) / "verl"),
+        "trainer.project_name": "effopd-repro",
+        "trainer.experiment_name": f"{method}-seed{seed}",
+        "trainer.logger": "['console']",
+    }
+    if method in ("opd", "effopd"):
+        if teacher is None:
+            raise ValueError(f"verl {method}: needs a teacher model")
+        overrides["+actor_rollout_ref.ref.model.path"] = str(teacher)
+        overrides["+actor_rollout_ref.model.base_model_path"] = str(student)
+        overrides["+actor_rollout_ref.ref.model.base_model_path"] = str(student)
+    if method == "effopd":
+        if val_parquet is None:
+            raise ValueError("verl effopd: needs the line-search validation set")
+        overrides["data.iterative_test_files"] = str(val_parquet)
+        overrides["trainer.max_test_iterations"] = training["effopd"]["max_iterations"]
+    args = [f"{key}={value}" for key, value in overrides.items()]
+    args += list(verl.get("common_overrides", []))
+    args += list(verl.get("method_overrides", {}).get(method, []))
+    return [sys.executable, "-m", "verl.trainer.main_ppo", *args]
+
+
+def export_checkpoints(run_dir: str | Path, index_csv: str | Path) -> pd.DataFrame:
+    """Merge every ``global_step_N/actor`` into a Hugging Face checkpoint; write the index."""
+    run_dir = Path(run_dir)
+    rows = []
+    for step_dir in sorted((run_dir / "verl").glob("global_step_*")):
+        match = STEP_DIR.match(step_dir.name)
+        if not match:
+            continue
+        step = int(match.group(1))
+        target = run_dir / "checkpoints" / f"step_{step:06d}"
+        if not (target / "config.json").exists():
+            subprocess.run([sys.executable, "-m", "verl.model_merger", "merge", "--backend",
+                            "fsdp", "--local_dir", str(step_dir / "actor"), "--target_dir",
+                            str(target)], check=True)
+        rows.append({"step": step, "path": str(target), "wall_s": float("nan")})
+    table = pd.DataFrame(rows, columns=["step", "path", "wall_s"]).sort_values("step")
+    with atomic_path(index_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
+def run_verl(command: list[str], log_path: str | Path | None = None) -> None:
+    """Run verl's trainer (verl resumes from its own latest checkpoint when restarted)."""
+    if importlib.util.find_spec("verl") is None:
+        raise ModuleNotFoundError(
+            "training.engine is 'verl' but verl is not installed; install verl 0.6.x (for OPD "
+            "and EffOPD: the authors' fork, see config/README.md) or use engine 'local'")
+    log.info("running: %s", " ".join(command))
+    subprocess.run(command, check=True)
+
+
+def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: dict[str, Any],
+                    student: str | Path, teacher: str | Path | None, train_file: str | Path,
+                    val_file: str | Path | None, run_dir: str | Path, log_csv: str | Path,
+                    search_csv: str | Path, index_csv: str | Path) -> None:
+    """One verl run end to end: parquet inputs, verl, merged checkpoints, index and logs.
+
+    The per-step metrics stay in verl's own logger; ``log_csv`` lists the
+    exported steps only, and ``search_csv`` is left for verl's EffOPD log.
+    """
+    run_dir = Path(run_dir)
+    instruction = prompt["instruction"]
+    train_parquet = run_dir / "data" / "train.parquet"
+    write_verl_parquet(train_file, train_parquet, instruction, "train")
+    val_parquet = None
+    if val_file:
+        val_parquet = run_dir / "data" / "val.parquet"
+        write_verl_parquet(val_file, val_parquet, instruction, "val", problem_key="problem")
+    run_verl(verl_command(method, seed, training, prompt, student, teacher, train_parquet,
+                          val_parquet, run_dir))
+    index = export_checkpoints(run_dir, index_csv)
+    with atomic_path(log_csv) as tmp:
+        index[["step"]].assign(wall_s=float("nan")).to_csv(tmp, index=False)
+    with atomic_path(search_csv) as tmp:
+        pd.DataFrame(columns=["step", "iteration", "multiplier", "score", "accepted"]).to_csv(
+            tmp, index=False)

@@ -1,0 +1,89 @@
+"""Paper-scale plumbing without GPUs: DeepMath filtering, verl's parquet and command line."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from effopd.config import load_config
+from effopd.data.train_data import prepare_train_data
+from effopd.io import read_jsonl
+from effopd.training.verl_engine import verl_command, write_verl_parquet
+from effopd.training.verl_reward import compute_score
+
+
+@pytest.fixture
+def deepmath_like(tmp_path):
+    rows = [{"question": f"q{i}", "final_answer": str(i), "difficulty": d}
+            for i, d in enumerate([5.0, 6.0, 7.5, 3.0, 6.5])]
+    path = tmp_path / "deepmath.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_prepare_train_data_keeps_difficulty_at_least_six(tmp_path, deepmath_like):
+    spec = {"source": "jsonl", "path": str(deepmath_like), "problem_key": "question",
+            "answer_key": "final_answer", "difficulty_key": "difficulty", "min_difficulty": 6}
+    out = tmp_path / "train.jsonl"
+    assert prepare_train_data(spec, out) == 3
+    assert [r["answer"] for r in read_jsonl(out)] == ["1", "2", "4"]
+    manifest = json.loads((tmp_path / "train.manifest.json").read_text())
+    assert manifest["n_rows_in"] == 5 and manifest["n_rows_kept"] == 3
+
+
+def test_prepare_train_data_names_missing_column(tmp_path, deepmath_like):
+    spec = {"source": "jsonl", "path": str(deepmath_like), "problem_key": "problem",
+            "answer_key": "final_answer", "difficulty_key": None, "min_difficulty": None}
+    with pytest.raises(ValueError, match="deepmath.jsonl: row 0 has no 'problem'"):
+        prepare_train_data(spec, tmp_path / "x.jsonl")
+
+
+def test_verl_parquet_layout(tmp_path):
+    src = tmp_path / "p.jsonl"
+    src.write_text(json.dumps({"id": "a", "question": "1+1?", "answer": "2"}) + "\n")
+    assert write_verl_parquet(src, tmp_path / "t.parquet", "Think.", "train") == 1
+    row = pd.read_parquet(tmp_path / "t.parquet").iloc[0]
+    assert list(row["prompt"]) == [{"role": "user", "content": "1+1?\nThink."}]
+    assert row["reward_model"]["ground_truth"] == "2"
+
+
+@pytest.fixture(scope="module")
+def paper(repo):
+    return load_config(repo / "config/paper.yaml")
+
+
+def overrides(command):
+    return dict(arg.split("=", 1) for arg in command[3:])
+
+
+def test_verl_command_grpo_baseline(paper):
+    command = verl_command("rl", 1, paper["training"], paper["prompt"], "student", None,
+                          "t.parquet", None, "run")
+    assert command[1:3] == ["-m", "verl.trainer.main_ppo"]
+    o = overrides(command)
+    assert o["algorithm.adv_estimator"] == "grpo" and o["actor_rollout_ref.rollout.n"] == "8"
+    assert o["data.train_batch_size"] == "128" == o["actor_rollout_ref.actor.ppo_mini_batch_size"]
+    assert o["actor_rollout_ref.actor.use_kl_loss"] == "False"
+    assert o["actor_rollout_ref.actor.loss_agg_mode"] == "token-mean"
+    assert o["actor_rollout_ref.actor.optim.lr"] == "1e-06"
+    assert o["data.max_response_length"] == "16384"
+    assert "+actor_rollout_ref.ref.model.path" not in o
+
+
+def test_verl_command_effopd_uses_teacher_fork_keys_and_validation(paper):
+    command = verl_command("effopd", 0, paper["training"], paper["prompt"], "student",
+                           "teacher", "t.parquet", "v.parquet", "run")
+    o = overrides(command)
+    assert o["+actor_rollout_ref.ref.model.path"] == "teacher"
+    assert o["actor_rollout_ref.rollout.n"] == "1" and o["data.train_batch_size"] == "1024"
+    assert o["trainer.enable_iterative_test"] == "True"
+    assert o["data.iterative_test_files"] == "v.parquet"
+    assert o["actor_rollout_ref.actor.policy_loss.only_reverse_kl_advantages"] == "True"
+    with pytest.raises(ValueError, match="validation"):
+        verl_command("effopd", 0, paper["training"], paper["prompt"], "s", "t", "t.parquet",
+                     None, "run")
+
+
+def test_verl_reward_is_math_verify():
+    assert compute_score("train", "so \\boxed{\\frac{1}{2}}", "0.5") == 1.0
+    assert compute_score("train", "so \\boxed{3}", "0.5") == 0.0
