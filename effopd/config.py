@@ -77,3 +77,9 @@ def load_config(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     return validate_config(config, source=str(path))
+
+
+def dataclass_from_block(cls: type, block: dict[str, Any], **overrides: Any) -> Any:
+    """Build dataclass ``cls`` from a config block, ignoring keys that are not its fields."""
+    values = {key: value for key, value in block.items() if key in cls.__dataclass_fields__}
+    return cls(**{**values, **overrides})

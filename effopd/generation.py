@@ -20,6 +20,8 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from effopd.config import dataclass_from_block
+
 log = logging.getLogger(__name__)
 
 
@@ -39,8 +41,7 @@ class SamplingSpec:
 
     @classmethod
     def from_config(cls, block: dict[str, Any], **overrides: Any) -> SamplingSpec:
-        values = {k: v for k, v in block.items() if k in cls.__dataclass_fields__}
-        return cls(**{**values, **overrides})
+        return dataclass_from_block(cls, block, **overrides)
 
 
 @dataclass

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from effopd.config import dataclass_from_block
 from effopd.prompts import DEFAULT_INSTRUCTION, render_prompt
 
 IGNORE_INDEX = -100
@@ -39,7 +40,7 @@ class SFTSpec:
 
     @classmethod
     def from_config(cls, block: dict[str, Any]) -> SFTSpec:
-        return cls(**{k: v for k, v in block.items() if k in cls.__dataclass_fields__})
+        return dataclass_from_block(cls, block)
 
 
 def encode_examples(tokenizer: PreTrainedTokenizerBase, examples: list[dict[str, Any]],

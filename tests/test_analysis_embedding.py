@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,14 +22,6 @@ from effopd.analysis.synthetic import qwen3_config, write_random_qwen3
 
 ANGLES = torch.linspace(0.0, 1.5, 50, dtype=torch.float64)  # row t turns by ANGLES[t]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny matrices: one thread avoids OpenMP barrier stalls when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def rotate_rows(rows: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:

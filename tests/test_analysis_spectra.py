@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -25,15 +24,6 @@ from effopd.analysis.subspace import (
     top1_abs_cos,
 )
 from effopd.analysis.synthetic import low_rank_matrix, orthonormal_columns
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Small matrices: one thread avoids OpenMP barrier stalls when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def gen(seed: int = 0) -> torch.Generator:

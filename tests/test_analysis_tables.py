@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -30,14 +29,6 @@ from effopd.analysis.updates import (
 
 ZERO = "model.layers.1.mlp.up_proj.weight"  # left untouched by every planted checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny matrices: one thread avoids OpenMP barrier stalls when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def planted(name: str, shape: torch.Size, right_third: bool) -> torch.Tensor:

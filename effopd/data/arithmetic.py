@@ -23,6 +23,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from effopd.config import dataclass_from_block
 from effopd.io import atomic_write_jsonl
 
 ANSWER_TEMPLATE = "\\boxed{{{answer}}}"
@@ -48,8 +49,7 @@ class ArithmeticSpec:
     @classmethod
     def from_config(cls, block: dict) -> ArithmeticSpec:
         """Build from the config's ``task`` block, ignoring keys that are not knobs."""
-        fields = cls.__dataclass_fields__
-        return cls(**{key: value for key, value in block.items() if key in fields})
+        return dataclass_from_block(cls, block)
 
 
 def _next_operation(value: int, spec: ArithmeticSpec, rng: random.Random) -> tuple[str, int]:
