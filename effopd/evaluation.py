@@ -152,13 +152,22 @@ def evaluate_series(index_csv: str | Path, base_model: str | Path, benchmark_fil
     return table
 
 
+METRIC_ORDER = ["model", "benchmark", "avg@n", "n_problems", "n", "temperature", "top_p",
+                "max_new_tokens", "seed", "backend", "n_no_answer", "n_timeout", "n_error",
+                "generation_s", "grading_s", "benchmark_revision", "benchmark_sha256"]
+
+
 def tabulate_metrics(metric_files: list[str | Path], out_csv: str | Path) -> pd.DataFrame:
-    """Collect metrics JSON rows into one table (CSV + Markdown), one row per file."""
+    """Collect metrics JSON rows into one table (CSV + Markdown), one row per file.
+
+    Columns: model, benchmark, avg@n, pass@k (by k), then the sampling settings
+    and provenance every number is reported with.
+    """
     table = pd.DataFrame([read_json(path) for path in metric_files])
-    leading = [c for c in ("model", "benchmark", "avg@n") if c in table.columns]
     pass_cols = sorted((c for c in table.columns if c.startswith("pass@")),
                        key=lambda c: int(c.split("@")[1]))
-    rest = [c for c in table.columns if c not in leading + pass_cols]
-    table = table[leading + pass_cols + rest]
+    ordered = METRIC_ORDER[:3] + pass_cols + METRIC_ORDER[3:]
+    rest = [c for c in table.columns if c not in ordered]
+    table = table[[c for c in ordered if c in table.columns] + rest]
     write_table(table, out_csv)
     return table
