@@ -11,7 +11,7 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test lint clean-venv
+.PHONY: run test lint figures report clean-venv
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	python -m pytest $(PYTEST_ARGS)
+
+# Reviewers: redraw every table and figure from the committed results (no training).
+figures: $(STAMP)
+	snakemake figures --cores 2 --forceall --config review=true
 
 lint: $(STAMP)
 	ruff check effopd tests benchmarks

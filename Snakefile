@@ -4,6 +4,8 @@
 #   snakemake --cores all                                  # tiny default, CPU, minutes
 #   snakemake --cores all --configfile config/paper.yaml   # paper scale (GPUs)
 #   snakemake --profile profiles/slurm --configfile config/paper.yaml
+#   snakemake figures --cores 2 --forceall --config review=true  # reviewers: redraw
+#                                                  # every table and figure, no training
 
 
 from snakemake.utils import min_version
@@ -21,6 +23,10 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/common.smk"
 
 
+report: "workflow/report/workflow.rst"
+
+
+
 wildcard_constraints:
     role=alternation(ROLES),
     built_role=alternation(BUILT_ROLES),
@@ -31,12 +37,21 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-include: "workflow/rules/data.smk"
-include: "workflow/rules/models.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/analysis_helpers.smk"
-include: "workflow/rules/analysis.smk"
+
+
+# Reviewer mode (review: true): only the rules that turn committed results into
+# tables and figures exist, so committed results are read as source files and
+# nothing upstream (models, training, evaluation) can ever be scheduled.
+if not config["review"]:
+
+    include: "workflow/rules/data.smk"
+    include: "workflow/rules/models.smk"
+    include: "workflow/rules/train.smk"
+    include: "workflow/rules/evaluate.smk"
+    include: "workflow/rules/analysis.smk"
+
+
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
 
@@ -52,4 +67,10 @@ onerror:
 rule all:
     default_target: True
     input:
-        all_targets(),
+        report_targets() if config["review"] else all_targets(),
+
+
+# Every table and figure of the artifact (reviewers: with review=true).
+rule figures:
+    input:
+        report_targets(),

@@ -7,7 +7,11 @@ rule plot_training_curves:
     input:
         f"{RESULTS}/tables/training_curves.csv",
     output:
-        png=f"{FIGURES}/training_curves.png",
+        png=report(
+            f"{FIGURES}/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+        ),
         pdf=f"{FIGURES}/training_curves.pdf",
     params:
         benchmark=SPEEDUP_BENCHMARK,

@@ -6,7 +6,11 @@ rule tabulate_base_models:
     input:
         base_model_metrics(),
     output:
-        csv=f"{RESULTS}/tables/base_models.csv",
+        csv=report(
+            f"{RESULTS}/tables/base_models.csv",
+            caption="../report/base_models.rst",
+            category="Tables",
+        ),
         md=f"{RESULTS}/tables/base_models.md",
     log:
         f"{LOGS}/tabulate_base_models.log",
@@ -30,7 +34,11 @@ rule tabulate_training:
         ),
     output:
         curves=f"{RESULTS}/tables/training_curves.csv",
-        speedup=f"{RESULTS}/tables/effopd_speedup.csv",
+        speedup=report(
+            f"{RESULTS}/tables/effopd_speedup.csv",
+            caption="../report/effopd_speedup.rst",
+            category="Tables",
+        ),
         speedup_md=f"{RESULTS}/tables/effopd_speedup.md",
         compute=f"{RESULTS}/tables/training_compute.csv",
         compute_md=f"{RESULTS}/tables/training_compute.md",
