@@ -54,6 +54,7 @@ if not config["review"]:
 
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/analysis_report.smk"
 
 
 onstart:

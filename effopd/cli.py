@@ -135,6 +135,12 @@ def cmd_plot_training(args: argparse.Namespace) -> None:
     plot_training_curves(pd.read_csv(args.curves), args.benchmark, args.out)
 
 
+def cmd_tabulate_claims(args: argparse.Namespace) -> None:
+    from effopd.reports.claims import write_claims
+
+    write_claims(args.run_dirs, args.eval_csvs, args.speedup, args.k, args.out)
+
+
 def cmd_validate_config(args: argparse.Namespace) -> None:
     from effopd.config import load_config
 
@@ -256,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--curves", required=True, help="training_curves.csv")
     c.add_argument("--benchmark", required=True)
     c.add_argument("--out", required=True, help="PNG path; the PDF goes beside it")
+
+    c = add("tabulate-claims", cmd_tabulate_claims,
+            "the claims table: metric, measured value and verdict for each claim")
+    c.add_argument("--run-dirs", nargs="+", required=True,
+                   help="per-run analysis dirs (.../<method>/seed<seed>)")
+    c.add_argument("--eval-csvs", nargs="+", required=True,
+                   help="the runs' checkpoint scores (.../<method>/seed<seed>/<bench>.csv)")
+    c.add_argument("--speedup", required=True, help="effopd_speedup.csv")
+    c.add_argument("--k", type=int, default=4, help="subspace dimension of claim 3")
+    c.add_argument("--out", required=True, help="claims.csv; claims.md goes beside it")
 
     from effopd.analysis.cli import register_analysis_commands
 

@@ -1,13 +1,204 @@
-"""Subcommands of ``effopd`` for the checkpoint-series analyses (``effopd analyze`` etc.)."""
+"""Subcommands of ``effopd`` for the checkpoint-series analyses (``effopd analyze`` etc.).
+
+- ``analyze``           weight analyses of a series: update norms, module allocation,
+                        spectra, alignment (and the embedding shift, given generations)
+- ``evaluate-scaling``  accuracy of theta_0 + alpha * Delta, final and early checkpoint
+- ``evaluate-modules``  accuracy with one part of the final update injected into theta_0
+- ``evaluate-rank-k``   accuracy of the rank-k rescaled final update
+- ``tabulate-analysis`` the analysis tables of every run (mean and 95% CI over seeds)
+- ``plot-analysis``     the analysis figures, from those tables
+
+A series is either a training run's ``--index checkpoints.csv`` or
+``--checkpoints DIR [DIR ...]`` (steps parsed from the paths, or ``--steps``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from typing import Any
+
+from effopd.analysis import pipeline
 
 AddCommand = Callable[[str, Callable[[argparse.Namespace], None], str], Any]
 
 
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {err}: {text[:200]!r}") from err
+
+
+def _threads(count: int | None) -> None:
+    if count:
+        import torch
+
+        torch.set_num_threads(count)
+
+
+def _series(args: argparse.Namespace) -> pipeline.Series:
+    if args.index:
+        if args.checkpoints:
+            raise ValueError("give either --index or --checkpoints, not both")
+        series = pipeline.series_from_index(args.index, args.base)
+        if args.final:
+            raise ValueError("--final goes with --checkpoints; an index's final is its last step")
+        return series
+    if not args.checkpoints:
+        raise ValueError("give the checkpoints: --index CSV or --checkpoints DIR [DIR ...]")
+    return pipeline.series_from_dirs(args.base, args.checkpoints, args.labels, args.steps,
+                                     args.final)
+
+
+def _settings(args: argparse.Namespace) -> pipeline.EvalSettings:
+    from pathlib import Path
+
+    return pipeline.EvalSettings(benchmark=Path(args.benchmark), prompt=args.prompt,
+                                 generation=args.generation, grading=args.grading,
+                                 pass_k=tuple(args.pass_k),
+                                 limit=args.limit if args.limit and args.limit > 0 else None,
+                                 n=args.n, device=args.device)
+
+
+def cmd_analyze(args: argparse.Namespace) -> None:
+    _threads(args.threads)
+    series = _series(args)
+    written = pipeline.analyze_series(series, args.out_dir, ks=args.ks,
+                                      alignment_ks=args.alignment_ks, method=args.svd_method,
+                                      samples=args.samples, device=args.device,
+                                      progress=args.progress)
+    pipeline.log.info("wrote %s", ", ".join(str(p) for p in written.values()))
+
+
+def cmd_evaluate_scaling(args: argparse.Namespace) -> None:
+    _threads(args.threads)
+    pipeline.run_scaling(_series(args), _settings(args), args.work_dir, args.out,
+                         alphas=args.alphas, early_fraction=args.early_fraction,
+                         keep_checkpoints=args.keep_checkpoints)
+
+
+def cmd_evaluate_modules(args: argparse.Namespace) -> None:
+    _threads(args.threads)
+    pipeline.run_modules(_series(args), _settings(args), args.work_dir, args.out,
+                         window_size=args.window_size, window_stride=args.window_stride,
+                         keep_checkpoints=args.keep_checkpoints)
+
+
+def cmd_evaluate_rank_k(args: argparse.Namespace) -> None:
+    _threads(args.threads)
+    pipeline.run_rank_k(_series(args), _settings(args), args.work_dir, args.out, ks=args.ks,
+                        alpha=args.alpha, method=args.svd_method,
+                        keep_checkpoints=args.keep_checkpoints)
+
+
+def cmd_tabulate_analysis(args: argparse.Namespace) -> None:
+    from effopd.reports.analysis import write_analysis_tables
+
+    write_analysis_tables(args.run_dirs, args.eval_csvs, args.out_dir,
+                          early_fraction=args.early_fraction,
+                          projection_max_tokens=args.projection_max_tokens)
+
+
+def cmd_plot_analysis(args: argparse.Namespace) -> None:
+    from effopd.plots.analysis import plot_analysis_figures
+
+    plot_analysis_figures(args.tables_dir, args.out_dir, benchmark=args.benchmark,
+                          plot_k=args.plot_k)
+
+
+def _series_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--base", required=True, help="base (initial) model directory, theta_0")
+    command.add_argument("--index", default=None,
+                         help="a training run's checkpoints.csv (columns step, path)")
+    command.add_argument("--checkpoints", nargs="+", default=None, metavar="DIR",
+                         help="Hugging Face checkpoint directories (instead of --index)")
+    command.add_argument("--labels", nargs="+", default=None,
+                         help="names of the checkpoints (default: directory names)")
+    command.add_argument("--steps", nargs="+", type=int, default=None,
+                         help="training steps of the checkpoints (default: parsed from paths, "
+                              "e.g. step_000050, global_step_50, checkpoint-50)")
+    command.add_argument("--final", default=None,
+                         help="the final checkpoint (default: the last by step)")
+    command.add_argument("--device", default="auto",
+                         help="torch device of the arithmetic (auto: cuda if present)")
+    command.add_argument("--threads", type=int, default=None)
+
+
+def _evaluation_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--benchmark", required=True, help="prepared benchmark JSONL")
+    command.add_argument("--prompt", type=_json, default={}, help="the config's prompt block")
+    command.add_argument("--generation", type=_json, default={},
+                         help="the config's generation block (its n is replaced by --n)")
+    command.add_argument("--grading", type=_json, default={}, help="the config's grading block")
+    command.add_argument("--pass-k", type=int, nargs="+", default=[1])
+    command.add_argument("--limit", type=int, default=pipeline.EVAL_LIMIT,
+                         help="score the first LIMIT problems (0: all)")
+    command.add_argument("--n", type=int, default=pipeline.EVAL_N, help="samples per problem")
+    command.add_argument("--work-dir", required=True,
+                         help="built checkpoints (deleted once scored), samples, score cache")
+    command.add_argument("--out", required=True, help="one row per scored model (CSV)")
+    command.add_argument("--keep-checkpoints", action="store_true",
+                         help="keep the built checkpoints under WORK_DIR/checkpoints")
+
+
 def register_analysis_commands(add: AddCommand) -> None:
     """Register the analysis subcommands with the main parser's ``add`` helper."""
+    c = add("analyze", cmd_analyze,
+            "update norms, module allocation, spectra, subspace alignment (and embedding "
+            "shift) of a checkpoint series, streamed in float32")
+    _series_arguments(c)
+    c.add_argument("--out-dir", required=True, help="where the CSV tables go")
+    c.add_argument("--ks", type=int, nargs="+", default=list(pipeline.SPECTRA_KS),
+                   help="k of the top-k energy shares and rank-k norm ratios")
+    c.add_argument("--alignment-ks", type=int, nargs="+", default=list(pipeline.ALIGNMENT_KS),
+                   help="k of the subspace overlaps with the final update")
+    c.add_argument("--svd-method", default="gram", choices=["gram", "svd"])
+    c.add_argument("--samples", default=None,
+                   help="generations of the final checkpoint (JSONL with 'response', or a "
+                        "directory of step_XXXXXX.jsonl): adds the embedding shift")
+    c.add_argument("--progress", action="store_true", help="progress bars")
+
+    c = add("evaluate-scaling", cmd_evaluate_scaling,
+            "accuracy of theta_0 + alpha * Delta for the final and an early checkpoint")
+    _series_arguments(c)
+    _evaluation_arguments(c)
+    c.add_argument("--alphas", type=float, nargs="+", default=list(pipeline.SCALING_ALPHAS))
+    c.add_argument("--early-fraction", type=float, default=pipeline.EARLY_FRACTION,
+                   help="the early checkpoint is the one closest to this fraction of training")
+
+    c = add("evaluate-modules", cmd_evaluate_modules,
+            "accuracy of theta_0 plus one part of the final update (layer windows, MLP, "
+            "attention, embeddings)")
+    _series_arguments(c)
+    _evaluation_arguments(c)
+    c.add_argument("--window-size", type=int, default=pipeline.WINDOW_SIZE,
+                   help="layers per window (clipped to the number of layers)")
+    c.add_argument("--window-stride", type=int, default=pipeline.WINDOW_STRIDE)
+
+    c = add("evaluate-rank-k", cmd_evaluate_rank_k,
+            "accuracy of theta_0 + alpha (|Delta|/|Delta_k|) Delta_k of the final update")
+    _series_arguments(c)
+    _evaluation_arguments(c)
+    c.add_argument("--ks", type=int, nargs="+", default=list(pipeline.RANK_KS))
+    c.add_argument("--alpha", type=float, default=1.0)
+    c.add_argument("--svd-method", default="gram", choices=["gram", "svd"])
+
+    c = add("tabulate-analysis", cmd_tabulate_analysis,
+            "analysis tables of every run: mean and 95%% CI over seeds (CSV + Markdown)")
+    c.add_argument("--run-dirs", nargs="+", required=True,
+                   help="per-run analysis directories (.../<method>/seed<seed>)")
+    c.add_argument("--eval-csvs", nargs="+", required=True,
+                   help="the runs' checkpoint scores (.../<method>/seed<seed>/<benchmark>.csv)")
+    c.add_argument("--out-dir", required=True)
+    c.add_argument("--early-fraction", type=float, default=pipeline.EARLY_FRACTION)
+    c.add_argument("--projection-max-tokens", type=int, default=2000,
+                   help="tokens per method kept for the embedding picture")
+
+    c = add("plot-analysis", cmd_plot_analysis, "analysis figures (PNG + PDF) from the tables")
+    c.add_argument("--tables-dir", required=True, help="the tabulate-analysis output directory")
+    c.add_argument("--out-dir", required=True)
+    c.add_argument("--benchmark", default="", help="benchmark name for the accuracy axes")
+    c.add_argument("--plot-k", type=int, default=4,
+                   help="k of the subspace overlaps drawn against training fraction")

@@ -1,1 +1,152 @@
-# Analysis rules: see analysis_helpers.smk for the helper functions.
+# Analyses of the checkpoint series (SPEC section 4), for every analysed (method, seed):
+# the weight analyses in one streaming pass, then three accuracy analyses, each scoring
+# checkpoints built from theta_0 and the update in ONE process (built checkpoints are
+# deleted once scored; scores are cached under artifacts/, so a rerun resumes). Then the
+# tables and figures (analysis_report.smk). Helpers: analysis_helpers.smk.
+
+
+# Update norms, module allocation, spectra, subspace alignment with the final update,
+# and the embedding shift over the tokens the final checkpoint generated.
+rule analyze_run:
+    input:
+        index=f"{RESULTS}/train/{{method}}/seed{{seed}}/checkpoints.csv",
+        base=f"{ARTIFACTS}/models/student",
+        scores=f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{ANALYSIS_BENCHMARK}.csv",
+    output:
+        norms=f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/update_norms.csv",
+        allocation=f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/module_allocation.csv",
+        spectra=f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/spectra.csv",
+        alignment=f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/alignment.csv",
+        cosine=f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/embedding_cosine.csv",
+        projection=f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/embedding_projection.csv",
+    params:
+        samples=f"{ARTIFACTS}/eval/runs/{{method}}/seed{{seed}}/{ANALYSIS_BENCHMARK}",
+        out_dir=output_dir,
+        ks=numbers(ANALYSIS["spectra_ks"]),
+        alignment_ks=numbers(ANALYSIS["alignment_ks"]),
+        svd_method=ANALYSIS["svd_method"],
+        device=ANALYSIS["device"],
+    threads: config["resources"]["threads"]
+    resources:
+        gpu=config["resources"]["gpus"],
+        mem_mb=config["resources"]["mem_mb"],
+    log:
+        f"{LOGS}/analyze_run/{{method}}/seed{{seed}}.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "effopd analyze --base {input.base} --index {input.index} "
+        "--samples {params.samples} --out-dir {params.out_dir} --ks {params.ks} "
+        "--alignment-ks {params.alignment_ks} --svd-method {params.svd_method} "
+        "--device {params.device} --threads {threads} > {log} 2>&1"
+
+
+# Accuracy of theta_0 + alpha * Delta for the final and the early checkpoint.
+rule evaluate_scaling:
+    input:
+        index=f"{RESULTS}/train/{{method}}/seed{{seed}}/checkpoints.csv",
+        base=f"{ARTIFACTS}/models/student",
+        benchmark=f"{ARTIFACTS}/benchmarks/{ANALYSIS_BENCHMARK}.jsonl",
+    output:
+        f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/scaling.csv",
+    params:
+        prompt=config_json("prompt"),
+        generation=config_json("generation"),
+        grading=config_json("grading"),
+        pass_k=numbers(config["evaluation"]["pass_k"]),
+        limit=ANALYSIS["eval_limit"] or 0,
+        n=ANALYSIS["eval_n"],
+        alphas=numbers(ANALYSIS["scaling_alphas"]),
+        early_fraction=ANALYSIS["early_fraction"],
+        device=ANALYSIS["device"],
+        work_dir=f"{ANALYSIS_WORK}/{{method}}/seed{{seed}}/scaling",
+    threads: config["resources"]["threads"]
+    resources:
+        gpu=config["resources"]["gpus"],
+        mem_mb=config["resources"]["mem_mb"],
+    log:
+        f"{LOGS}/evaluate_scaling/{{method}}/seed{{seed}}.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "effopd evaluate-scaling --base {input.base} --index {input.index} "
+        "--benchmark {input.benchmark} --prompt {params.prompt:q} "
+        "--generation {params.generation:q} --grading {params.grading:q} "
+        "--pass-k {params.pass_k} --limit {params.limit} --n {params.n} "
+        "--alphas {params.alphas} --early-fraction {params.early_fraction} "
+        "--work-dir {params.work_dir} --out {output} --device {params.device} "
+        "--threads {threads} > {log} 2>&1"
+
+
+# Accuracy of theta_0 plus one part of the final update: sliding layer windows
+# (analysis.window_size layers, stride analysis.window_stride), MLP, attention, embeddings.
+rule evaluate_modules:
+    input:
+        index=f"{RESULTS}/train/{{method}}/seed{{seed}}/checkpoints.csv",
+        base=f"{ARTIFACTS}/models/student",
+        benchmark=f"{ARTIFACTS}/benchmarks/{ANALYSIS_BENCHMARK}.jsonl",
+    output:
+        f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/modules.csv",
+    params:
+        prompt=config_json("prompt"),
+        generation=config_json("generation"),
+        grading=config_json("grading"),
+        pass_k=numbers(config["evaluation"]["pass_k"]),
+        limit=ANALYSIS["eval_limit"] or 0,
+        n=ANALYSIS["eval_n"],
+        window_size=ANALYSIS["window_size"],
+        window_stride=ANALYSIS["window_stride"],
+        device=ANALYSIS["device"],
+        work_dir=f"{ANALYSIS_WORK}/{{method}}/seed{{seed}}/modules",
+    threads: config["resources"]["threads"]
+    resources:
+        gpu=config["resources"]["gpus"],
+        mem_mb=config["resources"]["mem_mb"],
+    log:
+        f"{LOGS}/evaluate_modules/{{method}}/seed{{seed}}.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "effopd evaluate-modules --base {input.base} --index {input.index} "
+        "--benchmark {input.benchmark} --prompt {params.prompt:q} "
+        "--generation {params.generation:q} --grading {params.grading:q} "
+        "--pass-k {params.pass_k} --limit {params.limit} --n {params.n} "
+        "--window-size {params.window_size} --window-stride {params.window_stride} "
+        "--work-dir {params.work_dir} --out {output} --device {params.device} "
+        "--threads {threads} > {log} 2>&1"
+
+
+# Accuracy of the rank-k truncated final update, rescaled to the full norm, per k.
+rule evaluate_rank_k:
+    input:
+        index=f"{RESULTS}/train/{{method}}/seed{{seed}}/checkpoints.csv",
+        base=f"{ARTIFACTS}/models/student",
+        benchmark=f"{ARTIFACTS}/benchmarks/{ANALYSIS_BENCHMARK}.jsonl",
+    output:
+        f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/rank_k.csv",
+    params:
+        prompt=config_json("prompt"),
+        generation=config_json("generation"),
+        grading=config_json("grading"),
+        pass_k=numbers(config["evaluation"]["pass_k"]),
+        limit=ANALYSIS["eval_limit"] or 0,
+        n=ANALYSIS["eval_n"],
+        ks=numbers(ANALYSIS["rank_ks"]),
+        svd_method=ANALYSIS["svd_method"],
+        device=ANALYSIS["device"],
+        work_dir=f"{ANALYSIS_WORK}/{{method}}/seed{{seed}}/rank_k",
+    threads: config["resources"]["threads"]
+    resources:
+        gpu=config["resources"]["gpus"],
+        mem_mb=config["resources"]["mem_mb"],
+    log:
+        f"{LOGS}/evaluate_rank_k/{{method}}/seed{{seed}}.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "effopd evaluate-rank-k --base {input.base} --index {input.index} "
+        "--benchmark {input.benchmark} --prompt {params.prompt:q} "
+        "--generation {params.generation:q} --grading {params.grading:q} "
+        "--pass-k {params.pass_k} --limit {params.limit} --n {params.n} "
+        "--ks {params.ks} --svd-method {params.svd_method} --work-dir {params.work_dir} "
+        "--out {output} --device {params.device} --threads {threads} > {log} 2>&1"

@@ -1,6 +1,104 @@
 # Helpers of the analysis rules (functions only; the rules are in analysis.smk).
+# Per-run outputs go to results/<experiment>/analysis/<method>/seed<seed>/, tables to
+# results/<experiment>/tables/analysis/, figures to paper_figures/<experiment>/, and the
+# checkpoints the accuracy analyses build (deleted once scored) under
+# artifacts/<experiment>/analysis/<method>/seed<seed>/<analysis>/.
+
+ANALYSIS = config["analysis"]
+ANALYSIS_METHODS = [m for m in (ANALYSIS["methods"] or METHODS) if m in METHODS]
+ANALYSIS_RUNS = f"{RESULTS}/analysis"
+ANALYSIS_TABLES = f"{RESULTS}/tables/analysis"
+ANALYSIS_WORK = f"{ARTIFACTS}/analysis"
+ANALYSIS_BENCHMARK = SPEEDUP_BENCHMARK  # the series benchmark the accuracy analyses score
+
+# Per-run files of `effopd analyze` and `effopd evaluate-*`; the names of the tables
+# (effopd/reports/analysis.py TABLES) and figures (effopd/plots/analysis.py FIGURES).
+ANALYSIS_RUN_FILES = [
+    "update_norms.csv",
+    "module_allocation.csv",
+    "spectra.csv",
+    "alignment.csv",
+    "embedding_cosine.csv",
+    "embedding_projection.csv",
+    "scaling.csv",
+    "modules.csv",
+    "rank_k.csv",
+]
+ANALYSIS_TABLE_NAMES = [
+    "update_size_accuracy",
+    "update_efficiency",
+    "scaling_curves",
+    "early_recovery",
+    "module_allocation_layers",
+    "module_allocation_modules",
+    "module_utility",
+    "update_spectra",
+    "rank_k_accuracy",
+    "subspace_alignment",
+    "top1_alignment",
+    "embedding_shift",
+    "embedding_projection",
+]
+ANALYSIS_FIGURE_NAMES = [
+    "update_size_accuracy",
+    "scaling_curves",
+    "module_allocation_layers",
+    "module_allocation_modules",
+    "module_utility",
+    "update_spectra",
+    "rank_k_accuracy",
+    "subspace_alignment",
+    "subspace_alignment_early",
+    "embedding_shift",
+    "embedding_projection",
+]
+
+
+def numbers(values):
+    """A list of numbers as one space-separated command-line argument string."""
+    return " ".join(str(v) for v in values)
+
+
+def input_dir(wildcards, input):
+    """A params function: the directory of the rule's first input."""
+    return os.path.dirname(input[0])
+
+
+def analysis_run_dirs():
+    """The per-run analysis directories, one per analysed (method, seed)."""
+    return expand(
+        f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}", method=ANALYSIS_METHODS, seed=SEEDS
+    )
+
+
+def analysis_run_files():
+    """Every per-run analysis file of every analysed run."""
+    return [f"{d}/{name}" for d in analysis_run_dirs() for name in ANALYSIS_RUN_FILES]
+
+
+def analysis_eval_csvs():
+    """The analysed runs' checkpoint scores on the series benchmark, in run order."""
+    return expand(
+        f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{ANALYSIS_BENCHMARK}.csv",
+        method=ANALYSIS_METHODS,
+        seed=SEEDS,
+    )
+
+
+def analysis_tables():
+    return expand(
+        f"{ANALYSIS_TABLES}/{{name}}.{{ext}}", name=ANALYSIS_TABLE_NAMES, ext=["csv", "md"]
+    )
+
+
+def analysis_figures():
+    return expand(
+        f"{FIGURES}/{{name}}.{{ext}}", name=ANALYSIS_FIGURE_NAMES, ext=["png", "pdf"]
+    )
 
 
 def analysis_targets():
-    """Every table and figure of the checkpoint-series analyses."""
-    return []
+    """Every table and figure of the checkpoint-series analyses (none when disabled)."""
+    if not ANALYSIS["enabled"] or not ANALYSIS_METHODS:
+        return []
+    return [*analysis_tables(), *analysis_figures()]

@@ -3,6 +3,7 @@
 
 import json
 import os
+from pathlib import Path
 
 from effopd.config import validate_config
 
@@ -101,7 +102,16 @@ def report_targets():
         f"{RESULTS}/tables/effopd_speedup.csv",
         f"{FIGURES}/training_curves.png",
         *analysis_targets(),
+        *claims_targets(),
     ]
+
+
+def claims_targets():
+    """The claims table, when OPD, RL and EffOPD are trained and OPD and RL analysed."""
+    analysed = set(ANALYSIS_METHODS) if ANALYSIS["enabled"] else set()
+    if {"opd", "rl"} <= analysed and "effopd" in METHODS:
+        return [f"{RESULTS}/tables/claims.csv"]
+    return []
 
 
 def all_targets():
