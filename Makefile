@@ -28,7 +28,7 @@ test: $(STAMP)
 
 # Reviewers: redraw every table and figure from the committed results (no training).
 figures: $(STAMP)
-	snakemake figures --cores 2 --forceall --config review=true
+	snakemake figures --cores 2 --forceall --config review=True
 
 lint: $(STAMP)
 	ruff check effopd tests benchmarks

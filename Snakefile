@@ -4,7 +4,7 @@
 #   snakemake --cores all                                  # tiny default, CPU, minutes
 #   snakemake --cores all --configfile config/paper.yaml   # paper scale (GPUs)
 #   snakemake --profile profiles/slurm --configfile config/paper.yaml
-#   snakemake figures --cores 2 --forceall --config review=true  # reviewers: redraw
+#   snakemake figures --cores 2 --forceall --config review=True  # reviewers: redraw
 #                                                  # every table and figure, no training
 
 
@@ -50,6 +50,7 @@ if not config["review"]:
     include: "workflow/rules/train.smk"
     include: "workflow/rules/evaluate.smk"
     include: "workflow/rules/analysis.smk"
+    include: "workflow/rules/provenance.smk"
 
 
 include: "workflow/rules/tables.smk"
@@ -71,7 +72,7 @@ rule all:
         report_targets() if config["review"] else all_targets(),
 
 
-# Every table and figure of the artifact (reviewers: with review=true).
+# Every table and figure of the artifact (reviewers: with review=True).
 rule figures:
     input:
         report_targets(),

@@ -141,6 +141,13 @@ def cmd_tabulate_claims(args: argparse.Namespace) -> None:
     write_claims(args.run_dirs, args.eval_csvs, args.speedup, args.k, args.out)
 
 
+def cmd_record_provenance(args: argparse.Namespace) -> None:
+    from effopd.provenance import write_provenance
+
+    write_provenance(args.config, args.models, args.data_manifests, args.data_files,
+                     args.outputs, args.out)
+
+
 def cmd_validate_config(args: argparse.Namespace) -> None:
     from effopd.config import load_config
 
@@ -262,6 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--curves", required=True, help="training_curves.csv")
     c.add_argument("--benchmark", required=True)
     c.add_argument("--out", required=True, help="PNG path; the PDF goes beside it")
+
+    c = add("record-provenance", cmd_record_provenance,
+            "sidecar JSON tying tables and figures to config, code, models and data")
+    c.add_argument("--config", type=_json, required=True, help="the validated config")
+    c.add_argument("--models", nargs="+", required=True, help="model dirs (with manifest)")
+    c.add_argument("--data-manifests", nargs="*", default=[])
+    c.add_argument("--data-files", nargs="*", default=[])
+    c.add_argument("--outputs", nargs="+", required=True, help="tables and figures covered")
+    c.add_argument("--out", required=True)
 
     c = add("tabulate-claims", cmd_tabulate_claims,
             "the claims table: metric, measured value and verdict for each claim")

@@ -33,3 +33,58 @@ def directory_manifest(directory: str | Path, exclude: tuple[str, ...] = ("manif
             continue
         manifest[relative.as_posix()] = sha256_file(path)
     return manifest
+
+
+def git_state(directory: str | Path = ".") -> dict[str, object]:
+    """The commit checked out in ``directory`` and whether the work tree differs from it."""
+    import subprocess
+
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=directory, capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def config_sha256(config: dict) -> str:
+    """SHA-256 of the validated config (defaults filled), serialised with sorted keys."""
+    import json
+
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def write_provenance(config: dict, model_dirs: list[str | Path],
+                     data_manifests: list[str | Path], data_files: list[str | Path],
+                     outputs: list[str | Path], out: str | Path,
+                     repo_dir: str | Path | None = None) -> dict:
+    """Write the provenance sidecar of an experiment's tables and figures.
+
+    Records the config and its hash, the git state of the code, each model's
+    manifest (origin, revision, sha256 of every file), each prepared data set's
+    manifest and hash, and the sha256 of every table and figure it covers.
+    """
+    import json
+
+    from effopd.io import atomic_write_json
+
+    def load(path: Path) -> dict:
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    record = {
+        "experiment": config["experiment"],
+        "config_sha256": config_sha256(config),
+        "config": config,
+        "git": git_state(repo_dir or Path(__file__).resolve().parents[1]),
+        "models": {Path(d).name: {k: v for k, v in load(Path(d) / "manifest.json").items()}
+                   for d in model_dirs},
+        "data": {Path(p).name: load(Path(p)) for p in data_manifests},
+        "data_sha256": {Path(p).name: sha256_file(p) for p in data_files},
+        "outputs_sha256": {str(p): sha256_file(p) for p in outputs},
+    }
+    atomic_write_json(out, record)
+    return record

@@ -25,7 +25,7 @@ def reviewer_copy(smoke_run, tmp_path_factory):
 @pytest.mark.slow
 def test_reviewer_mode_redraws_everything_without_training(reviewer_copy, smoke_run):
     result = run_smoke_dag(reviewer_copy, "figures", "--cores", "2", "--forceall",
-                           "--config", "review=true")
+                           "--config", "review=True")
     assert result.returncode == 0, result.stderr[-3000:]
     ran = {line.split("rule ")[1].rstrip(":") for line in result.stderr.splitlines()
            if line.startswith("rule ") or line.startswith("localrule ")}

@@ -167,7 +167,7 @@ def run_snakemake_on_slurm(
     cluster's jobs are cancelled and the test fails with the output so far --
     a hang is a bug we want to see, not wait for.
     """
-    # --workflow-profile none: otherwise snakemake also applies profiles/default
+    # --workflow-profile none: a profiles/default next to the Snakefile would be applied
     # (next to the Snakefile or in the cwd) on top of ``profiles``, key by key.
     cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "none"]
     for profile in profiles:

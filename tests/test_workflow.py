@@ -74,6 +74,22 @@ def test_smoke_config_runs_end_to_end(repo, smoke_run):
 
 
 @pytest.mark.slow
+def test_provenance_ties_outputs_to_config_code_models_and_data(smoke_run):
+    from effopd.provenance import config_sha256, sha256_file
+
+    record = json.loads((smoke_run / "results/smoke/provenance.json").read_text())
+    assert record["config_sha256"] == config_sha256(record["config"])
+    assert len(record["git"]["commit"]) == 40
+    assert set(record["models"]) == {"teacher", "student"}
+    assert "model.safetensors" in record["models"]["teacher"]["files"]
+    assert set(record["data"]) >= {"tiny_test.manifest.json", "tiny_val.manifest.json"}
+    for path, digest in record["outputs_sha256"].items():
+        if path.endswith(".csv"):
+            assert sha256_file(smoke_run / path) == digest, path
+    assert "results/smoke/tables/effopd_speedup.csv" in record["outputs_sha256"]
+
+
+@pytest.mark.slow
 def test_smoke_training_outputs(smoke_run):
     results = smoke_run / "results/smoke"
     for method in ("opd", "rl", "effopd"):

@@ -114,6 +114,14 @@ def claims_targets():
     return []
 
 
+def provenance_data_files():
+    """The data files the models and runs were made from (hashed in provenance.json)."""
+    files = [train_prompts_file()]
+    if BUILT_ROLES or TRAINING["data"]["source"] == "task":
+        files += [f"{ARTIFACTS}/data/{split}.jsonl" for split in ("val", "test")]
+    return sorted(set(files))
+
+
 def all_targets():
-    """Everything the full DAG makes."""
-    return report_targets()
+    """Everything the full DAG makes: the report and its provenance sidecar."""
+    return report_targets() + [f"{RESULTS}/provenance.json"]
