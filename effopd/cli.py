@@ -17,14 +17,16 @@ from typing import Any
 log = logging.getLogger("effopd")
 
 
-def _json(text: str) -> Any:
+def json_arg(text: str) -> Any:
+    """argparse type: a JSON value, with the parse error and the text's start in the message."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise argparse.ArgumentTypeError(f"not valid JSON: {err}: {text[:200]!r}") from err
 
 
-def _threads(count: int | None) -> None:
+def set_threads(count: int | None) -> None:
+    """Set torch's intra-op threads (the rule's ``threads``); None leaves torch's default."""
     if count:
         import torch
 
@@ -48,7 +50,7 @@ def cmd_build_tokenizer(args: argparse.Namespace) -> None:
 def cmd_build_model(args: argparse.Namespace) -> None:
     from effopd.models.build import build_model
 
-    _threads(args.threads)
+    set_threads(args.threads)
     build_model(args.spec, args.prompt, args.tokenizer, args.train, args.out, args.log_csv)
 
 
@@ -73,7 +75,7 @@ def cmd_prepare_benchmark(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from effopd.evaluation import evaluate_model
 
-    _threads(args.threads)
+    set_threads(args.threads)
     evaluate_model(model_dir=args.model, benchmark_file=args.benchmark, label=args.label,
                    prompt=args.prompt, generation=args.generation, grading=args.grading,
                    pass_k=args.pass_k, samples_out=args.samples, metrics_out=args.metrics,
@@ -83,7 +85,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_evaluate_series(args: argparse.Namespace) -> None:
     from effopd.evaluation import evaluate_series
 
-    _threads(args.threads)
+    set_threads(args.threads)
     evaluate_series(index_csv=args.index, base_model=args.base_model,
                     benchmark_file=args.benchmark, label=args.label, prompt=args.prompt,
                     generation=args.generation, grading=args.grading, pass_k=args.pass_k,
@@ -100,7 +102,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
     from effopd.training.trainer import Trainer, TrainSpec
 
-    _threads(args.threads)
+    set_threads(args.threads)
     spec = TrainSpec.from_config(args.training, args.method, args.grading)
     trainer = Trainer(spec, args.seed, args.student, args.teacher, args.train, args.val,
                       args.prompt, args.run_dir, device=args.device)
@@ -166,16 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
         return command
 
     c = add("make-task", cmd_make_task, "write the tiny task's train/val/test JSONL splits")
-    c.add_argument("--spec", type=_json, default={}, help="the config's task block (JSON)")
+    c.add_argument("--spec", type=json_arg, default={}, help="the config's task block (JSON)")
     c.add_argument("--out-dir", required=True)
 
     c = add("build-tokenizer", cmd_build_tokenizer, "build the tiny models' tokenizer")
-    c.add_argument("--prompt", type=_json, required=True, help="the config's prompt block")
+    c.add_argument("--prompt", type=json_arg, required=True, help="the config's prompt block")
     c.add_argument("--out", required=True)
 
     c = add("build-model", cmd_build_model, "initialise and SFT a tiny Qwen3 model offline")
-    c.add_argument("--spec", type=_json, required=True, help="the config's models.<role> block")
-    c.add_argument("--prompt", type=_json, required=True, help="the config's prompt block")
+    c.add_argument("--spec", type=json_arg, required=True, help="the config's models.<role> block")
+    c.add_argument("--prompt", type=json_arg, required=True, help="the config's prompt block")
     c.add_argument("--tokenizer", required=True)
     c.add_argument("--train", required=True, help="train split JSONL")
     c.add_argument("--out", required=True, help="output checkpoint directory")
@@ -184,17 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = add("fetch-model", cmd_fetch_model,
             "download a Hub model at a pinned revision (or copy a local one) with a manifest")
-    c.add_argument("--spec", type=_json, required=True, help="the config's models.<role> block")
+    c.add_argument("--spec", type=json_arg, required=True, help="the config's models.<role> block")
     c.add_argument("--out", required=True)
 
     c = add("prepare-train-data", cmd_prepare_train_data,
             "write the training prompts (e.g. DeepMath-103K, difficulty >= 6) as JSONL")
-    c.add_argument("--spec", type=_json, required=True, help="the config's training.data")
+    c.add_argument("--spec", type=json_arg, required=True, help="the config's training.data")
     c.add_argument("--out", required=True)
 
     c = add("prepare-benchmark", cmd_prepare_benchmark,
             "write a benchmark as JSONL (id, problem, answer) with a manifest")
-    c.add_argument("--spec", type=_json, required=True, help="the config's benchmarks.<name>")
+    c.add_argument("--spec", type=json_arg, required=True, help="the config's benchmarks.<name>")
     c.add_argument("--task-file", default=None, help="the task split, for source: task")
     c.add_argument("--out", required=True)
 
@@ -202,9 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", required=True, help="Hugging Face checkpoint directory")
     c.add_argument("--benchmark", required=True, help="prepared benchmark JSONL")
     c.add_argument("--label", required=True, help="model name recorded in the metrics")
-    c.add_argument("--prompt", type=_json, default={})
-    c.add_argument("--generation", type=_json, default={})
-    c.add_argument("--grading", type=_json, default={})
+    c.add_argument("--prompt", type=json_arg, default={})
+    c.add_argument("--generation", type=json_arg, default={})
+    c.add_argument("--grading", type=json_arg, default={})
     c.add_argument("--pass-k", type=int, nargs="+", default=[1])
     c.add_argument("--samples", required=True, help="per-sample grades (JSONL)")
     c.add_argument("--metrics", required=True, help="one metrics row (JSON)")
@@ -217,9 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--base-model", required=True, help="step-0 model directory")
     c.add_argument("--benchmark", required=True)
     c.add_argument("--label", required=True)
-    c.add_argument("--prompt", type=_json, default={})
-    c.add_argument("--generation", type=_json, default={})
-    c.add_argument("--grading", type=_json, default={})
+    c.add_argument("--prompt", type=json_arg, default={})
+    c.add_argument("--generation", type=json_arg, default={})
+    c.add_argument("--grading", type=json_arg, default={})
     c.add_argument("--pass-k", type=int, nargs="+", default=[1])
     c.add_argument("--out", required=True, help="one metrics row per step (CSV)")
     c.add_argument("--samples-dir", required=True)
@@ -229,9 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = add("train", cmd_train, "train one run (opd, rl or effopd; one seed), resumable")
     c.add_argument("--method", required=True, choices=["opd", "rl", "effopd"])
     c.add_argument("--seed", type=int, required=True)
-    c.add_argument("--training", type=_json, required=True, help="the config's training block")
-    c.add_argument("--grading", type=_json, required=True)
-    c.add_argument("--prompt", type=_json, required=True)
+    c.add_argument("--training", type=json_arg, required=True, help="the config's training block")
+    c.add_argument("--grading", type=json_arg, required=True)
+    c.add_argument("--prompt", type=json_arg, required=True)
     c.add_argument("--student", required=True, help="initial student checkpoint")
     c.add_argument("--teacher", default=None, help="teacher checkpoint (opd, effopd)")
     c.add_argument("--train", required=True, help="training problems (JSONL)")
@@ -272,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = add("record-provenance", cmd_record_provenance,
             "sidecar JSON tying tables and figures to config, code, models and data")
-    c.add_argument("--config", type=_json, required=True, help="the validated config")
+    c.add_argument("--config", type=json_arg, required=True, help="the validated config")
     c.add_argument("--models", nargs="+", required=True, help="model dirs (with manifest)")
     c.add_argument("--data-manifests", nargs="*", default=[])
     c.add_argument("--data-files", nargs="*", default=[])

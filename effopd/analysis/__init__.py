@@ -12,61 +12,56 @@
 - :mod:`.synthetic`      random Qwen3 checkpoints with planted updates (tests, benchmark)
 """
 
-from effopd.analysis.alignment import alignment_table, long_by_k
-from effopd.analysis.checkpoint_io import (
-    ParamInfo,
-    block_matrix_names,
-    is_block_weight,
-    iter_tensor_pairs,
-    iter_update_tensors,
-    list_tensor_names,
-    open_checkpoint,
-    parse_param_name,
-    read_tensor,
-    write_modified_checkpoint,
-)
-from effopd.analysis.device import resolve_device
-from effopd.analysis.embedding_shift import (
-    embedding_cosine,
-    embedding_cosine_summary,
-    embedding_projection,
-)
-from effopd.analysis.interventions import (
-    LayerWindow,
-    injected_update,
-    is_attention,
-    is_embedding,
-    is_mlp,
-    num_layers,
-    rank_k_rescaled,
-    scaled_update,
-    sliding_windows,
-)
-from effopd.analysis.series import series_tables
-from effopd.analysis.spectra import (
-    effective_rank,
-    energy_share,
-    gram_error_bound,
-    rank_k_approximation,
-    rank_k_norm_ratio,
-    singular_values,
-    spectrum_and_subspaces,
-    stable_rank,
-    topk_subspaces,
-)
-from effopd.analysis.spectra_table import spectra_table
-from effopd.analysis.subspace import (
-    principal_angles,
-    random_overlap,
-    subspace_overlap,
-    top1_abs_cos,
-)
-from effopd.analysis.updates import (
-    aggregate_update_norms,
-    total_update_norm,
-    update_norm_table,
-    update_size_series,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_SOURCES = {
+    'aggregate_update_norms': 'updates',
+    'alignment_table': 'alignment',
+    'block_matrix_names': 'checkpoint_io',
+    'effective_rank': 'spectra',
+    'embedding_cosine': 'embedding_shift',
+    'embedding_cosine_summary': 'embedding_shift',
+    'embedding_projection': 'embedding_shift',
+    'energy_share': 'spectra',
+    'gram_error_bound': 'spectra',
+    'injected_update': 'interventions',
+    'is_attention': 'interventions',
+    'is_block_weight': 'checkpoint_io',
+    'is_embedding': 'interventions',
+    'is_mlp': 'interventions',
+    'iter_tensor_pairs': 'checkpoint_io',
+    'iter_update_tensors': 'checkpoint_io',
+    'LayerWindow': 'interventions',
+    'list_tensor_names': 'checkpoint_io',
+    'num_layers': 'interventions',
+    'open_checkpoint': 'checkpoint_io',
+    'ParamInfo': 'checkpoint_io',
+    'parse_param_name': 'checkpoint_io',
+    'principal_angles': 'subspace',
+    'random_overlap': 'subspace',
+    'rank_k_approximation': 'spectra',
+    'rank_k_norm_ratio': 'spectra',
+    'rank_k_rescaled': 'interventions',
+    'read_tensor': 'checkpoint_io',
+    'resolve_device': 'device',
+    'scaled_update': 'interventions',
+    'series_tables': 'series',
+    'singular_values': 'spectra',
+    'sliding_windows': 'interventions',
+    'spectra_table': 'spectra_table',
+    'spectrum_and_subspaces': 'spectra',
+    'stable_rank': 'spectra',
+    'subspace_overlap': 'subspace',
+    'top1_abs_cos': 'subspace',
+    'topk_subspaces': 'spectra',
+    'total_update_norm': 'updates',
+    'update_norm_table': 'updates',
+    'update_size_series': 'updates',
+    'write_modified_checkpoint': 'checkpoint_io',
+}
 
 __all__ = [
     "aggregate_update_norms", "alignment_table", "block_matrix_names", "effective_rank",
@@ -80,3 +75,10 @@ __all__ = [
     "subspace_overlap", "top1_abs_cos", "topk_subspaces", "total_update_norm", "update_norm_table",
     "update_size_series", "write_modified_checkpoint",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``name`` from its submodule on first use (PEP 562)."""
+    if name in _SOURCES:
+        return getattr(importlib.import_module(f"effopd.analysis.{_SOURCES[name]}"), name)
+    raise AttributeError(f"module 'effopd.analysis' has no attribute {name!r}")

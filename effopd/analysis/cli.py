@@ -15,30 +15,21 @@ A series is either a training run's ``--index checkpoints.csv`` or
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from effopd.analysis import pipeline
+from effopd.analysis import settings
+from effopd.cli import json_arg, set_threads
+
+if TYPE_CHECKING:
+    from effopd.analysis.pipeline import EvalSettings, Series
 
 AddCommand = Callable[[str, Callable[[argparse.Namespace], None], str], Any]
 
 
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {err}: {text[:200]!r}") from err
+def _series(args: argparse.Namespace) -> Series:
+    from effopd.analysis import pipeline
 
-
-def _threads(count: int | None) -> None:
-    if count:
-        import torch
-
-        torch.set_num_threads(count)
-
-
-def _series(args: argparse.Namespace) -> pipeline.Series:
     if args.index:
         if args.checkpoints:
             raise ValueError("give either --index or --checkpoints, not both")
@@ -52,8 +43,10 @@ def _series(args: argparse.Namespace) -> pipeline.Series:
                                      args.final)
 
 
-def _settings(args: argparse.Namespace) -> pipeline.EvalSettings:
+def _settings(args: argparse.Namespace) -> EvalSettings:
     from pathlib import Path
+
+    from effopd.analysis import pipeline
 
     return pipeline.EvalSettings(benchmark=Path(args.benchmark), prompt=args.prompt,
                                  generation=args.generation, grading=args.grading,
@@ -63,7 +56,9 @@ def _settings(args: argparse.Namespace) -> pipeline.EvalSettings:
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
-    _threads(args.threads)
+    from effopd.analysis import pipeline
+
+    set_threads(args.threads)
     series = _series(args)
     written = pipeline.analyze_series(series, args.out_dir, ks=args.ks,
                                       alignment_ks=args.alignment_ks, method=args.svd_method,
@@ -73,21 +68,27 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate_scaling(args: argparse.Namespace) -> None:
-    _threads(args.threads)
+    from effopd.analysis import pipeline
+
+    set_threads(args.threads)
     pipeline.run_scaling(_series(args), _settings(args), args.work_dir, args.out,
                          alphas=args.alphas, early_fraction=args.early_fraction,
                          keep_checkpoints=args.keep_checkpoints)
 
 
 def cmd_evaluate_modules(args: argparse.Namespace) -> None:
-    _threads(args.threads)
+    from effopd.analysis import pipeline
+
+    set_threads(args.threads)
     pipeline.run_modules(_series(args), _settings(args), args.work_dir, args.out,
                          window_size=args.window_size, window_stride=args.window_stride,
                          keep_checkpoints=args.keep_checkpoints)
 
 
 def cmd_evaluate_rank_k(args: argparse.Namespace) -> None:
-    _threads(args.threads)
+    from effopd.analysis import pipeline
+
+    set_threads(args.threads)
     pipeline.run_rank_k(_series(args), _settings(args), args.work_dir, args.out, ks=args.ks,
                         alpha=args.alpha, method=args.svd_method,
                         keep_checkpoints=args.keep_checkpoints)
@@ -128,14 +129,14 @@ def _series_arguments(command: argparse.ArgumentParser) -> None:
 
 def _evaluation_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--benchmark", required=True, help="prepared benchmark JSONL")
-    command.add_argument("--prompt", type=_json, default={}, help="the config's prompt block")
-    command.add_argument("--generation", type=_json, default={},
+    command.add_argument("--prompt", type=json_arg, default={}, help="the config's prompt block")
+    command.add_argument("--generation", type=json_arg, default={},
                          help="the config's generation block (its n is replaced by --n)")
-    command.add_argument("--grading", type=_json, default={}, help="the config's grading block")
+    command.add_argument("--grading", type=json_arg, default={}, help="the config's grading block")
     command.add_argument("--pass-k", type=int, nargs="+", default=[1])
-    command.add_argument("--limit", type=int, default=pipeline.EVAL_LIMIT,
+    command.add_argument("--limit", type=int, default=settings.EVAL_LIMIT,
                          help="score the first LIMIT problems (0: all)")
-    command.add_argument("--n", type=int, default=pipeline.EVAL_N, help="samples per problem")
+    command.add_argument("--n", type=int, default=settings.EVAL_N, help="samples per problem")
     command.add_argument("--work-dir", required=True,
                          help="built checkpoints (deleted once scored), samples, score cache")
     command.add_argument("--out", required=True, help="one row per scored model (CSV)")
@@ -150,9 +151,9 @@ def register_analysis_commands(add: AddCommand) -> None:
             "shift) of a checkpoint series, streamed in float32")
     _series_arguments(c)
     c.add_argument("--out-dir", required=True, help="where the CSV tables go")
-    c.add_argument("--ks", type=int, nargs="+", default=list(pipeline.SPECTRA_KS),
+    c.add_argument("--ks", type=int, nargs="+", default=list(settings.SPECTRA_KS),
                    help="k of the top-k energy shares and rank-k norm ratios")
-    c.add_argument("--alignment-ks", type=int, nargs="+", default=list(pipeline.ALIGNMENT_KS),
+    c.add_argument("--alignment-ks", type=int, nargs="+", default=list(settings.ALIGNMENT_KS),
                    help="k of the subspace overlaps with the final update")
     c.add_argument("--svd-method", default="gram", choices=["gram", "svd"])
     c.add_argument("--samples", default=None,
@@ -164,8 +165,8 @@ def register_analysis_commands(add: AddCommand) -> None:
             "accuracy of theta_0 + alpha * Delta for the final and an early checkpoint")
     _series_arguments(c)
     _evaluation_arguments(c)
-    c.add_argument("--alphas", type=float, nargs="+", default=list(pipeline.SCALING_ALPHAS))
-    c.add_argument("--early-fraction", type=float, default=pipeline.EARLY_FRACTION,
+    c.add_argument("--alphas", type=float, nargs="+", default=list(settings.SCALING_ALPHAS))
+    c.add_argument("--early-fraction", type=float, default=settings.EARLY_FRACTION,
                    help="the early checkpoint is the one closest to this fraction of training")
 
     c = add("evaluate-modules", cmd_evaluate_modules,
@@ -173,15 +174,15 @@ def register_analysis_commands(add: AddCommand) -> None:
             "attention, embeddings)")
     _series_arguments(c)
     _evaluation_arguments(c)
-    c.add_argument("--window-size", type=int, default=pipeline.WINDOW_SIZE,
+    c.add_argument("--window-size", type=int, default=settings.WINDOW_SIZE,
                    help="layers per window (clipped to the number of layers)")
-    c.add_argument("--window-stride", type=int, default=pipeline.WINDOW_STRIDE)
+    c.add_argument("--window-stride", type=int, default=settings.WINDOW_STRIDE)
 
     c = add("evaluate-rank-k", cmd_evaluate_rank_k,
             "accuracy of theta_0 + alpha (|Delta|/|Delta_k|) Delta_k of the final update")
     _series_arguments(c)
     _evaluation_arguments(c)
-    c.add_argument("--ks", type=int, nargs="+", default=list(pipeline.RANK_KS))
+    c.add_argument("--ks", type=int, nargs="+", default=list(settings.RANK_KS))
     c.add_argument("--alpha", type=float, default=1.0)
     c.add_argument("--svd-method", default="gram", choices=["gram", "svd"])
 
@@ -192,7 +193,7 @@ def register_analysis_commands(add: AddCommand) -> None:
     c.add_argument("--eval-csvs", nargs="+", required=True,
                    help="the runs' checkpoint scores (.../<method>/seed<seed>/<benchmark>.csv)")
     c.add_argument("--out-dir", required=True)
-    c.add_argument("--early-fraction", type=float, default=pipeline.EARLY_FRACTION)
+    c.add_argument("--early-fraction", type=float, default=settings.EARLY_FRACTION)
     c.add_argument("--projection-max-tokens", type=int, default=2000,
                    help="tokens per method kept for the embedding picture")
 

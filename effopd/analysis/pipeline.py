@@ -71,6 +71,18 @@ from effopd.analysis.interventions import (
     sliding_windows,
 )
 from effopd.analysis.series import series_tables
+from effopd.analysis.settings import (  # noqa: F401 (re-exported)
+    ALIGNMENT_KS,
+    EARLY_FRACTION,
+    EVAL_LIMIT,
+    EVAL_N,
+    RANK_KS,
+    SCALING_ALPHAS,
+    SPECTRA_KS,
+    WINDOW_SIZE,
+    WINDOW_STRIDE,
+    Series,
+)
 from effopd.analysis.updates import update_norm_table
 from effopd.io import atomic_path, atomic_write_json, read_json, read_jsonl
 
@@ -80,15 +92,6 @@ PathLike = str | os.PathLike[str]
 
 # Defaults shared by the command line and the config schema's analysis block
 # (tests/test_analysis_pipeline.py checks that the two agree).
-SPECTRA_KS = (1, 2, 4, 8, 16, 32, 64)
-ALIGNMENT_KS = (1, 2, 4, 8, 16)
-SCALING_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
-EARLY_FRACTION = 0.1
-WINDOW_SIZE = 4
-WINDOW_STRIDE = 2
-RANK_KS = (1, 4, 16)
-EVAL_LIMIT = 64
-EVAL_N = 1
 
 _STEP_RE = re.compile(r"^(?:global_step|step|checkpoint|ckpt|iter)[_-]?(\d+)$", re.IGNORECASE)
 
@@ -122,58 +125,6 @@ def unique_labels(paths: Sequence[PathLike]) -> list[str]:
         if len(set(labels)) == len(labels):
             return labels
     raise ValueError("checkpoint paths are not distinct")
-
-
-@dataclass(frozen=True)
-class Series:
-    """A base model and its checkpoints in training order; the last one is the final update.
-
-    ``steps`` are None where unknown; ``fraction`` is step / final step.
-    """
-
-    base: Path
-    labels: list[str]
-    paths: list[Path]
-    steps: list[int | None]
-
-    def __post_init__(self) -> None:
-        if not self.paths:
-            raise ValueError("a series needs at least one checkpoint")
-        if not len(self.labels) == len(self.paths) == len(self.steps):
-            raise ValueError("labels, paths and steps differ in length")
-
-    @property
-    def final(self) -> Path:
-        return self.paths[-1]
-
-    @property
-    def final_step(self) -> int | None:
-        return self.steps[-1]
-
-    def fraction(self, step: int | None) -> float:
-        if step is None or not self.final_step:
-            return math.nan
-        return step / self.final_step
-
-    def info(self, index: int) -> dict[str, Any]:
-        """checkpoint, step and fraction of checkpoint ``index`` (step NaN-able)."""
-        step = self.steps[index]
-        return {"checkpoint": self.labels[index],
-                "step": pd.NA if step is None else step, "fraction": self.fraction(step)}
-
-    def early_index(self, fraction: float) -> int:
-        """The checkpoint whose training fraction is closest to ``fraction`` (ties: the earlier).
-
-        The final checkpoint is chosen only when it is the only one. Without
-        steps, position in the series stands in for the step.
-        """
-        if len(self.paths) == 1:
-            return 0
-        known = all(step is not None for step in self.steps) and self.final_step
-        positions = [self.fraction(s) if known else (i + 1) / len(self.paths)
-                     for i, s in enumerate(self.steps)]
-        candidates = range(len(self.paths) - 1)
-        return min(candidates, key=lambda i: (abs(positions[i] - fraction), i))
 
 
 def series_from_index(index_csv: PathLike, base: PathLike) -> Series:

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from effopd.analysis.pipeline import EARLY_FRACTION, Series
+from effopd.analysis.settings import EARLY_FRACTION, Series
 from effopd.reports.stats import mean_ci95
 
 log = logging.getLogger(__name__)
