@@ -21,12 +21,13 @@ def setup() -> None:
 
 
 def save_figure(figure: plt.Figure, png_path: str | Path) -> tuple[Path, Path]:
-    """Write ``figure`` as PNG (200 dpi) and as PDF beside it; close it."""
+    """Write ``figure`` as PNG (200 dpi) and as PDF beside it (reproducible bytes); close it."""
     png = Path(png_path)
     pdf = png.with_suffix(".pdf")
     figure.tight_layout()
-    for target, kind in ((png, "png"), (pdf, "pdf")):
+    # No creation date in the PDF: a redrawn figure is byte-identical to the committed one.
+    for target, kind, metadata in ((png, "png", {}), (pdf, "pdf", {"CreationDate": None})):
         with atomic_path(target, suffix=f".{kind}") as tmp:
-            figure.savefig(tmp, format=kind, dpi=200, bbox_inches="tight")
+            figure.savefig(tmp, format=kind, dpi=200, bbox_inches="tight", metadata=metadata)
     plt.close(figure)
     return png, pdf
