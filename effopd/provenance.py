@@ -36,7 +36,11 @@ def directory_manifest(directory: str | Path, exclude: tuple[str, ...] = ("manif
 
 
 def git_state(directory: str | Path = ".") -> dict[str, object]:
-    """The commit checked out in ``directory`` and whether the work tree differs from it."""
+    """The commit checked out in ``directory`` and whether its code differs from it.
+
+    Changes under ``results/`` and ``paper_figures/`` (the outputs being
+    recorded) do not count as a dirty work tree.
+    """
     import subprocess
 
     def git(*args: str) -> str | None:
@@ -47,7 +51,8 @@ def git_state(directory: str | Path = ".") -> dict[str, object]:
             return None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                 ":(exclude)results", ":(exclude)paper_figures")
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
