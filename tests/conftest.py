@@ -65,9 +65,13 @@ def tiny_checkpoint(tmp_path_factory, char_tokenizer) -> Path:
 
 def run_smoke_dag(workdir: Path, *extra: str, timeout: float = 1200
                   ) -> subprocess.CompletedProcess:
-    """Run the real DAG on config/smoke.yaml with outputs under ``workdir``."""
-    return run_cli("snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-                   "--configfile", str(REPO / "config" / "smoke.yaml"), *extra,
+    """Run the real DAG on config/smoke.yaml with outputs under ``workdir``.
+
+    ``extra`` goes first: ``--configfile`` takes several values and would read a
+    target placed after it as another config file.
+    """
+    return run_cli("snakemake", *extra, "-s", str(REPO / "Snakefile"), "--directory",
+                   str(workdir), "--configfile", str(REPO / "config" / "smoke.yaml"),
                    timeout=timeout)
 
 

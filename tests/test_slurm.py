@@ -316,13 +316,14 @@ def test_smoke_dag_on_slurm_matches_local_run(
         cluster,
         tmp_path,
         [
+            # base models, training and evaluation: the jobs that differ on a cluster
+            # (targets before --configfile, which would read them as config files)
+            "results/smoke/tables/base_models.csv",
+            "results/smoke/tables/training_curves.csv",
             "-s",
             str(REPO / "Snakefile"),
             "--configfile",
             str(REPO / "config/smoke.yaml"),
-            # base models, training and evaluation: the jobs that differ on a cluster
-            "results/smoke/tables/base_models.csv",
-            "results/smoke/tables/training_curves.csv",
         ],
         timeout=1500,
     )
