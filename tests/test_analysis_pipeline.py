@@ -11,7 +11,6 @@ import json
 import math
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +29,6 @@ from effopd.reports import analysis as reports
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = {"step_000010": 0.1, "step_000050": 0.5, "step_000100": 1.0}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny matrices: one thread avoids OpenMP stalls when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
