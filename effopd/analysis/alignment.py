@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from effopd.analysis.checkpoint_io import (
     CheckpointLike,
     block_matrix_names,
+    check_same_shape,
     open_checkpoint,
     parse_param_name,
     read_tensor,
@@ -107,18 +108,12 @@ def alignment_table(base_dir: CheckpointLike,
         info = parse_param_name(name)
         theta0 = read_tensor(base, name, device=device)
         final_delta = read_tensor(final, name, device=device)
-        if final_delta.shape != theta0.shape:
-            raise ValueError(f"tensor {name!r}: shape {tuple(final_delta.shape)} in "
-                             f"{final.directory} differs from {tuple(theta0.shape)} in base "
-                             f"{base.directory}")
+        check_same_shape(name, base, final, theta0.shape, final_delta.shape)
         final_bases = _bases(final_delta.sub_(theta0), kmax, method)
         del final_delta
         for label, ckpt in labelled.items():
             delta = read_tensor(ckpt, name, device=device)
-            if delta.shape != theta0.shape:
-                raise ValueError(f"tensor {name!r}: shape {tuple(delta.shape)} in "
-                                 f"{ckpt.directory} differs from {tuple(theta0.shape)} in base "
-                                 f"{base.directory}")
+            check_same_shape(name, base, ckpt, theta0.shape, delta.shape)
             bases = _bases(delta.sub_(theta0), kmax, method)
             del delta
             rows.append({"checkpoint": label, "name": name, "layer": info.layer,

@@ -244,8 +244,9 @@ def check_same_names(base: Checkpoint, ckpt: Checkpoint, names: Iterable[str],
     return names
 
 
-def _check_same_shape(name: str, base: Checkpoint, ckpt: Checkpoint,
-                      base_shape: tuple[int, ...], ckpt_shape: tuple[int, ...]) -> None:
+def check_same_shape(name: str, base: Checkpoint, ckpt: Checkpoint,
+                     base_shape: tuple[int, ...], ckpt_shape: tuple[int, ...]) -> None:
+    """Raise a ValueError naming the tensor and both directories if the shapes differ."""
     if tuple(base_shape) != tuple(ckpt_shape):
         raise ValueError(f"tensor {name!r}: shape {tuple(ckpt_shape)} in {ckpt.directory} "
                          f"differs from {tuple(base_shape)} in base {base.directory}")
@@ -267,7 +268,7 @@ def iter_tensor_pairs(base_dir: CheckpointLike, ckpt_dir: CheckpointLike,
     for name in check_same_names(base, ckpt, base.names if names is None else names):
         theta0 = read_tensor(base, name, dtype, device)
         theta = read_tensor(ckpt, name, dtype, device)
-        _check_same_shape(name, base, ckpt, theta0.shape, theta.shape)
+        check_same_shape(name, base, ckpt, theta0.shape, theta.shape)
         yield name, theta0, theta
         del theta0, theta
 
@@ -285,7 +286,7 @@ def iter_update_tensors(base_dir: CheckpointLike, ckpt_dir: CheckpointLike,
     for name in check_same_names(base, ckpt, base.names if names is None else names):
         delta = read_tensor(ckpt, name, dtype, device)
         theta0 = read_tensor(base, name, dtype, device)
-        _check_same_shape(name, base, ckpt, theta0.shape, delta.shape)
+        check_same_shape(name, base, ckpt, theta0.shape, delta.shape)
         delta.sub_(theta0)
         del theta0
         yield name, delta
@@ -303,7 +304,7 @@ def iter_row_blocks(base_dir: CheckpointLike, ckpt_dir: CheckpointLike, name: st
     base, ckpt = open_checkpoint(base_dir), open_checkpoint(ckpt_dir)
     check_same_names(base, ckpt, [name], warn_extra=False)
     shape = tensor_shape(base, name)
-    _check_same_shape(name, base, ckpt, shape, tensor_shape(ckpt, name))
+    check_same_shape(name, base, ckpt, shape, tensor_shape(ckpt, name))
     if len(shape) < 2:
         yield read_tensor(base, name, dtype, device), read_tensor(ckpt, name, dtype, device)
         return
