@@ -137,12 +137,6 @@ def cmd_plot_training(args: argparse.Namespace) -> None:
     plot_training_curves(pd.read_csv(args.curves), args.benchmark, args.out)
 
 
-def cmd_tabulate_claims(args: argparse.Namespace) -> None:
-    from effopd.reports.claims import write_claims
-
-    write_claims(args.run_dirs, args.eval_csvs, args.speedup, args.k, args.out)
-
-
 def cmd_record_provenance(args: argparse.Namespace) -> None:
     from effopd.provenance import write_provenance
 
@@ -280,16 +274,6 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data-files", nargs="*", default=[])
     c.add_argument("--outputs", nargs="+", required=True, help="tables and figures covered")
     c.add_argument("--out", required=True)
-
-    c = add("tabulate-claims", cmd_tabulate_claims,
-            "the claims table: metric, measured value and verdict for each claim")
-    c.add_argument("--run-dirs", nargs="+", required=True,
-                   help="per-run analysis dirs (.../<method>/seed<seed>)")
-    c.add_argument("--eval-csvs", nargs="+", required=True,
-                   help="the runs' checkpoint scores (.../<method>/seed<seed>/<bench>.csv)")
-    c.add_argument("--speedup", required=True, help="effopd_speedup.csv")
-    c.add_argument("--k", type=int, default=4, help="subspace dimension of claim 3")
-    c.add_argument("--out", required=True, help="claims.csv; claims.md goes beside it")
 
     from effopd.analysis.cli import register_analysis_commands
 

@@ -102,6 +102,13 @@ def cmd_tabulate_analysis(args: argparse.Namespace) -> None:
                           projection_max_tokens=args.projection_max_tokens)
 
 
+def cmd_tabulate_claims(args: argparse.Namespace) -> None:
+    from effopd.reports.claims import write_claims
+
+    write_claims(args.run_dirs, args.eval_csvs, args.speedup, args.k, args.early_fraction,
+                 args.out)
+
+
 def cmd_plot_analysis(args: argparse.Namespace) -> None:
     from effopd.plots.analysis import plot_analysis_figures
 
@@ -142,6 +149,16 @@ def _evaluation_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--out", required=True, help="one row per scored model (CSV)")
     command.add_argument("--keep-checkpoints", action="store_true",
                          help="keep the built checkpoints under WORK_DIR/checkpoints")
+
+
+def _run_results_arguments(command: argparse.ArgumentParser) -> None:
+    """The committed per-run results that the table commands read."""
+    command.add_argument("--run-dirs", nargs="+", required=True,
+                         help="per-run analysis directories (.../<method>/seed<seed>)")
+    command.add_argument("--eval-csvs", nargs="+", required=True,
+                         help="the runs' checkpoint scores (.../<method>/seed<seed>/<bench>.csv)")
+    command.add_argument("--early-fraction", type=float, default=settings.EARLY_FRACTION,
+                         help="training fraction of the early checkpoint")
 
 
 def register_analysis_commands(add: AddCommand) -> None:
@@ -188,14 +205,17 @@ def register_analysis_commands(add: AddCommand) -> None:
 
     c = add("tabulate-analysis", cmd_tabulate_analysis,
             "analysis tables of every run: mean and 95%% CI over seeds (CSV + Markdown)")
-    c.add_argument("--run-dirs", nargs="+", required=True,
-                   help="per-run analysis directories (.../<method>/seed<seed>)")
-    c.add_argument("--eval-csvs", nargs="+", required=True,
-                   help="the runs' checkpoint scores (.../<method>/seed<seed>/<benchmark>.csv)")
+    _run_results_arguments(c)
     c.add_argument("--out-dir", required=True)
-    c.add_argument("--early-fraction", type=float, default=settings.EARLY_FRACTION)
     c.add_argument("--projection-max-tokens", type=int, default=2000,
                    help="tokens per method kept for the embedding picture")
+
+    c = add("tabulate-claims", cmd_tabulate_claims,
+            "the claims table: metric, measured value and verdict for each claim")
+    _run_results_arguments(c)
+    c.add_argument("--speedup", required=True, help="effopd_speedup.csv")
+    c.add_argument("--k", type=int, default=4, help="subspace dimension of claim 3")
+    c.add_argument("--out", required=True, help="claims.csv; claims.md goes beside it")
 
     c = add("plot-analysis", cmd_plot_analysis, "analysis figures (PNG + PDF) from the tables")
     c.add_argument("--tables-dir", required=True, help="the tabulate-analysis output directory")

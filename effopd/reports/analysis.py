@@ -343,15 +343,18 @@ def alignment_per_seed(alignment: pd.DataFrame, early_steps: dict[tuple[str, int
     return overlap, top1
 
 
+def early_step(steps: Sequence[int], early_fraction: float) -> int:
+    """The step of a run's early checkpoint, chosen as in the scaling analysis
+    (:meth:`Series.early_index`: closest training fraction, ties to the earlier)."""
+    steps = sorted(int(s) for s in steps)
+    series = Series(Path("."), [str(s) for s in steps], [Path(str(s)) for s in steps], steps)
+    return steps[series.early_index(early_fraction)]
+
+
 def early_steps_of(norms: pd.DataFrame, early_fraction: float) -> dict[tuple[str, int], int]:
     """The early checkpoint of each run, chosen as in the scaling analysis."""
-    chosen = {}
-    for (method, seed), run in norms.groupby(["method", "seed"]):
-        run = run.sort_values("step")
-        steps = [int(s) for s in run["step"]]
-        series = Series(Path("."), [str(s) for s in steps], [Path(str(s)) for s in steps], steps)
-        chosen[(method, seed)] = steps[series.early_index(early_fraction)]
-    return chosen
+    return {(method, seed): early_step(run["step"], early_fraction)
+            for (method, seed), run in norms.groupby(["method", "seed"])}
 
 
 # --------------------------------------------------------------------------- claim 4

@@ -15,8 +15,9 @@ Metrics (``.../analysis/<method>/seed<seed>/`` files of ``effopd analyze``):
 1. accuracy gain per unit of update: (acc_T - acc_0) / ||Delta_T||_F, block weights;
 2. MLP share of the final update: sum ||Delta||^2 over MLP block tensors / over all
    block tensors (the paper: OPD puts more of its update into MLPs);
-3. early alignment: left top-k subspace overlap of the early (closest to 10% of
-   training) update with the final one, mean over 2-D block weights;
+3. early alignment: left top-k subspace overlap of the early update (the checkpoint
+   the scaling analysis calls early: closest to ``early_fraction`` of training) with
+   the final one, mean over 2-D block weights;
 4. embedding stability: mean cosine of base vs trained embedding rows over the
    tokens the final model generated;
 5. EffOPD speed-up in steps to OPD's final accuracy (effopd_speedup.csv); a seed
@@ -31,9 +32,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from effopd.reports.analysis import early_step, run_of
 from effopd.reports.stats import mean_ci95
-
-EARLY_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,6 @@ CLAIMS = [
 ]
 
 
-def _run(path: Path) -> tuple[str, int]:
-    return path.parts[-2], int(path.parts[-1].removeprefix("seed"))
-
-
 def gain_per_norm(run_dir: Path, eval_csv: Path) -> float:
     scores = pd.read_csv(eval_csv).sort_values("step")
     norms = pd.read_csv(run_dir / "update_norms.csv").sort_values("step")
@@ -76,11 +72,11 @@ def mlp_share(run_dir: Path) -> float:
     return float(energy[final["group"] == "mlp"].sum() / energy.sum())
 
 
-def early_overlap(run_dir: Path, k: int) -> float:
+def early_overlap(run_dir: Path, k: int, early_fraction: float) -> float:
+    steps = pd.read_csv(run_dir / "update_norms.csv")["step"]
     table = pd.read_csv(run_dir / "alignment.csv")
-    column = f"left_overlap_k{k}"
-    early_step = table.loc[(table["fraction"] - EARLY_FRACTION).abs().idxmin(), "step"]
-    return float(table.loc[table["step"] == early_step, column].mean())
+    early = table[table["step"] == early_step(steps, early_fraction)]
+    return float(early[f"left_overlap_k{k}"].mean())
 
 
 def embedding_cosine(run_dir: Path) -> float:
@@ -88,16 +84,16 @@ def embedding_cosine(run_dir: Path) -> float:
 
 
 def per_seed_values(run_dirs: list[str | Path], eval_csvs: list[str | Path],
-                    speedup_csv: str | Path, k: int) -> pd.DataFrame:
+                    speedup_csv: str | Path, k: int, early_fraction: float) -> pd.DataFrame:
     """One row per (claim, method, seed) with the claim's metric."""
     rows = []
-    evals = {_run(Path(p).parent): Path(p) for p in eval_csvs}
+    evals = {run_of(Path(p).parent): Path(p) for p in eval_csvs}
     for run_dir in map(Path, run_dirs):
-        method, seed = _run(run_dir)
+        method, seed = run_of(run_dir)
         if method not in ("opd", "rl"):
             continue
         values = {1: gain_per_norm(run_dir, evals[(method, seed)]), 2: mlp_share(run_dir),
-                  3: early_overlap(run_dir, k), 4: embedding_cosine(run_dir)}
+                  3: early_overlap(run_dir, k, early_fraction), 4: embedding_cosine(run_dir)}
         rows += [{"claim": c, "method": method, "seed": seed, "value": v}
                  for c, v in values.items()]
     speedup = pd.read_csv(speedup_csv)
@@ -151,10 +147,12 @@ def claims_table(values: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_claims(run_dirs: list[str | Path], eval_csvs: list[str | Path],
-                 speedup_csv: str | Path, k: int, out_csv: str | Path) -> pd.DataFrame:
+                 speedup_csv: str | Path, k: int, early_fraction: float,
+                 out_csv: str | Path) -> pd.DataFrame:
     """Write claims.csv and claims.md."""
     from effopd.io import write_table
 
-    table = claims_table(per_seed_values(run_dirs, eval_csvs, speedup_csv, k))
+    table = claims_table(per_seed_values(run_dirs, eval_csvs, speedup_csv, k,
+                                         early_fraction))
     write_table(table, out_csv)
     return table

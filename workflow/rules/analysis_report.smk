@@ -66,10 +66,12 @@ rule tabulate_claims:
     params:
         run_dirs=analysis_run_dirs(),
         k=ANALYSIS["plot_k"],
+        early_fraction=ANALYSIS["early_fraction"],
     log:
         f"{LOGS}/tabulate_claims.log",
     conda:
         "../../environment.yml"
     shell:
         "effopd tabulate-claims --run-dirs {params.run_dirs} --eval-csvs {input.scores} "
-        "--speedup {input.speedup} --k {params.k} --out {output.csv} > {log} 2>&1"
+        "--speedup {input.speedup} --k {params.k} --early-fraction {params.early_fraction} "
+        "--out {output.csv} > {log} 2>&1"
