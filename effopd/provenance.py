@@ -73,21 +73,15 @@ def write_provenance(config: dict, model_dirs: list[str | Path],
     manifest (origin, revision, sha256 of every file), each prepared data set's
     manifest and hash, and the sha256 of every table and figure it covers.
     """
-    import json
-
-    from effopd.io import atomic_write_json
-
-    def load(path: Path) -> dict:
-        return json.loads(path.read_text(encoding="utf-8"))
+    from effopd.io import atomic_write_json, read_json
 
     record = {
         "experiment": config["experiment"],
         "config_sha256": config_sha256(config),
         "config": config,
         "git": git_state(repo_dir or Path(__file__).resolve().parents[1]),
-        "models": {Path(d).name: {k: v for k, v in load(Path(d) / "manifest.json").items()}
-                   for d in model_dirs},
-        "data": {Path(p).name: load(Path(p)) for p in data_manifests},
+        "models": {Path(d).name: read_json(Path(d) / "manifest.json") for d in model_dirs},
+        "data": {Path(p).name: read_json(p) for p in data_manifests},
         "data_sha256": {Path(p).name: sha256_file(p) for p in data_files},
         "outputs_sha256": {str(p): sha256_file(p) for p in outputs},
     }

@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from effopd.analysis.settings import EARLY_FRACTION, Series
+from effopd.reports.runs import run_of
 from effopd.reports.stats import mean_ci95
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,6 @@ TABLES = ("update_size_accuracy", "update_efficiency", "scaling_curves", "early_
           "embedding_shift", "embedding_projection")
 MODULE_ORDER = ["embed", "q", "k", "v", "o", "q_norm", "k_norm", "gate", "up", "down",
                 "input_norm", "post_attn_norm", "final_norm", "lm_head"]
-
-
-def run_of(path: str | Path) -> tuple[str, int]:
-    """(method, seed) of a per-run directory ``.../<method>/seed<seed>``."""
-    path = Path(path)
-    return path.parent.name, int(path.name.removeprefix("seed"))
 
 
 def load_runs(run_dirs: Sequence[str | Path], file_name: str) -> pd.DataFrame:

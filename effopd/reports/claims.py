@@ -32,7 +32,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from effopd.reports.analysis import early_step, run_of
+from effopd.reports.analysis import early_step
+from effopd.reports.runs import run_of
 from effopd.reports.stats import mean_ci95
 
 

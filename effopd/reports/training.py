@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from effopd.reports.runs import run_of
 from effopd.reports.stats import mean_ci95
 
 CURVE_COLUMNS = ["method", "seed", "step", "train_wall_s", "benchmark", "avg@n"]
@@ -28,7 +29,7 @@ def load_curves(eval_csvs: list[str | Path], log_csvs: list[str | Path]) -> pd.D
     """
     frames = []
     for eval_csv, log_csv in zip(eval_csvs, log_csvs, strict=True):
-        method, seed = Path(eval_csv).parts[-3], int(Path(eval_csv).parts[-2].removeprefix("seed"))
+        method, seed = run_of(Path(eval_csv).parent)
         scores = pd.read_csv(eval_csv).rename(columns={"seed": "sampling_seed"})
         train_log = pd.read_csv(log_csv)
         merged = scores.merge(train_log[["step", "batch_accuracy", "reverse_kl", "loss"]],
@@ -97,7 +98,7 @@ def compute_table(log_csvs: list[str | Path]) -> pd.DataFrame:
     """
     rows = []
     for log_csv in log_csvs:
-        method = Path(log_csv).parts[-3]
+        method, _ = run_of(Path(log_csv).parent)
         frame = pd.read_csv(log_csv)
         rows.append({"method": method, "steps": int(frame["step"].max()),
                      "prompts_per_step": frame["prompts"].mean(),

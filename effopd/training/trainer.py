@@ -38,7 +38,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from effopd.generation import SamplingSpec, sample_completions
 from effopd.grading import grade_records
-from effopd.io import atomic_path, read_jsonl
+from effopd.io import atomic_path, read_json, read_jsonl
 from effopd.models.checkpoint import TRAINING_STATE_NAME as STATE_FILE
 from effopd.models.checkpoint import save_checkpoint
 from effopd.prompts import render_prompt
@@ -362,9 +362,7 @@ class Trainer:
 
 
 def _checkpoint_wall(path: Path) -> float:
-    import json
-
-    return json.loads((path / "manifest.json").read_text())["wall_s"]
+    return read_json(path / "manifest.json")["wall_s"]
 
 
 class _csv_writer:
