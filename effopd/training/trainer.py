@@ -137,7 +137,6 @@ class Batch:
     input_ids: torch.Tensor      # (B, T) prompt + response, right-padded
     attention_mask: torch.Tensor  # (B, T)
     response_mask: torch.Tensor   # (B, T - 1): 1 where target t+1 is a response token
-    texts: list[str]
     n_response_tokens: int
 
 
@@ -153,7 +152,7 @@ def build_batch(prompt_ids: list[list[int]], responses: list[list[int]], pad_id:
         input_ids[row, : len(sequence)] = torch.tensor(sequence)
         attention[row, : len(sequence)] = 1
         response_mask[row, len(prompt) - 1: len(sequence) - 1] = 1.0
-    return Batch(input_ids.to(device), attention.to(device), response_mask.to(device), [],
+    return Batch(input_ids.to(device), attention.to(device), response_mask.to(device),
                  int(response_mask.sum()))
 
 
