@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
+from effopd.analysis.device import resolve_device
 from effopd.config import dataclass_from_block
 
 log = logging.getLogger(__name__)
@@ -50,13 +51,6 @@ class Completion:
 
     token_ids: list[int]
     text: str
-
-
-def resolve_device(device: str | None = None) -> torch.device:
-    """``device`` if given, else CUDA when present, else CPU."""
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -106,7 +100,7 @@ def sample_completions(model: PreTrainedModel, tokenizer: Any, prompts: list[str
 def generate_transformers(model_dir: str | Path, prompts: list[str], spec: SamplingSpec,
                           device: str | None = None) -> list[list[str]]:
     """Load a Hugging Face checkpoint and sample ``spec.n`` texts per prompt."""
-    target = resolve_device(device)
+    target = resolve_device(device or "auto")
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir),
                                                  dtype=resolve_dtype(spec.dtype, target))

@@ -36,6 +36,7 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from effopd.analysis.device import resolve_device
 from effopd.generation import SamplingSpec, sample_completions
 from effopd.grading import grade_records
 from effopd.io import atomic_path, read_json, read_jsonl
@@ -170,7 +171,7 @@ class Trainer:
                  val_file: str | Path | None, prompt: dict[str, Any], run_dir: str | Path,
                  device: str | None = None) -> None:
         self.spec, self.seed = spec, seed
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device or "auto")
         self.run_dir = Path(run_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(str(student_dir))
         self.policy = AutoModelForCausalLM.from_pretrained(
