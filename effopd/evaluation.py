@@ -133,9 +133,9 @@ def evaluate_series(index_csv: str | Path, base_model: str | Path, benchmark_fil
 
     The index is the trainer's ``checkpoints.csv`` (step, path, wall_s). Writes
     one row per step to ``out_csv`` and each step's grades to
-    ``samples_dir/step_<k>.jsonl``. One process scores the whole series with
-    the transformers backend; with vLLM, each checkpoint would hold the GPU, so
-    use ``effopd evaluate`` per checkpoint instead.
+    ``samples_dir/step_<k>.jsonl``. One process scores the whole series; with
+    vLLM, :func:`effopd.generation.generate` runs each checkpoint's generation
+    in a fresh process, so the GPU is freed between checkpoints.
     """
     index = pd.read_csv(index_csv)
     models = [(0, str(base_model), 0.0)] + list(index[["step", "path", "wall_s"]]
