@@ -126,7 +126,7 @@ def cmd_tabulate_training(args: argparse.Namespace) -> None:
     from effopd.reports.training import write_training_tables
 
     write_training_tables(args.eval_csvs, args.log_csvs, args.benchmark, args.curves,
-                          args.speedup, args.compute)
+                          args.speedup, args.compute, args.speedup_settings)
 
 
 def cmd_plot_training(args: argparse.Namespace) -> None:
@@ -260,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--curves", required=True)
     c.add_argument("--speedup", required=True)
     c.add_argument("--compute", required=True)
+    c.add_argument("--speedup-settings", type=json_arg, default={},
+                   help="the config's speedup block (JSON)")
 
     c = add("plot-training", cmd_plot_training, "figure: accuracy vs steps and wall time")
     c.add_argument("--curves", required=True, help="training_curves.csv")

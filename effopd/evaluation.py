@@ -29,7 +29,7 @@ from effopd.io import (
     read_jsonl,
     write_table,
 )
-from effopd.metrics import summarize_grades
+from effopd.metrics import problems_csv, summarize_grades
 from effopd.prompts import DEFAULT_INSTRUCTION, render_prompt
 from effopd.provenance import sha256_file
 
@@ -133,23 +133,39 @@ def evaluate_series(index_csv: str | Path, base_model: str | Path, benchmark_fil
 
     The index is the trainer's ``checkpoints.csv`` (step, path, wall_s). Writes
     one row per step to ``out_csv`` and each step's grades to
-    ``samples_dir/step_<k>.jsonl``. One process scores the whole series; with
+    ``samples_dir/step_<k>.jsonl``, and the number of correct samples of every
+    problem at every step to ``<out_csv stem>.problems.csv`` (columns step, n, then
+    one per problem id; small, committed with the results: the speed-up's bootstrap
+    over problems reads it). One process scores the whole series; with
     vLLM, :func:`effopd.generation.generate` runs each checkpoint's generation
     in a fresh process, so the GPU is freed between checkpoints.
     """
     index = pd.read_csv(index_csv)
     models = [(0, str(base_model), 0.0)] + list(index[["step", "path", "wall_s"]]
                                                  .itertuples(index=False, name=None))
-    rows = []
+    rows, per_problem = [], []
     for step, path, wall_s in models:
         metrics, graded = score_model(path, benchmark_file, f"{label}/step_{step}", prompt,
                                       generation, grading, pass_k, device)
         atomic_write_jsonl(Path(samples_dir) / f"step_{int(step):06d}.jsonl", graded)
         rows.append({"step": int(step), "train_wall_s": float(wall_s), **metrics})
+        per_problem.append(correct_per_problem(graded, int(step), metrics["n"]))
     table = pd.DataFrame(rows)
+    with atomic_path(problems_csv(out_csv)) as tmp:
+        pd.DataFrame(per_problem).to_csv(tmp, index=False)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     return table
+
+
+def correct_per_problem(graded: list[dict[str, Any]], step: int, n: int) -> dict[str, Any]:
+    """One row of the per-problem file: step, n, and each problem's number of correct samples
+    (problems in their benchmark order)."""
+    counts: dict[str, int] = {}
+    for record in graded:
+        counts[str(record["problem_id"])] = counts.get(str(record["problem_id"]), 0) \
+            + bool(record["correct"])
+    return {"step": step, "n": n, **counts}
 
 
 METRIC_ORDER = ["model", "benchmark", "avg@n", "n_problems", "n", "temperature", "top_p",

@@ -11,6 +11,7 @@ pass@k is the mean over problems; avg@n is the mean correctness over all samples
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -71,3 +72,10 @@ def summarize_grades(grades: pd.DataFrame, ks: list[int]) -> dict[str, Any]:
     for status in ("timeout", "error", "no_answer"):
         summary[f"n_{status}"] = int(status_counts.get(status, 0))
     return summary
+
+
+def problems_csv(eval_csv: str | Path) -> Path:
+    """The per-problem file beside a run's evaluate-series CSV: ``<stem>.problems.csv``
+    (step, n, then each problem's number of correct samples)."""
+    path = Path(eval_csv)
+    return path.with_name(path.stem + ".problems.csv")

@@ -251,7 +251,8 @@ def accuracy_runs(tiny_series: dict[str, Path], tmp_path_factory: pytest.TempPat
     return {
         "series": series, "settings": settings, "work": work,
         "scaling": pipeline.run_scaling(series, settings, work / "scaling", root / "s.csv",
-                                        alphas=[0, 0.5, 1, 2], early_fraction=0.1),
+                                        alphas=[0, 0.5, 1, 2], early_fraction=0.1,
+                                        early_alphas=[0, 0.5, 1, 2]),
         "modules": pipeline.run_modules(series, settings, work / "modules", root / "m.csv",
                                         window_size=1, window_stride=1,
                                         keep_checkpoints=True),
@@ -284,7 +285,8 @@ def test_scores_are_cached_and_reused(accuracy_runs: dict, monkeypatch: pytest.M
     monkeypatch.setattr(pipeline, "scaled_update", fail)
     again = pipeline.run_scaling(accuracy_runs["series"], accuracy_runs["settings"],
                                  accuracy_runs["work"] / "scaling", tmp_path / "again.csv",
-                                 alphas=[0, 0.5, 1, 2], early_fraction=0.1)
+                                 alphas=[0, 0.5, 1, 2], early_fraction=0.1,
+                                 early_alphas=[0, 0.5, 1, 2])
     columns = ["kind", "alpha", "avg@n"]
     pd.testing.assert_frame_equal(again[columns], accuracy_runs["scaling"][columns])
     changed = pipeline.EvalSettings(**{**accuracy_runs["settings"].__dict__, "limit": 2})
@@ -338,10 +340,16 @@ def test_evaluate_scaling_command_line(tiny_series: dict[str, Path], accuracy_ru
     assert main(["evaluate-scaling", "--base", str(tiny_series["base"]), "--index", str(index),
                  "--benchmark", str(settings.benchmark), "--generation",
                  json.dumps(settings.generation), "--grading", '{"workers": 1}',
-                 "--limit", "2", "--n", "1", "--alphas", "0", "1", "--work-dir",
+                 "--limit", "2", "--n", "1", "--alphas", "0", "1", "--early-alphas", "0", "3",
+                 "--selection-benchmark", str(settings.benchmark), "--work-dir",
                  str(tmp_path / "work"), "--out", str(out), "--device", "cpu"]) == 0
     table = pd.read_csv(out)
-    assert len(table) == 4 and set(table["step"]) == {1, 10}
+    assert set(table["step"]) == {1, 10}
+    # final: alpha 0, 1; early: alpha 0, 3, on the series benchmark (first 2 problems)
+    # and again on the selection benchmark (all 5 problems)
+    assert sorted(zip(table["kind"], table["alpha"], table["n_problems"], strict=True)) == [
+        ("early", 0.0, 2), ("early", 0.0, 5), ("early", 3.0, 2), ("early", 3.0, 5),
+        ("final", 0.0, 2), ("final", 1.0, 2)]
 
 
 # --------------------------------------------------------------------------- tables
@@ -362,16 +370,35 @@ def test_summarize_gives_the_student_t_interval() -> None:
     assert compact["x"].tolist() == [f"2 [{2 - half:.4g}, {2 + half:.4g}]", "5"]
 
 
+def _scaling_rows(rows, benchmark="test"):
+    return pd.DataFrame([{"method": "opd", "seed": 0, "kind": k, "alpha": a, "accuracy": acc,
+                          "benchmark": benchmark, "step": 10 if k == "final" else 1,
+                          "fraction": 1.0 if k == "final" else 0.1} for k, a, acc in rows])
+
+
 def test_early_recovery_is_the_share_of_the_final_gain() -> None:
     rows = [("final", 0.0, 0.2), ("final", 1.0, 0.6), ("early", 0.0, 0.2),
             ("early", 1.0, 0.3), ("early", 2.0, 0.5), ("early", 3.0, 0.4)]
-    per_seed = pd.DataFrame([{"method": "opd", "seed": 0, "kind": k, "alpha": a, "accuracy": acc,
-                              "step": 10 if k == "final" else 1,
-                              "fraction": 1.0 if k == "final" else 0.1} for k, a, acc in rows])
+    per_seed = _scaling_rows(rows)
     table = reports.early_recovery(per_seed).iloc[0]
+    assert table["selected_on"] == "series benchmark (winner's curse)"
     assert table["recovered_best_scaled_mean"] == pytest.approx((0.5 - 0.2) / (0.6 - 0.2))
     assert table["recovered_unscaled_mean"] == pytest.approx((0.3 - 0.2) / (0.6 - 0.2))
     assert table["best_alpha_mean"] == 2.0 and table["early_step_mean"] == 1
+
+
+def test_early_recovery_chooses_alpha_on_validation_and_reports_test() -> None:
+    test = [("final", 0.0, 0.2), ("final", 1.0, 0.6), ("early", 0.0, 0.2),
+            ("early", 2.0, 0.35), ("early", 4.0, 0.55)]        # test would pick alpha 4
+    val = [("early", 0.0, 0.1), ("early", 2.0, 0.7), ("early", 4.0, 0.3)]  # val picks 2
+    per_seed = pd.concat([_scaling_rows(test), _scaling_rows(val, "val")], ignore_index=True)
+    table = reports.early_recovery(per_seed).iloc[0]
+    assert table["selected_on"] == "selection benchmark"
+    assert table["best_alpha_mean"] == 2.0
+    assert table["best_scaled_early_accuracy_mean"] == pytest.approx(0.35)  # test score
+    assert table["recovered_best_scaled_mean"] == pytest.approx((0.35 - 0.2) / (0.6 - 0.2))
+    curves = reports.scaling_curves(per_seed.assign(scaled_norm=0.0))
+    assert len(curves) == 5  # the validation rows are not part of the scaling curves
 
 
 def test_module_utility_gain_share() -> None:

@@ -71,9 +71,17 @@ def cmd_evaluate_scaling(args: argparse.Namespace) -> None:
     from effopd.analysis import pipeline
 
     set_threads(args.threads)
+    selection = None
+    if args.selection_benchmark:
+        from dataclasses import replace
+        from pathlib import Path
+
+        selection = replace(_settings(args), benchmark=Path(args.selection_benchmark),
+                            limit=None)
     pipeline.run_scaling(_series(args), _settings(args), args.work_dir, args.out,
                          alphas=args.alphas, early_fraction=args.early_fraction,
-                         keep_checkpoints=args.keep_checkpoints)
+                         keep_checkpoints=args.keep_checkpoints,
+                         early_alphas=args.early_alphas, selection=selection)
 
 
 def cmd_evaluate_modules(args: argparse.Namespace) -> None:
@@ -105,8 +113,8 @@ def cmd_tabulate_analysis(args: argparse.Namespace) -> None:
 def cmd_tabulate_claims(args: argparse.Namespace) -> None:
     from effopd.reports.claims import write_claims
 
-    write_claims(args.run_dirs, args.eval_csvs, args.speedup, args.k, args.early_fraction,
-                 args.out)
+    write_claims(args.run_dirs, args.speedup, args.out, args.claims["k"], args.early_fraction,
+                 args.claims, args.speedup_settings.get("non_inferiority_margin", 0.01))
 
 
 def cmd_plot_analysis(args: argparse.Namespace) -> None:
@@ -183,6 +191,12 @@ def register_analysis_commands(add: AddCommand) -> None:
     _series_arguments(c)
     _evaluation_arguments(c)
     c.add_argument("--alphas", type=float, nargs="+", default=list(settings.SCALING_ALPHAS))
+    c.add_argument("--early-alphas", type=float, nargs="+", default=None,
+                   help="alphas of the early checkpoint (default 0, 0.5, 1, 2, ..., "
+                        "ceil(1 / early fraction))")
+    c.add_argument("--selection-benchmark", default=None,
+                   help="validation benchmark on which the early checkpoint's best alpha "
+                        "is chosen (all its problems)")
     c.add_argument("--early-fraction", type=float, default=settings.EARLY_FRACTION,
                    help="the early checkpoint is the one closest to this fraction of training")
 
@@ -214,7 +228,10 @@ def register_analysis_commands(add: AddCommand) -> None:
             "the claims table: metric, measured value and verdict for each claim")
     _run_results_arguments(c)
     c.add_argument("--speedup", required=True, help="effopd_speedup.csv")
-    c.add_argument("--k", type=int, default=4, help="subspace dimension of claim 3")
+    c.add_argument("--claims", type=json_arg, required=True,
+                   help="the config's claims block (JSON, defaults filled)")
+    c.add_argument("--speedup-settings", type=json_arg, default={},
+                   help="the config's speedup block (JSON)")
     c.add_argument("--out", required=True, help="claims.csv; claims.md goes beside it")
 
     c = add("plot-analysis", cmd_plot_analysis, "analysis figures (PNG + PDF) from the tables")

@@ -472,19 +472,31 @@ def _alpha_label(alpha: float) -> str:
     return f"{alpha:g}".replace("-", "m")
 
 
+def early_alpha_grid(early_fraction: float) -> list[float]:
+    """The default alphas of the early checkpoint: 0, 0.5, 1, 2, 3, ... up to
+    ceil(1 / early_fraction), so the grid reaches the scale at which an early update
+    of about early_fraction of the final one would match it."""
+    top = math.ceil(1 / early_fraction - 1e-9)
+    return [0.0, 0.5, *map(float, range(1, top + 1))]
+
+
 def scaling_candidates(series: Series, alphas: Sequence[float],
                        early_fraction: float = EARLY_FRACTION,
-                       device: str = "cpu") -> list[Candidate]:
-    """theta_0 + alpha * Delta for the final and the early checkpoint and every alpha.
+                       device: str = "cpu",
+                       early_alphas: Sequence[float] | None = None) -> list[Candidate]:
+    """theta_0 + alpha * Delta for the final checkpoint (``alphas``) and the early one
+    (``early_alphas``, default :func:`early_alpha_grid`).
 
     alpha = 0 (theta_0) is scored once and reported for both; alpha = 1 of a
     checkpoint is the checkpoint itself (not rebuilt).
     """
     early = series.early_index(early_fraction)
+    grids = {"final": alphas, "early": early_alpha_grid(early_fraction)
+             if early_alphas is None else early_alphas}
     kinds = [("final", len(series.paths) - 1), ("early", early)]
     candidates = []
-    for alpha in sorted(set(float(a) for a in alphas)):
-        for kind, index in kinds:
+    for kind, index in kinds:
+        for alpha in sorted(set(float(a) for a in grids[kind])):
             path = series.paths[index]
             info = {"kind": kind, **series.info(index), "alpha": alpha}
             if alpha == 0:
@@ -580,12 +592,24 @@ def rank_k_candidates(series: Series, ks: Sequence[int] = RANK_KS, alpha: float 
 
 def run_scaling(series: Series, settings: EvalSettings, work_dir: PathLike, out_csv: PathLike,
                 alphas: Sequence[float] = SCALING_ALPHAS, early_fraction: float = EARLY_FRACTION,
-                keep_checkpoints: bool = False) -> pd.DataFrame:
-    """Score the scaling curves (:func:`scaling_candidates`) and write ``out_csv``."""
+                keep_checkpoints: bool = False, early_alphas: Sequence[float] | None = None,
+                selection: EvalSettings | None = None) -> pd.DataFrame:
+    """Score the scaling curves (:func:`scaling_candidates`) and write ``out_csv``.
+
+    With ``selection`` (a validation benchmark), the early checkpoint's candidates are
+    also scored on it, in rows whose ``benchmark`` names it: the early-recovery table
+    picks the best alpha there and reports it on ``settings``' benchmark, so the
+    choice never sees the test problems.
+    """
     device = str(resolve_device(settings.device))
-    candidates = scaling_candidates(series, alphas, early_fraction, device)
+    candidates = scaling_candidates(series, alphas, early_fraction, device, early_alphas)
     table = _with_shared_scores(
         candidates, lambda unique: score_candidates(unique, settings, work_dir, keep_checkpoints))
+    if selection is not None:
+        early = [c for c in candidates if c.info["kind"] == "early"]
+        chosen = _with_shared_scores(early, lambda unique: score_candidates(
+            unique, selection, Path(work_dir) / "selection", keep_checkpoints))
+        table = pd.concat([table, chosen], ignore_index=True)
     write_csv(table, out_csv)
     return table
 

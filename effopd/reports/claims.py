@@ -1,27 +1,49 @@
-"""The claims table: each claim of SPEC section 1, its metric, the measured value, a verdict.
+"""The claims table: one row per metric that tests a claim of SPEC section 1, with a verdict
+and the power behind it.
 
-Every claim compares OPD with the RL baseline (claim 5: EffOPD with OPD) on a
-metric computed per seed, from committed per-run results only. The verdict
-rule, the same for every claim, is a paired comparison over seeds:
+Metrics, computed per run from committed per-run results
+(``.../analysis/<method>/seed<seed>/`` files of ``effopd analyze`` and the
+intervention evaluations), OPD against RL:
 
-    d_s = metric(OPD, seed s) - metric(RL, seed s)   (claim 5: speed-up_s - 1)
-    95% CI of mean(d) with Student t (n - 1 degrees of freedom)
-    holds            if the CI lies entirely on the side the paper claims,
-    does not hold    if it lies entirely on the other side,
-    inconclusive     otherwise, or with fewer than two seeds.
+1.  ``scaling_slope``: OLS slope of accuracy against alpha * ||Delta_T||_F over the
+    final update's scaling curve, alpha in [0, 1] (block weights) — accuracy
+    bought per unit of parameter change (higher for OPD).
+2a. ``mlp_allocation_ratio``: (MLP share of ||Delta_T||^2 over block tensors) /
+    (MLP share of block parameters): above 1 means more update per MLP parameter
+    than per parameter on average, so parameter count alone gives 1 (higher for OPD).
+2b. ``layer_concentration``: 1 - H(q) / log L with q_l proportional to layer l's share of
+    ||Delta_T||^2 divided by its share of parameters; 0 = spread evenly per
+    parameter, 1 = all in one layer (higher for OPD).
+2c. ``mlp_vs_attention_utility``: accuracy of theta_0 + Delta_MLP minus that of
+    theta_0 + Delta_attention (the intervention analysis; higher for OPD).
+3a. ``topk_energy_share``: share of ||Delta_T||^2 in the top-k singular directions,
+    mean over 2-D block weights (higher = more low-rank: higher for OPD).
+3b. ``effective_rank_ratio``: Roy-Vetterli effective rank / min(m, n), mean over 2-D
+    block weights (lower for OPD).
+3c. ``early_alignment``: left top-k subspace overlap of the early update (closest to
+    ``early_fraction`` of training, as the scaling analysis) with the final one,
+    mean over 2-D block weights (higher for OPD).
+4.  ``embedding_shift``: 1 - mean cosine(base, trained) of the input-embedding rows of
+    the tokens the final model generated (lower for OPD).
 
-Metrics (``.../analysis/<method>/seed<seed>/`` files of ``effopd analyze``):
+EffOPD against OPD (claim 5) comes from ``effopd_speedup.csv`` unchanged, so both
+tables agree to the last digit: ``speedup_steps``, ``speedup_tokens``,
+``speedup_cpu_s`` (the speed-up minus 1 is the effect) and ``final_accuracy`` (EffOPD
+minus OPD, judged for non-inferiority).
 
-1. accuracy gain per unit of update: (acc_T - acc_0) / ||Delta_T||_F, block weights;
-2. MLP share of the final update: sum ||Delta||^2 over MLP block tensors / over all
-   block tensors (the paper: OPD puts more of its update into MLPs);
-3. early alignment: left top-k subspace overlap of the early update (the checkpoint
-   the scaling analysis calls early: closest to ``early_fraction`` of training) with
-   the final one, mean over 2-D block weights;
-4. embedding stability: mean cosine of base vs trained embedding rows over the
-   tokens the final model generated;
-5. EffOPD speed-up in steps to OPD's final accuracy (effopd_speedup.csv); a seed
-   that never reaches it counts as speed-up 1 (no gain).
+Comparison and verdict. OPD and RL runs share no randomness (different prompts and
+samples per step), so claims 1-4 compare them unpaired: Welch's 95% interval of
+mean(OPD) - mean(RL). Claim 5 uses the speed-up's bootstrap over seeds and
+problems (:mod:`effopd.reports.speedup`). The verdict rule is
+:func:`effopd.reports.stats.verdict` with a minimum effect declared in the config
+(``claims.effects``): for claims 1-4 as a fraction of |mean(RL)| (relative), for
+``mlp_vs_attention_utility`` in accuracy (absolute), for the speed-up in speed-up
+units (0.5: at least 1.5x); final accuracy is non-inferior when the interval's lower
+bound lies above -``speedup.non_inferiority_margin``.
+
+Power. Every row gives the minimum detectable effect at ``claims.power`` (80%) for the
+seeds used (Welch: noncentral t; bootstrap: 2.80 x its SE) and the number of seeds
+per method that would detect the effect taken as the paper's (``paper_effect``).
 """
 
 from __future__ import annotations
@@ -29,131 +51,279 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from effopd.reports.analysis import early_step
 from effopd.reports.runs import run_of
-from effopd.reports.stats import mean_ci95
+from effopd.reports.speedup import mde_from_se, seeds_for_effect_from_se, summary_row
+from effopd.reports.stats import seeds_for_effect, verdict, welch_ci, welch_mde
 
 
 @dataclass(frozen=True)
-class Claim:
-    number: int
+class Metric:
+    claim: str
+    key: str
     statement: str
-    metric: str
-    direction: int  # +1: the paper claims OPD's metric is higher (or the speed-up > 1)
+    description: str
+    direction: int        # +1: the paper claims the first method's value is higher
+    relative: bool = True  # effects as a fraction of |mean of the baseline|
 
 
-CLAIMS = [
-    Claim(1, "OPD buys more reasoning accuracy per unit of parameter change than RL",
-          "accuracy gain per unit ||Delta_T||_F (block weights)", +1),
-    Claim(2, "OPD concentrates its update on the modules that matter (MLP more than "
-             "attention); RL spreads it more evenly", "MLP share of ||Delta_T||^2", +1),
-    Claim(3, "OPD's update is low-rank and an early checkpoint's dominant subspace already "
-             "aligns with the final update's", "left top-k overlap, early vs final update", +1),
-    Claim(4, "OPD moves the token embeddings less than RL (higher cosine to the base)",
-          "mean cosine(base, trained) of generated-token embedding rows", +1),
-    Claim(5, "EffOPD reaches OPD's final accuracy about 3x faster, with comparable final "
-             "accuracy", "speed-up in steps to OPD's final accuracy (EffOPD / OPD)", +1),
+SPEC_CLAIMS = {
+    "1": "OPD buys more reasoning accuracy per unit of parameter change than RL",
+    "2": "OPD concentrates its update on the modules that matter (middle layers, MLP more "
+         "than attention); RL spreads it more evenly",
+    "3": "OPD's update is more low-rank, and an early checkpoint's dominant subspace already "
+         "aligns with the final update's",
+    "4": "OPD moves the token embeddings less than RL",
+    "5": "EffOPD reaches OPD's final accuracy about 3x faster, with comparable final accuracy",
+}
+
+METRICS = [
+    Metric("1", "scaling_slope", SPEC_CLAIMS["1"],
+           "slope of accuracy vs alpha ||Delta_T||_F, alpha in [0, 1]", +1),
+    Metric("2a", "mlp_allocation_ratio", SPEC_CLAIMS["2"],
+           "MLP share of ||Delta_T||^2 / MLP share of parameters", +1),
+    Metric("2b", "layer_concentration", SPEC_CLAIMS["2"],
+           "1 - normalised entropy of per-parameter update share over layers", +1),
+    Metric("2c", "mlp_vs_attention_utility", SPEC_CLAIMS["2"],
+           "accuracy(theta_0 + Delta_MLP) - accuracy(theta_0 + Delta_attention)", +1,
+           relative=False),
+    Metric("3a", "topk_energy_share", SPEC_CLAIMS["3"],
+           "top-k energy share of Delta_T (2-D block weights)", +1),
+    Metric("3b", "effective_rank_ratio", SPEC_CLAIMS["3"],
+           "effective rank / min(m, n) of Delta_T (2-D block weights)", -1),
+    Metric("3c", "early_alignment", SPEC_CLAIMS["3"],
+           "left top-k overlap of the early update with the final one", +1),
+    Metric("4", "embedding_shift", SPEC_CLAIMS["4"],
+           "1 - mean cosine(base, trained) of generated-token embedding rows", -1),
 ]
 
-
-def gain_per_norm(run_dir: Path, eval_csv: Path) -> float:
-    scores = pd.read_csv(eval_csv).sort_values("step")
-    norms = pd.read_csv(run_dir / "update_norms.csv").sort_values("step")
-    gain = scores["avg@n"].iloc[-1] - scores.loc[scores["step"] == 0, "avg@n"].iloc[0]
-    return float(gain / norms["block_norm"].iloc[-1])
+SPEEDUP_UNITS = {"steps": "optimizer steps", "tokens": "generated tokens (incl. validation)",
+                 "cpu_s": "CPU seconds"}
 
 
-def mlp_share(run_dir: Path) -> float:
-    table = pd.read_csv(run_dir / "module_allocation.csv")
-    final = table[(table["step"] == table["step"].max()) & table["layer"].notna()]
-    energy = final["delta_norm"] ** 2
-    return float(energy[final["group"] == "mlp"].sum() / energy.sum())
+# --------------------------------------------------------------------------- metrics
 
 
-def early_overlap(run_dir: Path, k: int, early_fraction: float) -> float:
+def _final(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["step"] == table["step"].max()]
+
+
+def scaling_slope(run_dir: Path) -> float:
+    scaling = pd.read_csv(run_dir / "scaling.csv")
+    final = scaling[(scaling["kind"] == "final") & (scaling["alpha"] <= 1 + 1e-12)]
+    norm = float(_final(pd.read_csv(run_dir / "update_norms.csv"))["block_norm"].iloc[0])
+    x = final["alpha"].to_numpy(dtype=float) * norm
+    y = final["avg@n"].to_numpy(dtype=float)
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def _block_allocation(run_dir: Path) -> pd.DataFrame:
+    table = _final(pd.read_csv(run_dir / "module_allocation.csv"))
+    table = table[table["layer"].notna()]
+    return table.assign(energy=table["delta_norm"] ** 2)
+
+
+def mlp_allocation_ratio(run_dir: Path) -> float:
+    table = _block_allocation(run_dir)
+    mlp = table["group"] == "mlp"
+    return float((table.loc[mlp, "energy"].sum() / table["energy"].sum())
+                 / (table.loc[mlp, "numel"].sum() / table["numel"].sum()))
+
+
+def layer_concentration(run_dir: Path) -> float:
+    by_layer = _block_allocation(run_dir).groupby("layer")[["energy", "numel"]].sum()
+    if len(by_layer) < 2:
+        return math.nan
+    density = (by_layer["energy"] / by_layer["energy"].sum()) \
+        / (by_layer["numel"] / by_layer["numel"].sum())
+    q = (density / density.sum()).to_numpy()
+    entropy = -float(np.sum(q[q > 0] * np.log(q[q > 0])))
+    return 1.0 - entropy / math.log(len(q))
+
+
+def mlp_vs_attention_utility(run_dir: Path) -> float:
+    modules = pd.read_csv(run_dir / "modules.csv").set_index("intervention")["avg@n"]
+    return float(modules["mlp"] - modules["attention"])
+
+
+def _final_matrices(run_dir: Path) -> pd.DataFrame:
+    return _final(pd.read_csv(run_dir / "spectra.csv"))
+
+
+def topk_energy_share(run_dir: Path, k: int) -> float:
+    spectra = _final_matrices(run_dir)
+    column = f"energy_share_k{k}"
+    if column not in spectra:
+        raise ValueError(f"{run_dir / 'spectra.csv'}: no {column}; add {k} to "
+                         "analysis.spectra_ks or change claims.k")
+    return float(spectra[column].mean())
+
+
+def effective_rank_ratio(run_dir: Path) -> float:
+    spectra = _final_matrices(run_dir)
+    return float((spectra["effective_rank"] / spectra[["rows", "cols"]].min(axis=1)).mean())
+
+
+def early_alignment(run_dir: Path, k: int, early_fraction: float) -> float:
     steps = pd.read_csv(run_dir / "update_norms.csv")["step"]
     table = pd.read_csv(run_dir / "alignment.csv")
-    early = table[table["step"] == early_step(steps, early_fraction)]
-    return float(early[f"left_overlap_k{k}"].mean())
+    column = f"left_overlap_k{k}"
+    if column not in table:
+        raise ValueError(f"{run_dir / 'alignment.csv'}: no {column}; add {k} to "
+                         "analysis.alignment_ks or change claims.k")
+    return float(table.loc[table["step"] == early_step(steps, early_fraction), column].mean())
 
 
-def embedding_cosine(run_dir: Path) -> float:
-    return float(pd.read_csv(run_dir / "embedding_cosine.csv")["cosine"].mean())
+def embedding_shift(run_dir: Path) -> float:
+    return 1.0 - float(pd.read_csv(run_dir / "embedding_cosine.csv")["cosine"].mean())
 
 
-def per_seed_values(run_dirs: list[str | Path], eval_csvs: list[str | Path],
-                    speedup_csv: str | Path, k: int, early_fraction: float) -> pd.DataFrame:
-    """One row per (claim, method, seed) with the claim's metric."""
+def per_seed_values(run_dirs: list[str | Path], k: int, early_fraction: float) -> pd.DataFrame:
+    """One row per (metric, method, seed) for OPD and RL runs."""
     rows = []
-    evals = {run_of(Path(p).parent): Path(p) for p in eval_csvs}
     for run_dir in map(Path, run_dirs):
         method, seed = run_of(run_dir)
         if method not in ("opd", "rl"):
             continue
-        values = {1: gain_per_norm(run_dir, evals[(method, seed)]), 2: mlp_share(run_dir),
-                  3: early_overlap(run_dir, k, early_fraction), 4: embedding_cosine(run_dir)}
-        rows += [{"claim": c, "method": method, "seed": seed, "value": v}
-                 for c, v in values.items()]
-    speedup = pd.read_csv(speedup_csv)
-    for row in speedup[speedup["seed"].astype(str).str.isdigit()].itertuples():
-        value = row.speedup_steps if str(row.effopd_reached) == "True" else 1.0
-        rows.append({"claim": 5, "method": "effopd", "seed": int(row.seed),
-                     "value": 1.0 if math.isnan(value) else float(value)})
-    return pd.DataFrame(rows)
+        values = {"scaling_slope": scaling_slope(run_dir),
+                  "mlp_allocation_ratio": mlp_allocation_ratio(run_dir),
+                  "layer_concentration": layer_concentration(run_dir),
+                  "mlp_vs_attention_utility": mlp_vs_attention_utility(run_dir),
+                  "topk_energy_share": topk_energy_share(run_dir, k),
+                  "effective_rank_ratio": effective_rank_ratio(run_dir),
+                  "early_alignment": early_alignment(run_dir, k, early_fraction),
+                  "embedding_shift": embedding_shift(run_dir)}
+        rows += [{"metric": key, "method": method, "seed": seed, "value": value}
+                 for key, value in values.items()]
+    return pd.DataFrame(rows, columns=["metric", "method", "seed", "value"])
 
 
-def _interval(values) -> str:
-    mean, low, high = mean_ci95(list(values))
-    if math.isnan(low):
-        return f"{mean:.4g}"
-    return f"{mean:.4g} [{low:.4g}, {high:.4g}]"
+# --------------------------------------------------------------------------- rows
 
 
-def verdict(differences: list[float], direction: int) -> str:
-    """'holds', 'does not hold' or 'inconclusive' from the 95% CI of the paired differences."""
-    mean, low, high = mean_ci95(differences)
-    if len(differences) < 2 or math.isnan(low):
-        return "inconclusive"
-    if direction * low > 0 and direction * high > 0:
-        return "holds"
-    if direction * low < 0 and direction * high < 0:
-        return "does not hold"
-    return "inconclusive"
+def comparison_row(metric: Metric, opd: pd.Series, rl: pd.Series, effect: dict[str, float],
+                   power: float = 0.8) -> dict[str, Any]:
+    """One claims row: Welch interval of OPD - RL, verdict against the minimum effect,
+    minimum detectable effect and seeds needed for the paper's effect."""
+    welch = welch_ci(opd, rl)
+    scale = abs(float(rl.mean())) if metric.relative else 1.0
+    min_effect = effect["min_effect"] * scale
+    paper_effect = effect["paper_effect"] * scale
+    mde = welch_mde(welch.se, welch.df, power) if welch.se > 0 else math.nan
+    return {
+        "claim": metric.claim, "metric": metric.key, "paper_statement": metric.statement,
+        "definition": metric.description,
+        "claimed_direction": "OPD higher" if metric.direction > 0 else "OPD lower",
+        "a": "opd", "b": "rl", "a_mean": float(opd.mean()), "b_mean": float(rl.mean()),
+        "estimate": welch.difference, "ci95_low": welch.low, "ci95_high": welch.high,
+        "effect_scale": "fraction of |RL mean|" if metric.relative else "absolute",
+        "min_effect": min_effect, "paper_effect": paper_effect, "mde80": mde,
+        "mde80_below_paper_effect": bool(mde < paper_effect) if not math.isnan(mde) else False,
+        "seeds_for_paper_effect": seeds_for_effect(paper_effect, float(opd.std(ddof=1)),
+                                                   float(rl.std(ddof=1)), power),
+        "n_a": welch.n_a, "n_b": welch.n_b, "test": "Welch t (unpaired seeds)",
+        "verdict": verdict(welch.low, welch.high, metric.direction, min_effect),
+    }
 
 
-def claims_table(values: pd.DataFrame) -> pd.DataFrame:
-    """The claims table (see the module docstring for the rule)."""
+def speedup_rows(speedup: pd.DataFrame, effect: dict[str, float],
+                 non_inferiority_margin: float) -> list[dict[str, Any]]:
+    """Claim 5's rows, copied from the speed-up table's EffOPD summary row."""
+    row = summary_row(speedup)
+    n = int(row["n_pairs"])
     rows = []
-    for claim in CLAIMS:
-        data = values[values["claim"] == claim.number]
-        if claim.number == 5:
-            treated = data.set_index("seed")["value"]
-            differences = list(treated - 1.0)
-            measured = f"EffOPD/OPD speed-up {_interval(treated)} (paper: about 3x)"
-        else:
-            opd = data[data["method"] == "opd"].set_index("seed")["value"]
-            rl = data[data["method"] == "rl"].set_index("seed")["value"]
-            paired = opd.index.intersection(rl.index)
-            differences = list(opd[paired] - rl[paired])
-            measured = (f"OPD {_interval(opd)}; RL {_interval(rl)}; "
-                        f"OPD - RL {_interval(differences)}")
-        rows.append({"claim": claim.number, "paper_statement": claim.statement,
-                     "metric": claim.metric, "measured (mean [95% CI])": measured,
-                     "n_seeds": len(differences),
-                     "verdict": verdict(differences, claim.direction)})
+    for unit, label in SPEEDUP_UNITS.items():
+        column = f"speedup_{unit}"
+        value, low, high = (float(row[column]), float(row[f"{column}_ci95_low"]),
+                            float(row[f"{column}_ci95_high"]))
+        se = float(row[f"{column}_se"])
+        mde = mde_from_se(se)
+        rows.append({
+            "claim": "5", "metric": column, "paper_statement": SPEC_CLAIMS["5"],
+            "definition": f"speed-up to OPD's plateau in {label} (EffOPD / OPD, median over "
+                          f"seeds; reached {row['reached']})",
+            "claimed_direction": "speed-up above 1", "a": "effopd", "b": "opd",
+            "a_mean": math.nan, "b_mean": math.nan, "estimate": value,
+            "ci95_low": low, "ci95_high": high, "effect_scale": "speed-up - 1",
+            "min_effect": effect["min_effect"], "paper_effect": effect["paper_effect"],
+            "mde80": mde, "mde80_below_paper_effect": bool(mde < effect["paper_effect"]),
+            "seeds_for_paper_effect": seeds_for_effect_from_se(se, n, effect["paper_effect"]),
+            "n_a": n, "n_b": n, "test": "bootstrap over seeds and problems (paired seeds)",
+            "verdict": verdict(low - 1, high - 1, +1, effect["min_effect"]),
+        })
+    diff, low, high = (float(row["final_accuracy_diff"]),
+                       float(row["final_accuracy_diff_ci95_low"]),
+                       float(row["final_accuracy_diff_ci95_high"]))
+    se = float(row["final_accuracy_diff_se"])
+    mde = mde_from_se(se)
+    rows.append({
+        "claim": "5", "metric": "final_accuracy", "paper_statement": SPEC_CLAIMS["5"],
+        "definition": "EffOPD final accuracy - OPD final accuracy (non-inferiority)",
+        "claimed_direction": f"above -{non_inferiority_margin:g}", "a": "effopd", "b": "opd",
+        "a_mean": math.nan, "b_mean": math.nan, "estimate": diff, "ci95_low": low,
+        "ci95_high": high, "effect_scale": "absolute",
+        "min_effect": -non_inferiority_margin, "paper_effect": non_inferiority_margin,
+        "mde80": mde, "mde80_below_paper_effect": bool(mde < non_inferiority_margin),
+        "seeds_for_paper_effect": seeds_for_effect_from_se(se, n, non_inferiority_margin),
+        "n_a": n, "n_b": n, "test": "bootstrap over seeds and problems (paired seeds)",
+        "verdict": verdict(low, high, +1, -non_inferiority_margin),
+    })
+    return rows
+
+
+def claims_table(values: pd.DataFrame, speedup: pd.DataFrame | None,
+                 effects: dict[str, dict[str, float]], power: float = 0.8,
+                 non_inferiority_margin: float = 0.01) -> pd.DataFrame:
+    """The claims table (module docstring): one row per metric."""
+    rows = []
+    for metric in METRICS:
+        data = values[values["metric"] == metric.key]
+        opd = data.loc[data["method"] == "opd", "value"].astype(float)
+        rl = data.loc[data["method"] == "rl", "value"].astype(float)
+        rows.append(comparison_row(metric, opd, rl, effects[metric.key], power))
+    if speedup is not None and not speedup.empty:
+        rows += speedup_rows(speedup, effects["speedup"], non_inferiority_margin)
     return pd.DataFrame(rows)
 
 
-def write_claims(run_dirs: list[str | Path], eval_csvs: list[str | Path],
-                 speedup_csv: str | Path, k: int, early_fraction: float,
-                 out_csv: str | Path) -> pd.DataFrame:
-    """Write claims.csv and claims.md."""
-    from effopd.io import write_table
+def claims_markdown(table: pd.DataFrame) -> pd.DataFrame:
+    """The Markdown view: estimate with interval, minimum effect, power, verdict."""
+    def number(x: float) -> str:
+        return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
 
-    table = claims_table(per_seed_values(run_dirs, eval_csvs, speedup_csv, k,
-                                         early_fraction))
-    write_table(table, out_csv)
+    return pd.DataFrame({
+        "claim": table["claim"], "metric": table["definition"],
+        "claimed": table["claimed_direction"],
+        "estimate [95% CI]": [f"{number(e)} [{number(lo)}, {number(hi)}]" for e, lo, hi in
+                              zip(table["estimate"], table["ci95_low"], table["ci95_high"],
+                                  strict=True)],
+        "min effect": table["min_effect"].map(number),
+        "MDE (80%)": table["mde80"].map(number),
+        "paper effect": table["paper_effect"].map(number),
+        "seeds for paper effect": table["seeds_for_paper_effect"].map(
+            lambda n: "" if n is None or pd.isna(n) else str(int(n))),
+        "seeds": [f"{a}+{b}" if m.startswith(("speedup", "final")) is False else str(a)
+                  for a, b, m in zip(table["n_a"], table["n_b"], table["metric"], strict=True)],
+        "verdict": table["verdict"],
+    })
+
+
+def write_claims(run_dirs: list[str | Path], speedup_csv: str | Path | None,
+                 out_csv: str | Path, k: int, early_fraction: float,
+                 claims: dict[str, Any], non_inferiority_margin: float) -> pd.DataFrame:
+    """Write claims.csv (every column) and claims.md (:func:`claims_markdown`)."""
+    from effopd.io import atomic_path, atomic_write_text, markdown_table
+
+    speedup = pd.read_csv(speedup_csv) if speedup_csv else None
+    table = claims_table(per_seed_values(run_dirs, k, early_fraction), speedup,
+                         claims["effects"], claims.get("power", 0.8), non_inferiority_margin)
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    atomic_write_text(Path(out_csv).with_suffix(".md"),
+                      markdown_table(claims_markdown(table)) + "\n")
     return table

@@ -1,23 +1,20 @@
 """Tables of the training runs: curves, EffOPD's speed-up, and compute per method.
 
-Speed-up (our definition, SPEC section 1 claim 5): for each seed, let ``a*``
-be plain OPD's accuracy at its last step. EffOPD's time-to-target is the first
-evaluated checkpoint whose accuracy is >= ``a*`` (steps and training wall
-time, line-search cost included). Speed-up in steps = OPD's last step / that
-step; in wall time = OPD's wall time at its last step / EffOPD's wall time at
-that step. Resolution is that of the checkpoint grid. A seed whose EffOPD run
-never reaches ``a*`` has no speed-up (NaN) and counts as not reached.
+The speed-up is defined once, in :mod:`effopd.reports.speedup` (common checkpoint
+grid, isotonic curves, OPD's plateau as the target, censoring, the OPD-vs-OPD null
+control, three cost units, a bootstrap over seeds and problems); this module
+loads the runs and writes the tables.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from effopd.reports.runs import run_of
-from effopd.reports.stats import mean_ci95
+from effopd.reports.speedup import load_run, speedup_table
 
 CURVE_COLUMNS = ["method", "seed", "step", "train_wall_s", "benchmark", "avg@n"]
 
@@ -43,67 +40,35 @@ def load_curves(eval_csvs: list[str | Path], log_csvs: list[str | Path]) -> pd.D
     return curves[keep].sort_values(["method", "seed", "step"]).reset_index(drop=True)
 
 
-def first_reaching(curve: pd.DataFrame, target: float) -> pd.Series | None:
-    """The first row (by step) whose accuracy is >= ``target``, or None."""
-    reached = curve[curve["avg@n"] >= target - 1e-12].sort_values("step")
-    return None if reached.empty else reached.iloc[0]
-
-
-def speedup_table(curves: pd.DataFrame, benchmark: str) -> pd.DataFrame:
-    """Per seed: OPD's final accuracy, EffOPD's time to reach it, speed-ups; then mean and CI."""
-    curves = curves[curves["benchmark"] == benchmark]
-    rows = []
-    for seed in sorted(set(curves["seed"])):
-        opd = curves[(curves["method"] == "opd") & (curves["seed"] == seed)].sort_values("step")
-        eff = curves[(curves["method"] == "effopd") & (curves["seed"] == seed)]
-        if opd.empty or eff.empty:
-            continue
-        opd_last = opd.iloc[-1]
-        hit = first_reaching(eff, opd_last["avg@n"])
-        eff_last = eff.sort_values("step").iloc[-1]
-        rows.append({
-            "seed": str(seed),
-            "opd_final_accuracy": opd_last["avg@n"],
-            "opd_steps": int(opd_last["step"]),
-            "opd_wall_s": opd_last["train_wall_s"],
-            "effopd_reached": hit is not None,
-            "effopd_step_to_target": math.nan if hit is None else int(hit["step"]),
-            "effopd_wall_s_to_target": math.nan if hit is None else hit["train_wall_s"],
-            "speedup_steps": math.nan if hit is None or hit["step"] == 0
-            else opd_last["step"] / hit["step"],
-            "speedup_wall": math.nan if hit is None or hit["train_wall_s"] == 0
-            else opd_last["train_wall_s"] / hit["train_wall_s"],
-            "effopd_final_accuracy": eff_last["avg@n"],
-            "final_accuracy_diff": eff_last["avg@n"] - opd_last["avg@n"],
-        })
-    table = pd.DataFrame(rows)
-    if table.empty:
-        return table
-    summary = {"seed": "mean"}, {"seed": "ci95_low"}, {"seed": "ci95_high"}
-    for column in table.columns:
-        if column in ("seed", "effopd_reached"):
-            continue
-        mean, low, high = mean_ci95(table[column].astype(float))
-        for row, value in zip(summary, (mean, low, high), strict=True):
-            row[column] = value
-    summary[0]["effopd_reached"] = f"{int(table['effopd_reached'].sum())}/{len(table)}"
-    return pd.concat([table, pd.DataFrame(summary)], ignore_index=True)
-
-
 def compute_table(log_csvs: list[str | Path]) -> pd.DataFrame:
-    """Per method: prompts and responses per step, response tokens per step, wall time.
+    """Per method (mean over seeds): what one run spent, in the speed-up's three units.
 
-    States how compute-matched the methods are (SPEC: OPD 1 response per
-    prompt; the RL baseline n responses for fewer prompts).
+    Columns: steps; prompts and responses per step; training response tokens
+    (also the tokens the teacher scores, for OPD and EffOPD); EffOPD's validation
+    rollouts (responses and tokens, in total); generated tokens in total (training
+    plus validation); CPU seconds (process and grading workers: compute that does
+    not depend on what else shares the cores); wall seconds and line-search
+    seconds (these do). States how compute-matched the methods are (SPEC: OPD one
+    response per prompt; the RL baseline n responses for fewer prompts).
     """
     rows = []
     for log_csv in log_csvs:
         method, _ = run_of(Path(log_csv).parent)
         frame = pd.read_csv(log_csv)
+        val_tokens = frame["val_tokens"].sum() if "val_tokens" in frame else float("nan")
         rows.append({"method": method, "steps": int(frame["step"].max()),
                      "prompts_per_step": frame["prompts"].mean(),
                      "responses_per_step": frame["responses"].mean(),
                      "response_tokens_per_step": frame["response_tokens"].mean(),
+                     "train_tokens_total": frame["response_tokens"].sum(),
+                     "teacher_scored_tokens_total": frame["response_tokens"].sum()
+                     if method != "rl" else 0,
+                     "val_responses_total": frame["val_responses"].sum()
+                     if "val_responses" in frame else float("nan"),
+                     "val_tokens_total": val_tokens,
+                     "generated_tokens_total": frame["response_tokens"].sum() + val_tokens,
+                     "cpu_s_total": frame["cpu_s"].max() if "cpu_s" in frame
+                     else float("nan"),
                      "search_s_total": frame["search_s"].sum(),
                      "wall_s_total": frame["wall_s"].max()})
     table = pd.DataFrame(rows)
@@ -112,12 +77,26 @@ def compute_table(log_csvs: list[str | Path]) -> pd.DataFrame:
 
 def write_training_tables(eval_csvs: list[str | Path], log_csvs: list[str | Path],
                           benchmark: str, curves_csv: str | Path, speedup_csv: str | Path,
-                          compute_csv: str | Path) -> None:
-    """Write training_curves.csv, effopd_speedup.csv/.md and training_compute.csv/.md."""
+                          compute_csv: str | Path, speedup: dict[str, Any] | None = None
+                          ) -> None:
+    """Write training_curves.csv, effopd_speedup.csv/.md and training_compute.csv/.md.
+
+    ``speedup``: the config's ``speedup`` block (plateau_fraction, target_fraction,
+    bootstrap, bootstrap_seed, confidence, non_inferiority_margin); the speed-up uses the
+    runs of ``benchmark`` only.
+    """
     from effopd.io import atomic_path, write_table
 
     curves = load_curves(eval_csvs, log_csvs)
     with atomic_path(curves_csv) as tmp:
         curves.to_csv(tmp, index=False)
-    write_table(speedup_table(curves, benchmark), speedup_csv)
+    settings = speedup or {}
+    runs = [load_run(e, lg) for e, lg in zip(eval_csvs, log_csvs, strict=True)
+            if Path(e).stem == benchmark]
+    write_table(speedup_table(
+        runs, plateau_fraction=settings.get("plateau_fraction", 0.25),
+        n_bootstrap=settings.get("bootstrap", 2000), seed=settings.get("bootstrap_seed", 0),
+        confidence=settings.get("confidence", 0.95),
+        non_inferiority_margin=settings.get("non_inferiority_margin", 0.01),
+        target_fraction=settings.get("target_fraction", 0.9)), speedup_csv)
     write_table(compute_table(log_csvs), compute_csv)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import random
 import re
 import time
@@ -55,7 +56,8 @@ log = logging.getLogger(__name__)
 
 METHODS = ("opd", "rl", "effopd")
 LOG_COLUMNS = ["step", "wall_s", "search_s", "loss", "reverse_kl", "batch_accuracy",
-               "response_tokens", "lr", "prompts", "responses"]
+               "response_tokens", "lr", "prompts", "responses", "val_responses", "val_tokens",
+               "cpu_s"]
 SEARCH_COLUMNS = ["step", "iteration", "multiplier", "score", "accepted"]
 CHECKPOINT_DIR = re.compile(r"^step_(\d{6})$")
 # Transformer-block weights: the only tensors EffOPD extrapolates.
@@ -203,6 +205,8 @@ class Trainer:
              {"params": no_decay, "weight_decay": 0.0}], lr=spec.lr, betas=spec.betas)
         self.step = 0
         self.wall_s = 0.0
+        self.cpu_s = 0.0  # CPU seconds of this process and its finished children, all sessions
+        self.val_responses = self.val_tokens = 0  # EffOPD's validation rollouts this step
         self.log_rows: list[dict[str, Any]] = []
         self.search_rows: list[dict[str, Any]] = []
         # EffOPD's anchor: the student's initial block weights (float32)
@@ -229,6 +233,7 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.anchor = state["anchor"]
             self.step, self.wall_s = step, state["wall_s"]
+            self.cpu_s = state.get("cpu_s", 0.0)
             self.log_rows, self.search_rows = state["log_rows"], state["search_rows"]
             log.info("resumed %s from step %d", self.run_dir, step)
             return True
@@ -256,6 +261,8 @@ class Trainer:
         random numbers), so score differences come from the weights.
         """
         groups = self.sample(self.val_prompts, 1, seed, temperature=self.spec.temperature)
+        self.val_responses += len(groups)
+        self.val_tokens += sum(len(g[0].token_ids) for g in groups)
         correct = self.accuracy([g[0].text for g in groups], [r["answer"] for r in self.val_rows])
         return sum(correct) / len(correct)
 
@@ -318,7 +325,7 @@ class Trainer:
     def save(self) -> Path:
         path = self.run_dir / "checkpoints" / f"step_{self.step:06d}"
         state = {"optimizer": self.optimizer.state_dict(), "anchor": self.anchor,
-                 "wall_s": self.wall_s, "log_rows": self.log_rows,
+                 "wall_s": self.wall_s, "cpu_s": self.cpu_s, "log_rows": self.log_rows,
                  "search_rows": self.search_rows}
         save_checkpoint(self.policy, self.tokenizer, path,
                         {"source": "train", "method": self.spec.method, "seed": self.seed,
@@ -340,14 +347,17 @@ class Trainer:
             progress = tqdm(range(self.step, self.spec.steps), desc=f"{self.spec.method}",
                             initial=self.step, total=self.spec.steps, mininterval=5)
             for _ in progress:
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), process_cpu_s()
+                self.val_responses = self.val_tokens = 0
                 row = self.train_step()
                 search_started = time.perf_counter()
                 if self.spec.method == "effopd" and is_power_of_two(self.step):
                     self.search()
                 row["search_s"] = time.perf_counter() - search_started
                 self.wall_s += time.perf_counter() - started
-                row["wall_s"] = self.wall_s
+                self.cpu_s += process_cpu_s() - cpu_started
+                row.update(wall_s=self.wall_s, cpu_s=self.cpu_s,
+                           val_responses=self.val_responses, val_tokens=self.val_tokens)
                 self.log_rows.append(row)
                 log_writer(row)
                 progress.set_postfix(acc=f"{row['batch_accuracy']:.2f}")
@@ -359,6 +369,13 @@ class Trainer:
         _write_rows(index_csv, ["step", "path", "wall_s"],
                     [{"step": step, "path": str(path),
                       "wall_s": _checkpoint_wall(path)} for step, path in self.checkpoints()])
+
+
+def process_cpu_s() -> float:
+    """CPU seconds (user + system) of this process and of its children that have ended
+    (the grading workers): the compute a step used, whatever else shares the cores."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def _checkpoint_wall(path: Path) -> float:

@@ -41,12 +41,15 @@ rule analyze_run:
         "--device {params.device} --threads {threads} > {log} 2>&1"
 
 
-# Accuracy of theta_0 + alpha * Delta for the final and the early checkpoint.
+# Accuracy of theta_0 + alpha * Delta for the final and the early checkpoint; the early
+# checkpoint is also scored on the selection (validation) benchmark, where its best alpha
+# is chosen.
 rule evaluate_scaling:
     input:
         index=f"{RESULTS}/train/{{method}}/seed{{seed}}/checkpoints.csv",
         base=f"{ARTIFACTS}/models/student",
         benchmark=f"{ARTIFACTS}/benchmarks/{ANALYSIS_BENCHMARK}.jsonl",
+        selection=f"{ARTIFACTS}/benchmarks/{SELECTION_BENCHMARK}.jsonl",
     output:
         f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/scaling.csv",
     params:
@@ -57,6 +60,11 @@ rule evaluate_scaling:
         limit=ANALYSIS["eval_limit"] or 0,
         n=ANALYSIS["eval_n"],
         alphas=numbers(ANALYSIS["scaling_alphas"]),
+        early_alphas=(
+            f"--early-alphas {numbers(ANALYSIS['early_alphas'])}"
+            if ANALYSIS["early_alphas"]
+            else ""
+        ),
         early_fraction=ANALYSIS["early_fraction"],
         device=ANALYSIS["device"],
         work_dir=f"{ANALYSIS_WORK}/{{method}}/seed{{seed}}/scaling",
@@ -73,7 +81,8 @@ rule evaluate_scaling:
         "--benchmark {input.benchmark} --prompt {params.prompt:q} "
         "--generation {params.generation:q} --grading {params.grading:q} "
         "--pass-k {params.pass_k} --limit {params.limit} --n {params.n} "
-        "--alphas {params.alphas} --early-fraction {params.early_fraction} "
+        "--alphas {params.alphas} {params.early_alphas} "
+        "--selection-benchmark {input.selection} --early-fraction {params.early_fraction} "
         "--work-dir {params.work_dir} --out {output} --device {params.device} "
         "--threads {threads} > {log} 2>&1"
 

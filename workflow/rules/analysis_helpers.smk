@@ -5,6 +5,8 @@
 # artifacts/<experiment>/analysis/<method>/seed<seed>/<analysis>/.
 
 ANALYSIS = config["analysis"]
+# The early checkpoint's best alpha is chosen on this benchmark, never on the series one.
+SELECTION_BENCHMARK = ANALYSIS["selection_benchmark"] or VALIDATION_BENCHMARK
 ANALYSIS_METHODS = [m for m in (ANALYSIS["methods"] or METHODS) if m in METHODS]
 ANALYSIS_RUNS = f"{RESULTS}/analysis"
 ANALYSIS_TABLES = f"{RESULTS}/tables/analysis"

@@ -49,8 +49,9 @@ rule plot_analysis:
         "--benchmark {params.benchmark} --plot-k {params.plot_k} > {log} 2>&1"
 
 
-# The claims table: each claim of the paper, its metric, the value measured over
-# seeds and a verdict decided by the rule in effopd/reports/claims.py.
+# The claims table: one row per metric of each claim of the paper, the value measured
+# over seeds, a verdict against the configured minimum effect, and its power
+# (effopd/reports/claims.py).
 rule tabulate_claims:
     input:
         runs=analysis_run_files(),
@@ -65,13 +66,15 @@ rule tabulate_claims:
         md=f"{RESULTS}/tables/claims.md",
     params:
         run_dirs=analysis_run_dirs(),
-        k=ANALYSIS["plot_k"],
         early_fraction=ANALYSIS["early_fraction"],
+        claims=config_json("claims"),
+        speedup=config_json("speedup"),
     log:
         f"{LOGS}/tabulate_claims.log",
     conda:
         "../../environment.yml"
     shell:
         "effopd tabulate-claims --run-dirs {params.run_dirs} --eval-csvs {input.scores} "
-        "--speedup {input.speedup} --k {params.k} --early-fraction {params.early_fraction} "
+        "--speedup {input.speedup} --claims {params.claims:q} "
+        "--speedup-settings {params.speedup:q} --early-fraction {params.early_fraction} "
         "--out {output.csv} > {log} 2>&1"

@@ -30,14 +30,16 @@ rule evaluate_model:
         "--metrics {output.metrics} --threads {threads} > {log} 2>&1"
 
 
-# Evaluate the base student (step 0) and every checkpoint of one training run.
+# Evaluate the base student (step 0) and every checkpoint of one training run; the
+# per-problem counts feed the speed-up's bootstrap over problems.
 rule evaluate_run:
     input:
         index=f"{RESULTS}/train/{{method}}/seed{{seed}}/checkpoints.csv",
         base=f"{ARTIFACTS}/models/student",
         benchmark=f"{ARTIFACTS}/benchmarks/{{benchmark}}.jsonl",
     output:
-        f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{{benchmark}}.csv",
+        scores=f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{{benchmark}}.csv",
+        problems=f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{{benchmark}}.problems.csv",
     params:
         prompt=config_json("prompt"),
         generation=config_json("generation"),
@@ -56,5 +58,5 @@ rule evaluate_run:
         "effopd evaluate-series --index {input.index} --base-model {input.base} "
         "--benchmark {input.benchmark} --label {wildcards.method}/seed{wildcards.seed} "
         "--prompt {params.prompt:q} --generation {params.generation:q} "
-        "--grading {params.grading:q} --pass-k {params.pass_k} --out {output} "
+        "--grading {params.grading:q} --pass-k {params.pass_k} --out {output.scores} "
         "--samples-dir {params.samples_dir} --threads {threads} > {log} 2>&1"

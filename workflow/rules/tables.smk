@@ -32,6 +32,11 @@ rule tabulate_training:
         logs=expand(
             f"{RESULTS}/train/{{method}}/seed{{seed}}/log.csv", method=METHODS, seed=SEEDS
         ),
+        problems=expand(
+            f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{SPEEDUP_BENCHMARK}.problems.csv",
+            method=METHODS,
+            seed=SEEDS,
+        ),
     output:
         curves=f"{RESULTS}/tables/training_curves.csv",
         speedup=report(
@@ -44,6 +49,7 @@ rule tabulate_training:
         compute_md=f"{RESULTS}/tables/training_compute.md",
     params:
         benchmark=SPEEDUP_BENCHMARK,
+        speedup=config_json("speedup"),
     log:
         f"{LOGS}/tabulate_training.log",
     conda:
@@ -51,4 +57,5 @@ rule tabulate_training:
     shell:
         "effopd tabulate-training --eval-csvs {input.evals} --log-csvs {input.logs} "
         "--benchmark {params.benchmark} --curves {output.curves} "
-        "--speedup {output.speedup} --compute {output.compute} > {log} 2>&1"
+        "--speedup {output.speedup} --compute {output.compute} "
+        "--speedup-settings {params.speedup:q} > {log} 2>&1"

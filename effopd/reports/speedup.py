@@ -1,0 +1,347 @@
+"""EffOPD's speed-up over OPD (SPEC section 1, claim 5): the one estimator of every table.
+
+Definitions (knobs in the config's ``speedup`` block; choices in config/README.md):
+
+- **Grid.** Runs are compared on the checkpoint steps that every compared run was
+  evaluated at, step 0 (the shared base model) included. EffOPD's extra
+  power-of-two checkpoints stay in the curves but not in the estimator, so no
+  method gets more looks at its noise.
+- **Curve.** Accuracy at step g is the mean over problems of each problem's
+  correct rate c_pg / n. Each run's curve is replaced by its isotonic
+  (non-decreasing least-squares, pool-adjacent-violators) fit, read piecewise
+  linearly between grid steps: a monotone fit pools noisy neighbours, so a
+  lucky single checkpoint cannot make a run "arrive" early.
+- **Target.** OPD's plateau P = the mean of the reference OPD run's fitted curve
+  over the last ``plateau_fraction`` of the grid steps (at least one); the target
+  is where OPD reaches its plateau, tau = a_0 + ``target_fraction`` (P - a_0),
+  a_0 the fitted base accuracy. With the default 0.9 this is the usual "time to
+  90% of the asymptote": the time to reach P itself (fraction 1) is set by noise
+  whenever both methods end on the same plateau, since a saturating curve
+  approaches it with vanishing slope. The fit is non-decreasing, so the
+  reference always reaches its own target.
+- **Time to target.** T(tau) = inf{t : f(t) >= tau} on the piecewise-linear fit.
+  A run whose fit stays below tau is **censored**: T > t_last, and nothing is
+  imputed. Cost at T in three units: optimizer steps; generated tokens
+  (training responses plus EffOPD's validation rollouts, cumulative, linear
+  between steps); and CPU seconds of the training process and its grading
+  workers (uncontended compute, unlike wall time on a shared machine).
+- **Pair speed-up.** S = cost_ref(T_ref) / cost_trt(T_trt). A censored pair is
+  only known to satisfy S < cost_ref(T_ref) / cost_trt(t_last) (its bound).
+- **Pairs.** (OPD seed s, EffOPD seed s): the two runs of a seed draw the same
+  prompts and rollout seeds (common random numbers), so they are paired.
+  **Null control:** (OPD seed s, OPD seed s'), s' the next seed (cyclic): the
+  same estimator on two runs of the same method; its interval must contain 1.
+- **Summary.** The median over pairs; censored pairs rank below every reached
+  one (conservative: their value is only bounded above).
+- **Interval.** A two-level bootstrap: each replicate resamples the problems
+  (one draw of problem indices shared by every run, since all runs are scored
+  on the same problems) and the pairs (seeds), refits every curve and recomputes
+  the median; percentile interval. A lower bound among censored replicates is
+  reported as 0 (no positive lower bound).
+- **Final accuracy.** EffOPD's last-checkpoint accuracy minus OPD's, mean over
+  pairs, with its interval from the same replicates; non-inferior when the
+  lower bound is above -``non_inferiority_margin``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from effopd.metrics import problems_csv
+from effopd.reports.runs import run_of
+from effopd.reports.stats import Z_POWER_80, percentile_interval
+
+UNITS = ("steps", "tokens", "cpu_s")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run's evaluation on a checkpoint grid and its cumulative costs.
+
+    ``rates``: (n_steps, n_problems) per-problem correct rate at each evaluated step;
+    ``log_steps`` and ``costs[unit]``: cumulative cost after each training step
+    (step 0 = cost 0), for interpolation at fractional steps.
+    """
+
+    method: str
+    seed: int
+    steps: np.ndarray
+    rates: np.ndarray
+    log_steps: np.ndarray = field(default_factory=lambda: np.zeros(1))
+    costs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def on_grid(self, grid: np.ndarray) -> Run:
+        rows = [int(np.flatnonzero(self.steps == g)[0]) for g in grid]
+        return Run(self.method, self.seed, grid, self.rates[rows], self.log_steps, self.costs)
+
+    def cost(self, unit: str, step: float) -> float:
+        if unit == "steps":
+            return float(step)
+        if unit not in self.costs:
+            return math.nan
+        return float(np.interp(step, self.log_steps, self.costs[unit]))
+
+
+def isotonic(values: Sequence[float]) -> np.ndarray:
+    """Non-decreasing least-squares fit (pool adjacent violators, equal weights)."""
+    blocks: list[list[float]] = []  # [sum, count]
+    for value in map(float, values):
+        blocks.append([value, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    return np.concatenate([np.full(int(c), s / c) for s, c in blocks])
+
+
+def crossing(steps: np.ndarray, fitted: np.ndarray, target: float) -> float:
+    """inf{t : f(t) >= target} for the piecewise-linear f through (steps, fitted); inf if none."""
+    above = np.flatnonzero(fitted >= target - 1e-12)
+    if above.size == 0:
+        return math.inf
+    i = int(above[0])
+    if i == 0:
+        return float(steps[0])
+    x0, x1, y0, y1 = steps[i - 1], steps[i], fitted[i - 1], fitted[i]
+    return float(x0 + (x1 - x0) * (target - y0) / (y1 - y0))
+
+
+def plateau(steps: np.ndarray, fitted: np.ndarray, fraction: float) -> float:
+    """Mean of the fitted curve over the last ``fraction`` of the grid steps (at least one)."""
+    last = max(1, math.ceil(fraction * len(steps)))
+    return float(np.mean(fitted[-last:]))
+
+
+def pair_speedup(ref: Run, ref_curve: np.ndarray, trt: Run, trt_curve: np.ndarray,
+                 plateau_fraction: float, target_fraction: float = 0.9) -> dict:
+    """Time to the reference's plateau for both runs and the speed-up in every unit.
+
+    ``*_curve`` are the runs' accuracies on their (common) grid. Censored pairs get
+    ``speedup_<unit> = -inf`` and the bound; pairs whose target does not exceed the
+    base accuracy (no gain to reach) get NaN.
+    """
+    ref_fit, trt_fit = isotonic(ref_curve), isotonic(trt_curve)
+    top = plateau(ref.steps, ref_fit, plateau_fraction)
+    target = float(ref_fit[0] + target_fraction * (top - ref_fit[0]))
+    out = {"plateau_accuracy": top, "target_accuracy": target, "ref_final_accuracy": float(ref_curve[-1]),
+           "trt_final_accuracy": float(trt_curve[-1])}
+    t_ref, t_trt = crossing(ref.steps, ref_fit, target), crossing(trt.steps, trt_fit, target)
+    no_gain = target <= max(ref_fit[0], trt_fit[0]) + 1e-12 or t_ref == 0
+    out.update(ref_steps_to_target=t_ref, trt_steps_to_target=t_trt,
+               trt_reached=bool(math.isfinite(t_trt)) and not no_gain)
+    for unit in UNITS:
+        ref_cost = ref.cost(unit, t_ref)
+        if no_gain:
+            value = bound = math.nan
+        elif math.isfinite(t_trt):
+            value, bound = ref_cost / trt.cost(unit, t_trt), math.nan
+        else:
+            value, bound = -math.inf, ref_cost / trt.cost(unit, float(trt.steps[-1]))
+        out[f"speedup_{unit}"], out[f"speedup_{unit}_bound"] = value, bound
+    return out
+
+
+def censored_median(values: Sequence[float]) -> float:
+    """Median with censored values (-inf) ranked lowest; NaNs dropped; -inf when the median
+    falls on a censored value (of the two middle values of an even count, the lower one
+    decides)."""
+    array = np.sort(np.asarray([v for v in values if not math.isnan(v)], dtype=float))
+    if array.size == 0:
+        return math.nan
+    mid = array.size // 2
+    if array.size % 2:
+        return float(array[mid])
+    return float((array[mid - 1] + array[mid]) / 2) if math.isfinite(array[mid - 1]) \
+        else -math.inf
+
+
+def common_grid(runs: Sequence[Run]) -> np.ndarray:
+    """The steps every run was evaluated at (sorted)."""
+    grid = set(runs[0].steps.tolist())
+    for run in runs[1:]:
+        grid &= set(run.steps.tolist())
+    if len(grid) < 2:
+        raise ValueError("speed-up: the runs share fewer than two evaluated steps; "
+                         "evaluate every method on the same checkpoint grid")
+    return np.asarray(sorted(grid))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A comparison's per-pair rows and summary with bootstrap intervals."""
+
+    pairs: pd.DataFrame
+    summary: dict
+
+
+def estimate(pairs: Sequence[tuple[Run, Run]], plateau_fraction: float = 0.25,
+             n_bootstrap: int = 2000, seed: int = 0, confidence: float = 0.95,
+             target_fraction: float = 0.9) -> Estimate:
+    """Per-pair speed-ups, their censored median and the two-level bootstrap (module doc)."""
+    runs = {id(r): r for pair in pairs for r in pair}
+    grid = common_grid(list(runs.values()))
+    gridded = {key: run.on_grid(grid) for key, run in runs.items()}
+    n_problems = {run.rates.shape[1] for run in gridded.values()}
+    if len(n_problems) != 1:
+        raise ValueError(f"speed-up: runs were scored on different numbers of problems "
+                         f"{sorted(n_problems)}")
+    (n_problems,) = n_problems
+
+    def evaluate(problem_index: np.ndarray | None, pair_index: Sequence[int]) -> list[dict]:
+        cache: dict[int, np.ndarray] = {}
+
+        def curve(key: int) -> np.ndarray:
+            if key not in cache:
+                rates = gridded[key].rates
+                cache[key] = (rates if problem_index is None else rates[:, problem_index]) \
+                    .mean(axis=1)
+            return cache[key]
+
+        rows = []
+        for i in pair_index:
+            ref, trt = pairs[i]
+            rows.append(pair_speedup(gridded[id(ref)], curve(id(ref)), gridded[id(trt)],
+                                     curve(id(trt)), plateau_fraction, target_fraction))
+        return rows
+
+    point = evaluate(None, range(len(pairs)))
+    table = pd.DataFrame([{"ref_seed": ref.seed, "trt_seed": trt.seed, **row}
+                          for (ref, trt), row in zip(pairs, point, strict=True)])
+    table["final_accuracy_diff"] = table["trt_final_accuracy"] - table["ref_final_accuracy"]
+
+    rng = np.random.default_rng(seed)
+    replicates: dict[str, list[float]] = {f"speedup_{u}": [] for u in UNITS}
+    replicates["final_accuracy_diff"] = []
+    for _ in range(n_bootstrap):
+        problems = rng.integers(0, n_problems, n_problems)
+        chosen = rng.integers(0, len(pairs), len(pairs))
+        rows = evaluate(problems, chosen)
+        for unit in UNITS:
+            replicates[f"speedup_{unit}"].append(censored_median(
+                [r[f"speedup_{unit}"] for r in rows]))
+        replicates["final_accuracy_diff"].append(float(np.mean(
+            [r["trt_final_accuracy"] - r["ref_final_accuracy"] for r in rows])))
+
+    summary: dict = {"n_pairs": len(pairs), "n_problems": int(n_problems),
+                     "grid": " ".join(str(int(g)) for g in grid),
+                     "reached": f"{int(table['trt_reached'].sum())}/{len(table)}",
+                     "reached_fraction": float(table["trt_reached"].mean()),
+                     "target_accuracy": float(table["target_accuracy"].mean())}
+    for unit in UNITS:
+        column = f"speedup_{unit}"
+        value = censored_median(table[column])
+        low, high = percentile_interval(replicates[column], confidence)
+        summary[column] = value if math.isfinite(value) else math.nan
+        summary[f"{column}_censored"] = value == -math.inf
+        summary[f"{column}_ci95_low"] = max(low, 0.0) if not math.isnan(low) else math.nan
+        summary[f"{column}_ci95_high"] = max(high, 0.0) if not math.isnan(high) else math.nan
+        summary[f"{column}_se"] = bootstrap_se(replicates[column])
+    diffs = replicates["final_accuracy_diff"]
+    summary["final_accuracy_diff"] = float(table["final_accuracy_diff"].mean())
+    low, high = percentile_interval(diffs, confidence)
+    summary["final_accuracy_diff_ci95_low"], summary["final_accuracy_diff_ci95_high"] = low, high
+    summary["final_accuracy_diff_se"] = bootstrap_se(diffs)
+    return Estimate(table, summary)
+
+
+def bootstrap_se(replicates: Sequence[float]) -> float:
+    """Robust bootstrap standard error: half the 15.87-84.13 percentile range (the SD for a
+    normal distribution), inf when that range reaches censored replicates."""
+    values = np.asarray([v for v in replicates if not math.isnan(v)], dtype=float)
+    if values.size < 2:
+        return math.nan
+    low, high = np.quantile(values, [0.158655, 0.841345], method="inverted_cdf")
+    if not math.isfinite(low):
+        return math.inf
+    return float((high - low) / 2)
+
+
+def mde_from_se(se: float) -> float:
+    """Minimum detectable effect at 80% power, two-sided 5% level, normal theory: 2.80 se."""
+    return Z_POWER_80 * se
+
+
+def seeds_for_effect_from_se(se: float, n: int, effect: float) -> int | None:
+    """Seeds needed for an MDE of ``effect`` when ``n`` seeds give standard error ``se``
+    (se shrinks as 1 / sqrt(n)): ceil(n (2.80 se / effect)^2), at least 2."""
+    if not (effect > 0) or not math.isfinite(se) or math.isnan(se):
+        return None
+    return max(2, math.ceil(n * (Z_POWER_80 * se / effect) ** 2))
+
+
+# --------------------------------------------------------------------------- files
+
+
+def load_run(eval_csv: str | Path, log_csv: str | Path | None) -> Run:
+    """A Run from evaluate-series' per-problem file and the training log (costs)."""
+    method, seed = run_of(Path(eval_csv).parent)
+    table = pd.read_csv(problems_csv(eval_csv))
+    steps = table["step"].to_numpy(dtype=int)
+    counts = table.drop(columns=["step", "n"]).to_numpy(dtype=float)
+    rates = counts / table["n"].to_numpy(dtype=float)[:, None]
+    costs, log_steps = {}, np.zeros(1)
+    if log_csv is not None:
+        log = pd.read_csv(log_csv).sort_values("step")
+        log_steps = np.concatenate([[0], log["step"].to_numpy(dtype=float)])
+        if "response_tokens" in log:
+            tokens = log["response_tokens"] + log.get("val_tokens", 0)
+            costs["tokens"] = np.concatenate([[0.0], tokens.cumsum().to_numpy(dtype=float)])
+        if "cpu_s" in log:
+            costs["cpu_s"] = np.concatenate([[0.0], log["cpu_s"].to_numpy(dtype=float)])
+    return Run(method, seed, steps, rates, log_steps, costs)
+
+
+def speedup_table(runs: Sequence[Run], plateau_fraction: float = 0.25,
+                  n_bootstrap: int = 2000, seed: int = 0, confidence: float = 0.95,
+                  non_inferiority_margin: float = 0.01, target_fraction: float = 0.9
+                  ) -> pd.DataFrame:
+    """effopd_speedup: per pair and summary rows for EffOPD vs OPD and the OPD vs OPD null.
+
+    Columns: comparison (effopd_vs_opd | null_opd_vs_opd), row (pair | summary), the
+    seeds, target accuracy, steps to target, reached, the speed-up in each unit (NaN
+    when censored, with its upper bound) and, on summary rows, its 95% interval,
+    bootstrap SE, reached fraction, final-accuracy difference and its interval,
+    ``non_inferior`` (EffOPD row) and ``null_contains_1`` (null row, steps unit).
+    """
+    by = {(r.method, r.seed): r for r in runs}
+    seeds = sorted(s for m, s in by if m == "opd")
+    comparisons = {
+        "effopd_vs_opd": [(by[("opd", s)], by[("effopd", s)]) for s in seeds
+                          if ("effopd", s) in by],
+        "null_opd_vs_opd": [(by[("opd", s)], by[("opd", seeds[(i + 1) % len(seeds)])])
+                            for i, s in enumerate(seeds)] if len(seeds) > 1 else [],
+    }
+    frames = []
+    for name, pairs in comparisons.items():
+        if not pairs:
+            continue
+        result = estimate(pairs, plateau_fraction, n_bootstrap, seed, confidence,
+                          target_fraction)
+        rows = result.pairs.copy()
+        for unit in UNITS:
+            rows[f"speedup_{unit}"] = rows[f"speedup_{unit}"].replace(-math.inf, math.nan)
+        rows.insert(0, "row", "pair")
+        rows.insert(0, "comparison", name)
+        summary = {"comparison": name, "row": "summary", **result.summary}
+        if name == "effopd_vs_opd":
+            summary["non_inferior"] = bool(
+                summary["final_accuracy_diff_ci95_low"] > -non_inferiority_margin)
+        else:
+            summary["null_contains_1"] = bool(
+                summary["speedup_steps_ci95_low"] <= 1 <= summary["speedup_steps_ci95_high"])
+        frames += [rows, pd.DataFrame([summary])]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def summary_row(table: pd.DataFrame, comparison: str = "effopd_vs_opd") -> pd.Series:
+    """The summary row of one comparison of an effopd_speedup table."""
+    rows = table[(table["comparison"] == comparison) & (table["row"] == "summary")]
+    if rows.empty:
+        raise ValueError(f"effopd_speedup: no summary row for {comparison!r}")
+    return rows.iloc[0]
