@@ -129,8 +129,8 @@ def pair_speedup(ref: Run, ref_curve: np.ndarray, trt: Run, trt_curve: np.ndarra
     ref_fit, trt_fit = isotonic(ref_curve), isotonic(trt_curve)
     top = plateau(ref.steps, ref_fit, plateau_fraction)
     target = float(ref_fit[0] + target_fraction * (top - ref_fit[0]))
-    out = {"plateau_accuracy": top, "target_accuracy": target, "ref_final_accuracy": float(ref_curve[-1]),
-           "trt_final_accuracy": float(trt_curve[-1])}
+    out = {"plateau_accuracy": top, "target_accuracy": target,
+           "ref_final_accuracy": float(ref_curve[-1]), "trt_final_accuracy": float(trt_curve[-1])}
     t_ref, t_trt = crossing(ref.steps, ref_fit, target), crossing(trt.steps, trt_fit, target)
     no_gain = target <= max(ref_fit[0], trt_fit[0]) + 1e-12 or t_ref == 0
     out.update(ref_steps_to_target=t_ref, trt_steps_to_target=t_trt,
