@@ -307,8 +307,7 @@ def claims_markdown(table: pd.DataFrame) -> pd.DataFrame:
         "paper effect": table["paper_effect"].map(number),
         "seeds for paper effect": table["seeds_for_paper_effect"].map(
             lambda n: "" if n is None or pd.isna(n) else str(int(n))),
-        "seeds": [f"{a}+{b}" if m.startswith(("speedup", "final")) is False else str(a)
-                  for a, b, m in zip(table["n_a"], table["n_b"], table["metric"], strict=True)],
+        "seeds": [f"{a} vs {b}" for a, b in zip(table["n_a"], table["n_b"], strict=True)],
         "verdict": table["verdict"],
     })
 

@@ -345,3 +345,45 @@ def summary_row(table: pd.DataFrame, comparison: str = "effopd_vs_opd") -> pd.Se
     if rows.empty:
         raise ValueError(f"effopd_speedup: no summary row for {comparison!r}")
     return rows.iloc[0]
+
+
+def speedup_markdown(table: pd.DataFrame) -> pd.DataFrame:
+    """The Markdown view: one line per pair and summary, intervals inline, censoring shown as
+    ``< bound``."""
+    def number(x) -> str:
+        return "" if x is None or pd.isna(x) else f"{float(x):.3g}"
+
+    def value(row: pd.Series, column: str) -> str:
+        if row["row"] == "pair":
+            if pd.isna(row[column]) and not pd.isna(row.get(f"{column}_bound")):
+                return f"< {number(row[f'{column}_bound'])} (not reached)"
+            return number(row[column])
+        text = "censored" if bool(row.get(f"{column}_censored", False)) else number(row[column])
+        low, high = number(row[f"{column}_ci95_low"]), number(row[f"{column}_ci95_high"])
+        return f"{text} [{low}, {high}]"
+
+    lines = []
+    for _, row in table.iterrows():
+        summary = row["row"] == "summary"
+        check = ""
+        if summary and row["comparison"] == "effopd_vs_opd":
+            check = "non-inferior" if bool(row["non_inferior"]) else "not shown non-inferior"
+        elif summary:
+            check = "contains 1" if bool(row["null_contains_1"]) else "DOES NOT contain 1"
+        diff = number(row["final_accuracy_diff"])
+        if summary:
+            diff += (f" [{number(row['final_accuracy_diff_ci95_low'])}, "
+                     f"{number(row['final_accuracy_diff_ci95_high'])}]")
+        lines.append({
+            "comparison": row["comparison"],
+            "seeds (ref / trt)": "median" if summary
+            else f"{int(row['ref_seed'])} / {int(row['trt_seed'])}",
+            "target acc": number(row["target_accuracy"]),
+            "reached": row["reached"] if summary else ("yes" if row["trt_reached"] else "no"),
+            "speed-up, steps": value(row, "speedup_steps"),
+            "speed-up, tokens": value(row, "speedup_tokens"),
+            "speed-up, CPU s": value(row, "speedup_cpu_s"),
+            "final acc diff": diff,
+            "check": check,
+        })
+    return pd.DataFrame(lines)

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from effopd.reports.runs import run_of
-from effopd.reports.speedup import load_run, speedup_table
+from effopd.reports.speedup import load_run, speedup_markdown, speedup_table
 
 CURVE_COLUMNS = ["method", "seed", "step", "train_wall_s", "benchmark", "avg@n"]
 
@@ -85,7 +85,7 @@ def write_training_tables(eval_csvs: list[str | Path], log_csvs: list[str | Path
     bootstrap, bootstrap_seed, confidence, non_inferiority_margin); the speed-up uses the
     runs of ``benchmark`` only.
     """
-    from effopd.io import atomic_path, write_table
+    from effopd.io import atomic_path, atomic_write_text, markdown_table, write_table
 
     curves = load_curves(eval_csvs, log_csvs)
     with atomic_path(curves_csv) as tmp:
@@ -93,10 +93,14 @@ def write_training_tables(eval_csvs: list[str | Path], log_csvs: list[str | Path
     settings = speedup or {}
     runs = [load_run(e, lg) for e, lg in zip(eval_csvs, log_csvs, strict=True)
             if Path(e).stem == benchmark]
-    write_table(speedup_table(
+    table = speedup_table(
         runs, plateau_fraction=settings.get("plateau_fraction", 0.25),
         n_bootstrap=settings.get("bootstrap", 2000), seed=settings.get("bootstrap_seed", 0),
         confidence=settings.get("confidence", 0.95),
         non_inferiority_margin=settings.get("non_inferiority_margin", 0.01),
-        target_fraction=settings.get("target_fraction", 0.9)), speedup_csv)
+        target_fraction=settings.get("target_fraction", 0.9))
+    with atomic_path(speedup_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    atomic_write_text(Path(speedup_csv).with_suffix(".md"),
+                      markdown_table(speedup_markdown(table)) + "\n")
     write_table(compute_table(log_csvs), compute_csv)
