@@ -10,6 +10,7 @@ import pytest
 from effopd.reports.claims import (
     METRICS,
     claims_table,
+    combined_claim5,
     comparison_row,
     effective_rank_ratio,
     layer_concentration,
@@ -115,3 +116,17 @@ def test_claims_table_copies_the_speedup_table_exactly(tmp_path):
     verdicts = dict(zip(table["metric"], table["verdict"], strict=False))
     assert verdicts["scaling_slope"] == "holds"
     assert verdicts["effective_rank_ratio"] == "does not hold"
+
+
+@pytest.mark.parametrize(("speedup", "final", "expected"), [
+    ("holds", "holds", "holds"),
+    ("holds", "inconclusive", "inconclusive"),
+    ("holds", "does not hold", "does not hold"),      # fast but worse
+    ("does not hold", "holds", "does not hold"),      # as good but not faster
+    ("inconclusive", "inconclusive", "inconclusive"),
+])
+def test_claim_5_needs_speed_and_non_inferiority(speedup, final, expected):
+    row = {"verdict": "", "mde80_below_paper_effect": True, "seeds_for_paper_effect": 4,
+           "n_a": 3, "n_b": 3}
+    combined = combined_claim5({**row, "verdict": speedup}, {**row, "verdict": final})
+    assert combined["verdict"] == expected and combined["metric"] == "claim_5"

@@ -100,8 +100,18 @@ def test_smoke_training_outputs(smoke_run):
     search = pd.read_csv(results / "train/effopd/seed0/effopd_search.csv")
     assert sorted(set(search["step"])) == [1, 2, 4]
     assert set(search["multiplier"]) <= {1.0, 3.0, 5.0}
+    effopd_log = pd.read_csv(results / "train/effopd/seed0/log.csv").set_index("step")
+    # validation rollouts at the search steps only (8 val problems, one sample each)
+    assert list(effopd_log["val_responses"] > 0) == [True, True, False, True]
+    assert (effopd_log["val_responses"] % 8 == 0).all()
+    assert effopd_log["cpu_s"].is_monotonic_increasing
+    problems = pd.read_csv(results / "eval/runs/opd/seed0/tiny_test.problems.csv")
+    assert list(problems["step"]) == list(scores["step"]) and problems.shape[1] == 2 + 8
+    assert (problems.drop(columns=["step", "n"]).to_numpy() <= 2).all()  # n = 2 samples
     speedup = pd.read_csv(results / "tables/effopd_speedup.csv")
-    assert list(speedup["seed"]) == ["0", "mean", "ci95_low", "ci95_high"]
+    assert list(zip(speedup["comparison"], speedup["row"], strict=True)) == [
+        ("effopd_vs_opd", "pair"), ("effopd_vs_opd", "summary")]  # one seed: no null control
+    assert speedup.loc[1, "grid"] == "0 2 4"  # EffOPD's step-1 checkpoint is not a look
     compute = pd.read_csv(results / "tables/training_compute.csv").set_index("method")
     assert compute.loc["rl", "responses_per_step"] == 8 == compute.loc["opd",
                                                                         "responses_per_step"]
