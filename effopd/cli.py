@@ -129,6 +129,15 @@ def cmd_tabulate_training(args: argparse.Namespace) -> None:
                           args.speedup, args.compute, args.speedup_settings)
 
 
+def cmd_plot_speedup(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from effopd.plots.training import plot_speedup_fits
+
+    plot_speedup_fits(pd.read_csv(args.curves), pd.read_csv(args.speedup), args.benchmark,
+                      args.out)
+
+
 def cmd_plot_training(args: argparse.Namespace) -> None:
     import pandas as pd
 
@@ -263,8 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--speedup-settings", type=json_arg, default={},
                    help="the config's speedup block (JSON)")
 
-    c = add("plot-training", cmd_plot_training, "figure: accuracy vs steps and wall time")
+    c = add("plot-training", cmd_plot_training,
+            "figure: accuracy vs optimizer steps, generated tokens and CPU time")
     c.add_argument("--curves", required=True, help="training_curves.csv")
+    c.add_argument("--benchmark", required=True)
+    c.add_argument("--out", required=True, help="PNG path; the PDF goes beside it")
+
+    c = add("plot-speedup", cmd_plot_speedup,
+            "figure: the speed-up estimator on every seed pair (fits, target, times)")
+    c.add_argument("--curves", required=True, help="training_curves.csv")
+    c.add_argument("--speedup", required=True, help="effopd_speedup.csv")
     c.add_argument("--benchmark", required=True)
     c.add_argument("--out", required=True, help="PNG path; the PDF goes beside it")
 

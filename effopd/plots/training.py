@@ -1,35 +1,46 @@
-"""Figure: test accuracy against training steps and against wall time, per method."""
+"""Figures of the training runs: accuracy against the speed-up's three cost units, and the
+speed-up estimator at work on every seed pair."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from effopd.plots.style import METHOD_COLORS, METHOD_LABELS, save_figure, setup
+from effopd.reports.speedup import isotonic
 from effopd.reports.stats import mean_ci95
+
+UNITS = (("step", "optimizer steps"),
+         ("generated_tokens", "generated tokens (training + validation rollouts)"),
+         ("cpu_s", "CPU time (s; process and grading workers)"))
 
 
 def _per_step(curves: pd.DataFrame) -> pd.DataFrame:
-    """Mean accuracy with its 95% CI over seeds, and mean wall time, per (method, step)."""
+    """Mean accuracy with its 95% CI over seeds, and mean costs, per (method, step)."""
     rows = []
     for (method, step), group in curves.groupby(["method", "step"]):
         mean, low, high = mean_ci95(group["avg@n"])
         rows.append({"Method": METHOD_LABELS.get(method, method), "step": step,
                      "accuracy": mean, "low": low, "high": high,
-                     "wall_s": group["train_wall_s"].mean(), "seeds": len(group)})
+                     **{unit: group[unit].mean() for unit, _ in UNITS[1:] if unit in group},
+                     "seeds": len(group)})
     return pd.DataFrame(rows)
 
 
 def plot_training_curves(curves: pd.DataFrame, benchmark: str, out_png: str | Path) -> None:
-    """Two panels: accuracy vs step, accuracy vs wall time (mean and 95% CI band over seeds)."""
+    """One panel per cost unit: accuracy (mean and 95% CI band over seeds) against optimizer
+    steps, generated tokens and CPU time (units without data are left out)."""
     setup()
     data = _per_step(curves[curves["benchmark"] == benchmark])
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for axis, x, label in ((axes[0], "step", "training step"),
-                           (axes[1], "wall_s", "training wall time (s, line search included)")):
+    units = [(u, label) for u, label in UNITS if u in data and data[u].notna().any()]
+    figure, axes = plt.subplots(1, len(units), figsize=(5 * len(units), 4), sharey=True,
+                                squeeze=False)
+    for axis, (x, label) in zip(axes[0], units, strict=True):
         for method, group in data.groupby("Method"):
             group = group.sort_values("step")
             color = METHOD_COLORS.get(method)
@@ -38,9 +49,50 @@ def plot_training_curves(curves: pd.DataFrame, benchmark: str, out_png: str | Pa
             axis.fill_between(group[x], group["low"], group["high"], color=color, alpha=0.2,
                               linewidth=0)
         axis.set_xlabel(label)
-    axes[0].set_ylabel(f"{benchmark} accuracy (avg@n)")
-    axes[0].set_title("Accuracy per training step")
-    axes[1].set_title("Accuracy per unit of wall time")
-    axes[0].legend(loc="lower right", title="Mean, 95% CI over seeds")
+        axis.set_title(f"Accuracy per {label.split(' (')[0]}")
+    axes[0][0].set_ylabel(f"{benchmark} accuracy (avg@n)")
+    axes[0][0].legend(loc="lower right", title="Mean, 95% CI over seeds")
+    sns.despine(figure)
+    save_figure(figure, out_png)
+
+
+def plot_speedup_fits(curves: pd.DataFrame, speedup: pd.DataFrame, benchmark: str,
+                      out_png: str | Path) -> None:
+    """One panel per seed pair of EffOPD vs OPD: each run's accuracy on the common grid
+    (points), its isotonic fit (line), the target (dashed) and each run's time to it."""
+    setup()
+    pairs = speedup[(speedup["comparison"] == "effopd_vs_opd") & (speedup["row"] == "pair")]
+    summary = speedup[(speedup["comparison"] == "effopd_vs_opd")
+                      & (speedup["row"] == "summary")]
+    grid = [int(g) for g in str(summary["grid"].iloc[0]).split()] if len(summary) else []
+    curves = curves[(curves["benchmark"] == benchmark) & curves["step"].isin(grid)]
+    columns = min(4, max(1, len(pairs)))
+    rows = math.ceil(len(pairs) / columns) if len(pairs) else 1
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.4 * rows), sharex=True,
+                                sharey=True, squeeze=False)
+    for axis, (_, pair) in zip(axes.flat, pairs.iterrows(), strict=False):
+        for method, seed, t_key in (("opd", pair["ref_seed"], "ref_steps_to_target"),
+                                    ("effopd", pair["trt_seed"], "trt_steps_to_target")):
+            run = curves[(curves["method"] == method) & (curves["seed"] == int(seed))]
+            run = run.sort_values("step")
+            color = METHOD_COLORS.get(METHOD_LABELS.get(method, method))
+            label = METHOD_LABELS.get(method, method)
+            axis.scatter(run["step"], run["avg@n"], s=12, color=color, alpha=0.6)
+            axis.plot(run["step"], isotonic(run["avg@n"].to_numpy()), color=color,
+                      label=f"{label} (isotonic fit)")
+            if np.isfinite(pair[t_key]):
+                axis.axvline(pair[t_key], color=color, linestyle=":", linewidth=1)
+        axis.axhline(pair["target_accuracy"], color="black", linestyle="--", linewidth=1,
+                     label="target")
+        reached = (f"{pair['speedup_steps']:.2g}x" if pair["trt_reached"]
+                   else "not reached")
+        axis.set_title(f"seed {int(pair['ref_seed'])}: speed-up {reached}")
+        axis.set_xlabel("optimizer step")
+    for axis in axes.flat[len(pairs):]:
+        axis.set_visible(False)
+    for axis in axes[:, 0]:
+        axis.set_ylabel(f"{benchmark} accuracy (avg@n)")
+    axes.flat[0].legend(loc="lower right", fontsize=8)
+    figure.suptitle("EffOPD vs OPD: time to OPD's plateau target on the common grid")
     sns.despine(figure)
     save_figure(figure, out_png)

@@ -287,14 +287,22 @@ def load_run(eval_csv: str | Path, log_csv: str | Path | None) -> Run:
     rates = counts / table["n"].to_numpy(dtype=float)[:, None]
     costs, log_steps = {}, np.zeros(1)
     if log_csv is not None:
-        log = pd.read_csv(log_csv).sort_values("step")
-        log_steps = np.concatenate([[0], log["step"].to_numpy(dtype=float)])
-        if "response_tokens" in log:
-            tokens = log["response_tokens"] + log.get("val_tokens", 0)
-            costs["tokens"] = np.concatenate([[0.0], tokens.cumsum().to_numpy(dtype=float)])
-        if "cpu_s" in log:
-            costs["cpu_s"] = np.concatenate([[0.0], log["cpu_s"].to_numpy(dtype=float)])
+        cumulative = cumulative_costs(pd.read_csv(log_csv).sort_values("step"))
+        log_steps = np.concatenate([[0], cumulative["step"].to_numpy(dtype=float)])
+        for unit, column in (("tokens", "generated_tokens"), ("cpu_s", "cpu_s")):
+            if cumulative[column].notna().all():
+                costs[unit] = np.concatenate([[0.0], cumulative[column].to_numpy(dtype=float)])
     return Run(method, seed, steps, rates, log_steps, costs)
+
+
+def cumulative_costs(train_log: pd.DataFrame) -> pd.DataFrame:
+    """Per step of a training log: generated tokens so far (training responses plus EffOPD's
+    validation rollouts) and CPU seconds so far (NaN where the log lacks them, e.g. older or
+    external logs)."""
+    tokens = train_log["response_tokens"] + train_log.get("val_tokens", 0)
+    return pd.DataFrame({"step": train_log["step"], "generated_tokens": tokens.cumsum(),
+                         "cpu_s": train_log["cpu_s"] if "cpu_s" in train_log
+                         else float("nan")})
 
 
 def speedup_table(runs: Sequence[Run], plateau_fraction: float = 0.25,

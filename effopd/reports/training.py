@@ -14,7 +14,12 @@ from typing import Any
 import pandas as pd
 
 from effopd.reports.runs import run_of
-from effopd.reports.speedup import load_run, speedup_markdown, speedup_table
+from effopd.reports.speedup import (
+    cumulative_costs,
+    load_run,
+    speedup_markdown,
+    speedup_table,
+)
 
 CURVE_COLUMNS = ["method", "seed", "step", "train_wall_s", "benchmark", "avg@n"]
 
@@ -29,14 +34,17 @@ def load_curves(eval_csvs: list[str | Path], log_csvs: list[str | Path]) -> pd.D
         method, seed = run_of(Path(eval_csv).parent)
         scores = pd.read_csv(eval_csv).rename(columns={"seed": "sampling_seed"})
         train_log = pd.read_csv(log_csv)
-        merged = scores.merge(train_log[["step", "batch_accuracy", "reverse_kl", "loss"]],
-                              on="step", how="left")
+        costs = cumulative_costs(train_log)
+        merged = scores.merge(train_log[["step", "batch_accuracy", "reverse_kl", "loss"]]
+                              .merge(costs, on="step"), on="step", how="left")
+        merged.loc[merged["step"] == 0, list(costs.columns.drop("step"))] = 0.0
         merged.insert(0, "seed", seed)
         merged.insert(0, "method", method)
         frames.append(merged)
     curves = pd.concat(frames, ignore_index=True)
     pass_cols = [c for c in curves.columns if c.startswith("pass@")]
-    keep = CURVE_COLUMNS + pass_cols + ["batch_accuracy", "reverse_kl", "loss"]
+    keep = CURVE_COLUMNS + pass_cols + ["generated_tokens", "cpu_s", "batch_accuracy",
+                                        "reverse_kl", "loss"]
     return curves[keep].sort_values(["method", "seed", "step"]).reset_index(drop=True)
 
 

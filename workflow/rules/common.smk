@@ -101,9 +101,17 @@ def report_targets():
         f"{RESULTS}/tables/base_models.csv",
         f"{RESULTS}/tables/effopd_speedup.csv",
         f"{FIGURES}/training_curves.png",
+        *speedup_figure_targets(),
         *analysis_targets(),
         *claims_targets(),
     ]
+
+
+def speedup_figure_targets():
+    """The speed-up estimator's figure, when OPD and EffOPD are trained."""
+    if {"opd", "effopd"} <= set(METHODS):
+        return [f"{FIGURES}/speedup_fits.png"]
+    return []
 
 
 def claims_targets():

@@ -2,7 +2,7 @@
 # drawn from committed tables only, so reviewers can redraw every one quickly.
 
 
-# Accuracy against training steps and wall time for OPD, EffOPD and RL.
+# Accuracy against optimizer steps, generated tokens and CPU time for OPD, EffOPD and RL.
 rule plot_training_curves:
     input:
         f"{RESULTS}/tables/training_curves.csv",
@@ -22,3 +22,27 @@ rule plot_training_curves:
     shell:
         "effopd plot-training --curves {input} --benchmark {params.benchmark} "
         "--out {output.png} > {log} 2>&1"
+
+
+# The speed-up estimator on every seed pair: accuracy on the common grid, isotonic fits,
+# OPD's plateau target and each run's time to it.
+rule plot_speedup:
+    input:
+        curves=f"{RESULTS}/tables/training_curves.csv",
+        speedup=f"{RESULTS}/tables/effopd_speedup.csv",
+    output:
+        png=report(
+            f"{FIGURES}/speedup_fits.png",
+            caption="../report/speedup_fits.rst",
+            category="Training",
+        ),
+        pdf=f"{FIGURES}/speedup_fits.pdf",
+    params:
+        benchmark=SPEEDUP_BENCHMARK,
+    log:
+        f"{LOGS}/plot_speedup.log",
+    conda:
+        "../../environment.yml"
+    shell:
+        "effopd plot-speedup --curves {input.curves} --speedup {input.speedup} "
+        "--benchmark {params.benchmark} --out {output.png} > {log} 2>&1"
