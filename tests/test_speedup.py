@@ -14,6 +14,7 @@ from effopd.reports.speedup import (
     isotonic,
     load_run,
     pair_speedup,
+    run_target,
     speedup_table,
     summary_row,
 )
@@ -35,10 +36,12 @@ def test_crossing_interpolates_linearly_and_censors():
     assert crossing(steps, fitted, 0.61) == math.inf
 
 
-def test_censored_median_ranks_censored_lowest():
+def test_censored_median_ranks_censored_values_at_their_side():
     assert censored_median([2.0, -math.inf, 3.0]) == 2.0
     assert censored_median([-math.inf, -math.inf, 3.0]) == -math.inf
+    assert censored_median([math.inf, 0.5, math.inf]) == math.inf
     assert censored_median([1.0, 2.0, 3.0, 5.0]) == 2.5
+    assert censored_median([-math.inf, math.inf]) == 1.0
 
 
 def curve_run(method, seed, accuracy, steps=GRID, costs=None):
@@ -56,9 +59,10 @@ def test_exact_twofold_speedup_in_steps_tokens_and_cpu():
     opd_run = curve_run("opd", 0, opd, costs={"tokens": steps * 100, "cpu_s": steps * 2})
     # EffOPD pays 50% more tokens and CPU per step (its validation rollouts)
     eff_run = curve_run("effopd", 0, eff, costs={"tokens": steps * 150, "cpu_s": steps * 3})
-    out = pair_speedup(opd_run, opd, eff_run, eff, plateau_fraction=0.25)
-    assert out["plateau_accuracy"] == pytest.approx(0.6)
-    assert out["target_accuracy"] == pytest.approx(0.3 + 0.9 * 0.3)  # 90% of the gain
+    target = run_target(GRID, opd, plateau_fraction=0.25, target_fraction=0.9)
+    assert target == pytest.approx(0.3 + 0.9 * 0.3)  # 90% of the gain to the plateau 0.6
+    out = pair_speedup(opd_run, opd, eff_run, eff, target)
+    assert out["status"] == "both"
     assert out["ref_steps_to_target"] == pytest.approx(21.6)
     assert out["trt_steps_to_target"] == pytest.approx(10.8)
     assert out["speedup_steps"] == pytest.approx(2.0)
@@ -94,7 +98,7 @@ def test_censored_seed_lowers_the_estimate_and_is_never_imputed():
     assert good["speedup_steps"] == pytest.approx(2.0) and good["reached"] == "3/3"
     pairs = one[(one["comparison"] == "effopd_vs_opd") & (one["row"] == "pair")]
     failed = pairs[pairs["trt_seed"] == 0].iloc[0]
-    assert not failed["trt_reached"] and math.isnan(failed["speedup_steps"])
+    assert failed["status"] == "ref only" and math.isnan(failed["speedup_steps"])
     assert failed["speedup_steps_bound"] == pytest.approx(21.6 / 48)  # known only: < 0.45
     assert summary_row(one)["reached"] == "2/3"
     assert summary_row(one)["speedup_steps_ci95_low"] < good["speedup_steps_ci95_low"]

@@ -11,28 +11,33 @@ Definitions (knobs in the config's ``speedup`` block; choices in config/README.m
   (non-decreasing least-squares, pool-adjacent-violators) fit, read piecewise
   linearly between grid steps: a monotone fit pools noisy neighbours, so a
   lucky single checkpoint cannot make a run "arrive" early.
-- **Target.** OPD's plateau P = the mean of the reference OPD run's fitted curve
-  over the last ``plateau_fraction`` of the grid steps (at least one); the target
-  is where OPD reaches its plateau, tau = a_0 + ``target_fraction`` (P - a_0),
-  a_0 the fitted base accuracy. With the default 0.9 this is the usual "time to
-  90% of the asymptote": the time to reach P itself (fraction 1) is set by noise
-  whenever both methods end on the same plateau, since a saturating curve
-  approaches it with vanishing slope. The fit is non-decreasing, so the
-  reference always reaches its own target.
+- **Target.** An OPD run's plateau P is the mean of its fitted curve over the
+  last ``plateau_fraction`` of the grid steps (at least one); where it reaches
+  its plateau is a_0 + ``target_fraction`` (P - a_0), a_0 its fitted base
+  accuracy. With the default 0.9 this is the usual "time to 90% of the
+  asymptote": the time to reach P itself (fraction 1) is set by noise whenever
+  both methods end on the same plateau, since a saturating curve approaches it
+  with vanishing slope. A pair's target tau is the mean of that level over the
+  OPD runs of the *other* pairs (leave the pair out): a target set by the
+  pair's own OPD run shares its noise and favours it (simulated identical
+  methods then gave a median speed-up of 0.85, not 1).
 - **Time to target.** T(tau) = inf{t : f(t) >= tau} on the piecewise-linear fit.
   A run whose fit stays below tau is **censored**: T > t_last, and nothing is
   imputed. Cost at T in three units: optimizer steps; generated tokens
   (training responses plus EffOPD's validation rollouts, cumulative, linear
   between steps); and CPU seconds of the training process and its grading
   workers (uncontended compute, unlike wall time on a shared machine).
-- **Pair speed-up.** S = cost_ref(T_ref) / cost_trt(T_trt). A censored pair is
-  only known to satisfy S < cost_ref(T_ref) / cost_trt(t_last) (its bound).
+- **Pair speed-up.** S = cost_ref(T_ref) / cost_trt(T_trt). When only EffOPD is
+  censored, S < cost_ref(T_ref) / cost_trt(t_last) is all that is known (its
+  bound); when only OPD is, S > cost_ref(t_last) / cost_trt(T_trt).
 - **Pairs.** (OPD seed s, EffOPD seed s): the two runs of a seed draw the same
   prompts and rollout seeds (common random numbers), so they are paired.
   **Null control:** (OPD seed s, OPD seed s'), s' the next seed (cyclic): the
   same estimator on two runs of the same method; its interval must contain 1.
-- **Summary.** The median over pairs; censored pairs rank below every reached
-  one (conservative: their value is only bounded above).
+- **Summary.** The median over pairs: a pair whose EffOPD run is censored ranks
+  below every value, one whose OPD run is censored above every value, one in
+  which neither reaches the target counts as a tie (1); pairs with no gain to
+  reach are left out.
 - **Interval.** A two-level bootstrap: each replicate resamples the problems
   (one draw of problem indices shared by every run, since all runs are scored
   on the same problems) and the pairs (seeds), refits every curve and recomputes
@@ -118,47 +123,68 @@ def plateau(steps: np.ndarray, fitted: np.ndarray, fraction: float) -> float:
     return float(np.mean(fitted[-last:]))
 
 
-def pair_speedup(ref: Run, ref_curve: np.ndarray, trt: Run, trt_curve: np.ndarray,
-                 plateau_fraction: float, target_fraction: float = 0.9) -> dict:
-    """Time to the reference's plateau for both runs and the speed-up in every unit.
+def run_target(steps: np.ndarray, curve: np.ndarray, plateau_fraction: float,
+               target_fraction: float) -> float:
+    """Where one OPD run reaches its plateau: a_0 + target_fraction (P - a_0), from its fit."""
+    fit = isotonic(curve)
+    return float(fit[0] + target_fraction * (plateau(steps, fit, plateau_fraction) - fit[0]))
 
-    ``*_curve`` are the runs' accuracies on their (common) grid. Censored pairs get
-    ``speedup_<unit> = -inf`` and the bound; pairs whose target does not exceed the
-    base accuracy (no gain to reach) get NaN.
+
+def pair_speedup(ref: Run, ref_curve: np.ndarray, trt: Run, trt_curve: np.ndarray,
+                 target: float) -> dict:
+    """Both runs' time to ``target`` and the speed-up in every unit.
+
+    ``*_curve`` are the runs' accuracies on their (common) grid. ``status``: ``both``
+    reached (a value); ``ref only`` (the treatment is censored: -inf, known only to be
+    below ``bound``); ``trt only`` (+inf, known only to be above ``bound``); ``neither``
+    (no value; a tie, 1, in the median); ``no gain`` (the target is not above the base
+    accuracy: no value, left out).
     """
     ref_fit, trt_fit = isotonic(ref_curve), isotonic(trt_curve)
-    top = plateau(ref.steps, ref_fit, plateau_fraction)
-    target = float(ref_fit[0] + target_fraction * (top - ref_fit[0]))
-    out = {"plateau_accuracy": top, "target_accuracy": target,
-           "ref_final_accuracy": float(ref_curve[-1]), "trt_final_accuracy": float(trt_curve[-1])}
     t_ref, t_trt = crossing(ref.steps, ref_fit, target), crossing(trt.steps, trt_fit, target)
-    no_gain = target <= max(ref_fit[0], trt_fit[0]) + 1e-12 or t_ref == 0
-    out.update(ref_steps_to_target=t_ref, trt_steps_to_target=t_trt,
-               trt_reached=bool(math.isfinite(t_trt)) and not no_gain)
+    if target <= max(ref_fit[0], trt_fit[0]) + 1e-12:
+        status = "no gain"
+    else:
+        status = {(True, True): "both", (True, False): "ref only", (False, True): "trt only",
+                  (False, False): "neither"}[(math.isfinite(t_ref), math.isfinite(t_trt))]
+    out = {"target_accuracy": target, "ref_final_accuracy": float(ref_curve[-1]),
+           "trt_final_accuracy": float(trt_curve[-1]), "ref_steps_to_target": t_ref,
+           "trt_steps_to_target": t_trt, "status": status,
+           "trt_reached": status in ("both", "trt only")}
+    last_ref, last_trt = float(ref.steps[-1]), float(trt.steps[-1])
     for unit in UNITS:
-        ref_cost = ref.cost(unit, t_ref)
-        if no_gain:
-            value = bound = math.nan
-        elif math.isfinite(t_trt):
-            value, bound = ref_cost / trt.cost(unit, t_trt), math.nan
-        else:
-            value, bound = -math.inf, ref_cost / trt.cost(unit, float(trt.steps[-1]))
+        value = bound = math.nan
+        if status == "both":
+            value = ref.cost(unit, t_ref) / trt.cost(unit, t_trt)
+        elif status == "ref only":
+            value, bound = -math.inf, ref.cost(unit, t_ref) / trt.cost(unit, last_trt)
+        elif status == "trt only":
+            value, bound = math.inf, ref.cost(unit, last_ref) / trt.cost(unit, t_trt)
         out[f"speedup_{unit}"], out[f"speedup_{unit}_bound"] = value, bound
     return out
 
 
+def _rank_value(row: dict, column: str) -> float:
+    """The value a pair takes in the median: its speed-up, +-inf when one run is censored,
+    1 (a tie) when neither reaches the target, NaN (left out) when there is no gain."""
+    return 1.0 if row["status"] == "neither" else row[column]
+
+
 def censored_median(values: Sequence[float]) -> float:
-    """Median with censored values (-inf) ranked lowest; NaNs dropped; -inf when the median
-    falls on a censored value (of the two middle values of an even count, the lower one
-    decides)."""
+    """Median with censored values as -inf (the treatment never reached: below every value)
+    or +inf (the reference never reached: above every value); NaNs dropped. For an even
+    count, the mean of the two middle values (+-inf if one is infinite; 1 for -inf and +inf).
+    """
     array = np.sort(np.asarray([v for v in values if not math.isnan(v)], dtype=float))
     if array.size == 0:
         return math.nan
     mid = array.size // 2
     if array.size % 2:
         return float(array[mid])
-    return float((array[mid - 1] + array[mid]) / 2) if math.isfinite(array[mid - 1]) \
-        else -math.inf
+    low, high = float(array[mid - 1]), float(array[mid])
+    if math.isinf(low) and math.isinf(high) and low != high:
+        return 1.0
+    return (low + high) / 2
 
 
 def common_grid(runs: Sequence[Run]) -> np.ndarray:
@@ -183,7 +209,12 @@ class Estimate:
 def estimate(pairs: Sequence[tuple[Run, Run]], plateau_fraction: float = 0.25,
              n_bootstrap: int = 2000, seed: int = 0, confidence: float = 0.95,
              target_fraction: float = 0.9) -> Estimate:
-    """Per-pair speed-ups, their censored median and the two-level bootstrap (module doc)."""
+    """Per-pair speed-ups, their median and the two-level bootstrap (module doc).
+
+    The target of pair i is the mean of :func:`run_target` over the reference (OPD) runs
+    of the other pairs in the sample (leave the pair out), so that neither run of a pair
+    helps set the line it has to reach; with no other pair, the pair's own reference.
+    """
     runs = {id(r): r for pair in pairs for r in pair}
     grid = common_grid(list(runs.values()))
     gridded = {key: run.on_grid(grid) for key, run in runs.items()}
@@ -194,20 +225,29 @@ def estimate(pairs: Sequence[tuple[Run, Run]], plateau_fraction: float = 0.25,
     (n_problems,) = n_problems
 
     def evaluate(problem_index: np.ndarray | None, pair_index: Sequence[int]) -> list[dict]:
-        cache: dict[int, np.ndarray] = {}
+        curves: dict[int, np.ndarray] = {}
+        targets: dict[int, float] = {}
 
         def curve(key: int) -> np.ndarray:
-            if key not in cache:
+            if key not in curves:
                 rates = gridded[key].rates
-                cache[key] = (rates if problem_index is None else rates[:, problem_index]) \
+                curves[key] = (rates if problem_index is None else rates[:, problem_index]) \
                     .mean(axis=1)
-            return cache[key]
+            return curves[key]
+
+        def target_of(key: int) -> float:
+            if key not in targets:
+                targets[key] = run_target(grid, curve(key), plateau_fraction, target_fraction)
+            return targets[key]
 
         rows = []
         for i in pair_index:
             ref, trt = pairs[i]
+            others = [id(pairs[j][0]) for j in pair_index
+                      if id(pairs[j][0]) not in (id(ref), id(trt))]
+            target = float(np.mean([target_of(k) for k in others or [id(ref)]]))
             rows.append(pair_speedup(gridded[id(ref)], curve(id(ref)), gridded[id(trt)],
-                                     curve(id(trt)), plateau_fraction, target_fraction))
+                                     curve(id(trt)), target))
         return rows
 
     point = evaluate(None, range(len(pairs)))
@@ -223,8 +263,8 @@ def estimate(pairs: Sequence[tuple[Run, Run]], plateau_fraction: float = 0.25,
         chosen = rng.integers(0, len(pairs), len(pairs))
         rows = evaluate(problems, chosen)
         for unit in UNITS:
-            replicates[f"speedup_{unit}"].append(censored_median(
-                [r[f"speedup_{unit}"] for r in rows]))
+            column = f"speedup_{unit}"
+            replicates[column].append(censored_median([_rank_value(r, column) for r in rows]))
         replicates["final_accuracy_diff"].append(float(np.mean(
             [r["trt_final_accuracy"] - r["ref_final_accuracy"] for r in rows])))
 
@@ -235,12 +275,13 @@ def estimate(pairs: Sequence[tuple[Run, Run]], plateau_fraction: float = 0.25,
                      "target_accuracy": float(table["target_accuracy"].mean())}
     for unit in UNITS:
         column = f"speedup_{unit}"
-        value = censored_median(table[column])
+        value = censored_median([_rank_value(r, column) for r in point])
         low, high = percentile_interval(replicates[column], confidence)
         summary[column] = value if math.isfinite(value) else math.nan
-        summary[f"{column}_censored"] = value == -math.inf
+        summary[f"{column}_censored"] = ("below" if value == -math.inf else
+                                         "above" if value == math.inf else "")
         summary[f"{column}_ci95_low"] = max(low, 0.0) if not math.isnan(low) else math.nan
-        summary[f"{column}_ci95_high"] = max(high, 0.0) if not math.isnan(high) else math.nan
+        summary[f"{column}_ci95_high"] = high
         summary[f"{column}_se"] = bootstrap_se(replicates[column])
     diffs = replicates["final_accuracy_diff"]
     summary["final_accuracy_diff"] = float(table["final_accuracy_diff"].mean())
@@ -252,12 +293,12 @@ def estimate(pairs: Sequence[tuple[Run, Run]], plateau_fraction: float = 0.25,
 
 def bootstrap_se(replicates: Sequence[float]) -> float:
     """Robust bootstrap standard error: half the 15.87-84.13 percentile range (the SD for a
-    normal distribution), inf when that range reaches censored replicates."""
+    normal distribution), inf when that range reaches censored (infinite) replicates."""
     values = np.asarray([v for v in replicates if not math.isnan(v)], dtype=float)
     if values.size < 2:
         return math.nan
     low, high = np.quantile(values, [0.158655, 0.841345], method="inverted_cdf")
-    if not math.isfinite(low):
+    if not (math.isfinite(low) and math.isfinite(high)):
         return math.inf
     return float((high - low) / 2)
 
@@ -333,7 +374,8 @@ def speedup_table(runs: Sequence[Run], plateau_fraction: float = 0.25,
                           target_fraction)
         rows = result.pairs.copy()
         for unit in UNITS:
-            rows[f"speedup_{unit}"] = rows[f"speedup_{unit}"].replace(-math.inf, math.nan)
+            rows[f"speedup_{unit}"] = rows[f"speedup_{unit}"].replace([-math.inf, math.inf],
+                                                                      math.nan)
         rows.insert(0, "row", "pair")
         rows.insert(0, "comparison", name)
         summary = {"comparison": name, "row": "summary", **result.summary}
@@ -363,10 +405,13 @@ def speedup_markdown(table: pd.DataFrame) -> pd.DataFrame:
 
     def value(row: pd.Series, column: str) -> str:
         if row["row"] == "pair":
-            if pd.isna(row[column]) and not pd.isna(row.get(f"{column}_bound")):
-                return f"< {number(row[f'{column}_bound'])} (not reached)"
-            return number(row[column])
-        text = "censored" if bool(row.get(f"{column}_censored", False)) else number(row[column])
+            if row["status"] == "ref only":
+                return f"< {number(row[f'{column}_bound'])} (EffOPD did not reach)"
+            if row["status"] == "trt only":
+                return f"> {number(row[f'{column}_bound'])} (OPD did not reach)"
+            return number(row[column]) if row["status"] == "both" else row["status"]
+        side = row.get(f"{column}_censored")
+        text = f"censored ({side})" if side in ("below", "above") else number(row[column])
         low, high = number(row[f"{column}_ci95_low"]), number(row[f"{column}_ci95_high"])
         return f"{text} [{low}, {high}]"
 
@@ -387,7 +432,7 @@ def speedup_markdown(table: pd.DataFrame) -> pd.DataFrame:
             "seeds (ref / trt)": "median" if summary
             else f"{int(row['ref_seed'])} / {int(row['trt_seed'])}",
             "target acc": number(row["target_accuracy"]),
-            "reached": row["reached"] if summary else ("yes" if row["trt_reached"] else "no"),
+            "reached": row["reached"] if summary else row["status"],
             "speed-up, steps": value(row, "speedup_steps"),
             "speed-up, tokens": value(row, "speedup_tokens"),
             "speed-up, CPU s": value(row, "speedup_cpu_s"),

@@ -11,7 +11,7 @@ Every interval, power figure and verdict of the tables is defined here once:
 - :func:`seeds_for_effect`: how many seeds per method that test needs to
   detect a given effect at that power;
 - :func:`percentile_interval`: a bootstrap percentile interval in which
-  censored replicates (``-inf``) rank below every finite one;
+  censored replicates (``-inf`` / ``+inf``) rank below / above every finite one;
 - :func:`verdict`: holds / does not hold / inconclusive against a minimum effect.
 """
 
@@ -125,8 +125,9 @@ def seeds_for_effect(effect: float, sd_a: float, sd_b: float, power: float = 0.8
 
 def percentile_interval(replicates, confidence: float = 0.95) -> tuple[float, float]:
     """Percentile interval of bootstrap replicates (``inverted_cdf`` quantiles, so a bound is
-    always one of the replicates). Censored replicates are ``-inf`` and rank below every
-    finite one; a bound that falls on them is returned as ``-inf``. NaNs are dropped."""
+    always one of the replicates). Censored replicates are ``-inf`` or ``+inf`` and rank
+    below or above every finite one; a bound that falls on them is returned as such. NaNs
+    are dropped."""
     values = np.asarray(replicates, dtype=float)
     values = values[~np.isnan(values)]
     if values.size == 0:
