@@ -501,3 +501,18 @@ def test_rule_helpers_list_every_table_and_figure() -> None:
 
     assert listed("ANALYSIS_TABLE_NAMES") == list(reports.TABLES)
     assert listed("ANALYSIS_FIGURE_NAMES") == list(FIGURES)
+
+
+def test_allocation_share_per_parameter_divides_out_size() -> None:
+    final = pd.DataFrame({"method": "opd", "seed": 0, "layer": [0.0, 0.0, None],
+                          "module": ["up", "q", "embed"], "group": ["mlp", "attention",
+                                                                   "embedding"],
+                          "numel": [300, 100, 600], "delta_norm": [2.0, 0.0, 0.0],
+                          "base_norm": [1.0, 1.0, 1.0], "share": [1.0, 0.0, 0.0]})
+    modules = reports.allocation_by_module(final).set_index("module")
+    assert modules.loc["up", "param_share"] == pytest.approx(0.3)
+    assert modules.loc["up", "share_per_param"] == pytest.approx(1 / 0.3)
+    assert modules.loc["q", "share_per_param"] == 0
+    layers = reports.allocation_by_layer(final).set_index("group")
+    assert layers.loc["all", "param_share"] == pytest.approx(0.4)
+    assert layers.loc["all", "share_per_param"] == pytest.approx(2.5)

@@ -20,7 +20,9 @@ Tables (CSV + Markdown), by the claim they test (SPEC section 1):
                                / (acc_T - acc_0) with alpha* chosen on the selection
                                (validation) benchmark (NaN when acc_T <= acc_0);
 - ``module_allocation_layers`` claim 2: ||Delta||_F and share of the squared update per
-                               layer and group (attention, mlp, norm, all) of the final update;
+                               layer and group (attention, mlp, norm, all) of the final update,
+                               with the parameter share and the share per parameter
+                               (share / parameter share: 1 = what the size predicts);
 - ``module_allocation_modules``claim 2: the same per module type (q ... down, norms,
                                embed, lm_head, final_norm);
 - ``module_utility``           claim 2: accuracy with one part of the final update
@@ -268,18 +270,29 @@ def early_recovery(per_seed: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- claim 2
 
 
+def _with_density(table: pd.DataFrame, final_allocation: pd.DataFrame) -> pd.DataFrame:
+    """Add ``param_share`` (numel over all tensors of the run) and ``share_per_param`` =
+    share / param_share: 1 when a part gets the update its parameter count predicts."""
+    totals = final_allocation.groupby(["method", "seed"])["numel"].sum().rename("_total")
+    table = table.join(totals, on=["method", "seed"])
+    table["param_share"] = table.pop("numel") / table.pop("_total")
+    table["share_per_param"] = table["share"] / table["param_share"]
+    return table
+
+
 def allocation_by_layer(final_allocation: pd.DataFrame) -> pd.DataFrame:
-    """Per (method, seed, layer, group incl. "all"): ||Delta||_F and share (block tensors)."""
+    """Per (method, seed, layer, group incl. "all"): ||Delta||_F, share of ||Delta||^2 (over
+    every tensor), parameter share and share per parameter (block tensors)."""
     block = final_allocation.dropna(subset=["layer"]).assign(
         delta_sq=lambda t: t["delta_norm"] ** 2)
-    by_group = block.groupby(["method", "seed", "layer", "group"], as_index=False).agg(
-        delta_sq=("delta_sq", "sum"), share=("share", "sum"))
-    by_layer = block.groupby(["method", "seed", "layer"], as_index=False).agg(
-        delta_sq=("delta_sq", "sum"), share=("share", "sum")).assign(group="all")
+    sums = {"delta_sq": ("delta_sq", "sum"), "share": ("share", "sum"), "numel": ("numel", "sum")}
+    by_group = block.groupby(["method", "seed", "layer", "group"], as_index=False).agg(**sums)
+    by_layer = block.groupby(["method", "seed", "layer"], as_index=False).agg(**sums).assign(
+        group="all")
     table = pd.concat([by_group, by_layer], ignore_index=True)
     table["delta_norm"] = table.pop("delta_sq") ** 0.5
     table["layer"] = table["layer"].astype(int)
-    return table
+    return _with_density(table, final_allocation)
 
 
 def allocation_by_module(final_allocation: pd.DataFrame) -> pd.DataFrame:
@@ -287,11 +300,12 @@ def allocation_by_module(final_allocation: pd.DataFrame) -> pd.DataFrame:
     table = final_allocation.assign(delta_sq=final_allocation["delta_norm"] ** 2,
                                     base_sq=final_allocation["base_norm"] ** 2)
     table = table.groupby(["method", "seed", "module", "group"], as_index=False).agg(
-        delta_sq=("delta_sq", "sum"), base_sq=("base_sq", "sum"), share=("share", "sum"))
+        delta_sq=("delta_sq", "sum"), base_sq=("base_sq", "sum"), share=("share", "sum"),
+        numel=("numel", "sum"))
     table["delta_norm"] = table["delta_sq"] ** 0.5
     table["relative_norm"] = table["delta_norm"] / (table["base_sq"] ** 0.5).where(
         table["base_sq"] > 0)
-    return table.drop(columns=["delta_sq", "base_sq"])
+    return _with_density(table.drop(columns=["delta_sq", "base_sq"]), final_allocation)
 
 
 def module_utility_per_seed(modules: pd.DataFrame) -> pd.DataFrame:
@@ -429,10 +443,11 @@ def analysis_tables(run_dirs: Sequence[str | Path], eval_csvs: Sequence[str | Pa
         "early_recovery": early_recovery(scaling),
         "module_allocation_layers": summarize(allocation_by_layer(allocation),
                                               ["method", "layer", "group"],
-                                              ["delta_norm", "share"], ["layer", "group"]),
+                                              ["delta_norm", "share", "param_share",
+                                               "share_per_param"], ["layer", "group"]),
         "module_allocation_modules": _module_sorted(summarize(
             allocation_by_module(allocation), ["method", "module", "group"],
-            ["delta_norm", "relative_norm", "share"])),
+            ["delta_norm", "relative_norm", "share", "param_share", "share_per_param"])),
         "module_utility": summarize(module_utility_per_seed(load_runs(run_dirs, "modules.csv")),
                                     ["method", "kind", "intervention", "start", "size"],
                                     ["accuracy", "gain", "gain_share"]),
