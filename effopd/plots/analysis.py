@@ -25,7 +25,7 @@ FIGURES = ("update_size_accuracy", "scaling_curves", "module_allocation_layers",
            "subspace_alignment", "subspace_alignment_early", "embedding_shift",
            "embedding_projection")
 NORM_LABEL = r"update norm $\|\Delta\|_F$ (Frobenius)"
-SHARE_LABEL = r"share of $\|\Delta\|_F^2$ (fraction of the update)"
+DENSITY_LABEL = r"share of $\|\Delta\|_F^2$ / share of parameters (1 = by size)"
 FRACTION_LABEL = "training fraction (step / final step)"
 BOUNDED = {"accuracy", "energy", "left_overlap", "right_overlap", "top1_left_abs_cos",
            "top1_right_abs_cos", "share"}
@@ -140,15 +140,17 @@ def plot_scaling_curves(scaling: pd.DataFrame, benchmark: str, out_png: str | Pa
 
 
 def plot_module_allocation_layers(layers: pd.DataFrame, out_png: str | Path) -> None:
-    """Final update per layer: (a) ||Delta||_F, (b) share of the squared update."""
+    """Final update per layer: (a) ||Delta||_F, (b) share of the squared update per unit of
+    parameter share (1 = what the layer's size predicts)."""
     rows = layers[layers["group"] == "all"]
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     _method_lines(axes[0], rows, "layer", "delta_norm")
     axes[0].set_ylabel(NORM_LABEL)
     axes[0].set_title("Update size per layer (final checkpoint)")
-    _method_lines(axes[1], rows, "layer", "share")
-    axes[1].set_ylabel(SHARE_LABEL)
-    axes[1].set_title("Share of the update per layer")
+    _method_lines(axes[1], rows, "layer", "share_per_param")
+    axes[1].axhline(1.0, color="grey", linestyle="--", linewidth=1)
+    axes[1].set_ylabel(DENSITY_LABEL)
+    axes[1].set_title("Share of the update per parameter, per layer")
     for axis in axes:
         axis.set_xlabel("layer (transformer block index)")
         if not rows.empty:
@@ -159,15 +161,17 @@ def plot_module_allocation_layers(layers: pd.DataFrame, out_png: str | Path) -> 
 
 
 def plot_module_allocation_modules(modules: pd.DataFrame, out_png: str | Path) -> None:
-    """Final update per module type: (a) ||Delta||_F, (b) share of the squared update."""
+    """Final update per module type: (a) ||Delta||_F, (b) share of the squared update per
+    unit of parameter share (1 = what the module's size predicts)."""
     categories = list(dict.fromkeys(modules["module"]))
     figure, axes = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     _grouped_bars(axes[0], modules, "module", "delta_norm", categories)
     axes[0].set_ylabel(NORM_LABEL)
     axes[0].set_title("Update size per module type, summed over layers (final checkpoint)")
-    _grouped_bars(axes[1], modules, "module", "share", categories)
-    axes[1].set_ylabel(SHARE_LABEL)
-    axes[1].set_title("Share of the update per module type")
+    _grouped_bars(axes[1], modules, "module", "share_per_param", categories)
+    axes[1].axhline(1.0, color="grey", linestyle="--", linewidth=1)
+    axes[1].set_ylabel(DENSITY_LABEL)
+    axes[1].set_title("Share of the update per parameter, per module type")
     axes[1].set_xlabel("module type")
     _legend(axes[0], title="Mean, 95% CI over seeds")
     sns.despine(figure)
