@@ -105,7 +105,7 @@ def test_smoke_training_outputs(smoke_run):
     assert list(effopd_log["val_responses"] > 0) == [True, True, False, True]
     assert (effopd_log["val_responses"] % 8 == 0).all()
     assert effopd_log["cpu_s"].is_monotonic_increasing
-    problems = pd.read_csv(results / "eval/runs/opd/seed0/tiny_test.problems.csv")
+    problems = pd.read_csv(results / "eval/runs/effopd/seed0/tiny_test.problems.csv")
     assert list(problems["step"]) == list(scores["step"]) and problems.shape[1] == 2 + 8
     assert (problems.drop(columns=["step", "n"]).to_numpy() <= 2).all()  # n = 2 samples
     speedup = pd.read_csv(results / "tables/effopd_speedup.csv")
