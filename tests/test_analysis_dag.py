@@ -104,17 +104,22 @@ def test_embedding_shift(smoke_run) -> None:
 
 def test_accuracy_analyses(smoke_run, smoke_analysis) -> None:
     scaling = table(smoke_run, "scaling_curves")
-    alphas = sorted(float(a) for a in smoke_analysis["scaling_alphas"])
+    alphas = {"final": sorted(float(a) for a in smoke_analysis["scaling_alphas"]),
+              "early": sorted(float(a) for a in smoke_analysis["early_alphas"])}
     for (_, kind), rows in scaling.groupby(["method", "kind"]):
-        assert sorted(rows["alpha"]) == alphas and kind in ("final", "early")
+        assert sorted(rows["alpha"]) == alphas[kind]
         assert rows["accuracy_mean"].between(0, 1).all()
     recovery = table(smoke_run, "early_recovery")
     assert (recovery["early_fraction_mean"] < 1).all()
+    assert set(recovery["selected_on"]) == {"selection benchmark"}
     utility = table(smoke_run, "module_utility")
     assert set(utility["intervention"]) == {"base", "full", "window_L00-00", "mlp", "attention",
                                             "embedding"}
     rank_k = table(smoke_run, "rank_k_accuracy")
     assert sorted(rank_k["k"].dropna().astype(int).unique()) == smoke_analysis["rank_ks"]
     per_run = pd.read_csv(smoke_run / "results/smoke/analysis/opd/seed0/scaling.csv")
+    selection = per_run[per_run["benchmark"] == "tiny_val"]  # the early alphas, all problems
+    assert set(selection["kind"]) == {"early"} and (selection["n_problems"] == 8).all()
+    per_run = per_run[per_run["benchmark"] == "tiny_test"]
     assert (per_run["n_problems"] == smoke_analysis["eval_limit"]).all()
     assert (per_run["n"] == smoke_analysis["eval_n"]).all()
