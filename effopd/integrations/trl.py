@@ -257,6 +257,11 @@ class EffOPDCallback(TrainerCallback):
 
     def validation_accuracy(self, model: torch.nn.Module, seed: int) -> float:
         """Mean math-verify accuracy of one sample per validation prompt (sampled with ``seed``)."""
+        return self.grade_accuracy(self.sample_texts(model, seed))
+
+    def sample_texts(self, model: torch.nn.Module, seed: int) -> list[str]:
+        """One response per validation prompt, sampled with ``seed`` (the same seed for every
+        candidate of a search: common random numbers); counts the tokens in ``val_tokens``."""
         tokenizer, spec = self._tokenizer(), self._sampling_spec()
         prompts = self._val_prompts()
         if self._uses_vllm():
@@ -271,6 +276,11 @@ class EffOPDCallback(TrainerCallback):
             token_ids = [group[0].token_ids for group in groups]
             texts = [group[0].text for group in groups]
         self.val_tokens += sum(len(ids) for ids in token_ids)
+        return texts
+
+    def grade_accuracy(self, texts: list[str]) -> float:
+        """Fraction of ``texts`` whose last ``\\boxed{}`` math-verify judges equal to the gold
+        ``answer`` of the matching validation row (gold first; a timeout is wrong)."""
         graded = grade_records([{"gold": str(row["answer"]), "response": text}
                                 for row, text in zip(self.val_rows, texts, strict=True)],
                                timeout_s=self.grading_timeout_s, workers=self.grading_workers,
