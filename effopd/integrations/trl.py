@@ -153,8 +153,6 @@ class EffOPDCallback(TrainerCallback):
                 "(accelerate/torchrun, DDP, FSDP, DeepSpeed) the search would have to gather the "
                 "block weights, score on rank 0 and broadcast; run single-process, or use the "
                 "verl engine for multi-GPU EffOPD")
-        if args.gradient_accumulation_steps < 1:
-            raise ValueError("gradient_accumulation_steps must be >= 1")
         per_generation = getattr(args, "steps_per_generation", None) or \
             args.gradient_accumulation_steps
         if per_generation != args.gradient_accumulation_steps or \

@@ -175,7 +175,7 @@ class SaveStepsCallback(TrainerCallback):
 
 
 def trl_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """TRL's finished checkpoints in ``run_dir`` (``checkpoint-N`` with a trainer state), by step."""
+    """TRL's finished checkpoints in ``run_dir`` (``checkpoint-N`` with a trainer state)."""
     found = [(int(m.group(1)), p) for p in Path(run_dir).glob("checkpoint-*")
              if (m := CHECKPOINT.match(p.name)) and (p / "trainer_state.json").exists()]
     return sorted(found)
@@ -263,13 +263,13 @@ def train_with_trl(method: str, seed: int, training: dict[str, Any], grading: di
         return
     if effopd is None:
         _write_rows(search_csv, SEARCH_COLUMNS, [])
-    walls = {row["step"]: row["wall_s"] for row in read_json_rows(log_csv)}
+    walls = {row["step"]: row["wall_s"] for row in read_log_rows(log_csv)}
     _write_rows(index_csv, ["step", "path", "wall_s"],
                 [{"step": step, "path": str(path.resolve()), "wall_s": walls[step]}
                  for step, path in trl_checkpoints(run_dir)])
 
 
-def read_json_rows(log_csv: str | Path) -> list[dict[str, Any]]:
+def read_log_rows(log_csv: str | Path) -> list[dict[str, Any]]:
     """``log.csv`` rows with ``step`` as int and ``wall_s`` as float."""
     with Path(log_csv).open(newline="") as handle:
         return [{**row, "step": int(row["step"]), "wall_s": float(row["wall_s"])}
