@@ -269,3 +269,35 @@ def test_callback_refuses_without_trainer_and_bad_val_rows(tiny_pair, task, tmp_
     trainer.add_callback(EffOPDCallback(score_fn=lambda model, step: 0.0))
     with pytest.raises(ValueError, match=re.escape("callback.attach(trainer)")):
         trainer.train()
+
+
+def test_callback_under_ddp_scores_on_main_and_keeps_ranks_identical(tiny_pair, task, tmp_path):
+    """torchrun, 2 CPU processes: rank 0 alone scores, both ranks follow its decisions."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    student_dir, teacher_dir = tiny_pair
+    train, _ = task
+    (tmp_path / "train.json").write_text(json.dumps(train))
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", "29531", str(REPO / "tests" / "trl_ddp_script.py"), str(student_dir),
+         str(teacher_dir), str(tmp_path / "train.json"), str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = [torch.load(tmp_path / "out" / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    assert ranks[0]["processes"] == 2
+    assert ranks[0]["calls"] == {1: 3, 2: 2} and ranks[1]["calls"] == {}
+    for name, value in ranks[0]["final"].items():
+        assert torch.equal(value, ranks[1]["final"][name]), name
+    log = pd.read_csv(tmp_path / "out" / "search.csv")
+    assert log["multiplier"].tolist() == [1, 3, 5, 1, 3]
+    assert log["accepted"].tolist() == [True, True, False, True, False]
+    initial = blocks32(AutoModelForCausalLM.from_pretrained(str(student_dir)))
+    seen = ranks[0]["seen"][1]
+    assert_on_ray(seen[1], initial, seen[0], 3.0)
+    assert_on_ray(seen[2], initial, seen[0], 5.0)

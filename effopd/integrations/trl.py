@@ -40,10 +40,13 @@ set through ``trainer.vllm_generation.generate`` with a per-search seed in
 vLLM's sampling parameters. That path needs a GPU and vLLM and is not run by
 the CPU tests.
 
-Distributed training (accelerate with more than one process) is refused at
-``on_train_begin`` with a clear error: the search would have to gather the
-block weights, score on rank 0 and broadcast the result, which this callback
-does not do.
+Distributed training: with plain data parallelism (accelerate/torchrun, DDP)
+every process holds the full weights, so every process runs the same search
+on its own copy while the main process alone generates and grades each
+candidate and broadcasts the score: all processes take the same decisions and
+stay identical. FSDP, DeepSpeed and vLLM with several processes are refused
+at ``on_train_begin`` with a clear error (sharded weights would have to be
+gathered, and TRL's vLLM calls are collective).
 """
 
 from __future__ import annotations
@@ -147,12 +150,16 @@ class EffOPDCallback(TrainerCallback):
             raise ValueError("EffOPDCallback was added without its trainer: register it with "
                              "callback.attach(trainer) instead of trainer.add_callback")
         processes = getattr(getattr(self.trainer, "accelerator", None), "num_processes", 1)
-        if processes > 1:
+        sharded = [name for name, on in (
+            ("FSDP", getattr(self.trainer, "is_fsdp_enabled", False)),
+            ("DeepSpeed", getattr(self.trainer, "is_deepspeed_enabled", False)),
+            ("vLLM", self._uses_vllm())) if on]
+        if processes > 1 and sharded:
             raise RuntimeError(
-                f"EffOPDCallback supports one training process, got {processes}: with several "
-                "(accelerate/torchrun, DDP, FSDP, DeepSpeed) the search would have to gather the "
-                "block weights, score on rank 0 and broadcast; run single-process, or use the "
-                "verl engine for multi-GPU EffOPD")
+                f"EffOPDCallback: {processes} processes with {' and '.join(sharded)} are not "
+                "supported: the search needs every process to hold the full block weights and "
+                "to generate on the main process alone. Use plain data parallelism (DDP), one "
+                "process, or the verl engine for sharded multi-GPU EffOPD")
         per_generation = getattr(args, "steps_per_generation", None) or \
             args.gradient_accumulation_steps
         if per_generation != args.gradient_accumulation_steps or \
@@ -205,7 +212,8 @@ class EffOPDCallback(TrainerCallback):
         seed = step_seed(self.seed, step) + SEARCH_SEED_OFFSET
         score = (lambda: self.score_fn(model, step)) if self.score_fn is not None \
             else (lambda: self.validation_accuracy(model, seed))
-        records, self.anchor = line_search(block_parameters(model), self.anchor, score, step=step,
+        records, self.anchor = line_search(block_parameters(model), self.anchor,
+                                           lambda: self._score_on_main(score), step=step,
                                            max_iterations=self.max_iterations,
                                            initial_factor=self.initial_factor)
         self._sync_vllm()  # the chosen weights, for the next rollout
@@ -230,6 +238,25 @@ class EffOPDCallback(TrainerCallback):
                               "effopd/search_s": self.search_s})
             control.should_log = should_log
         return control
+
+    def _score_on_main(self, score: Callable[[], float]) -> float:
+        """``score()`` on the main process, broadcast to the others (DDP: every process holds
+        the same weights, moves them the same way and must take the same decision)."""
+        accelerator = getattr(self.trainer, "accelerator", None)
+        if accelerator is None or accelerator.num_processes == 1:
+            return self._keep_rng(score)
+        from accelerate.utils import broadcast_object_list
+
+        value = [self._keep_rng(score) if accelerator.is_main_process else None]
+        broadcast_object_list(value, from_process=0)
+        return float(value[0])
+
+    @staticmethod
+    def _keep_rng(score: Callable[[], float]) -> float:
+        """Score without disturbing the trainer's random streams (sampling reseeds torch)."""
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            return float(score())
 
     def _uses_vllm(self) -> bool:
         return bool(getattr(self.trainer, "use_vllm", False))
@@ -312,7 +339,7 @@ class EffOPDCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         """Save the anchor (float32 safetensors) and the search log beside the checkpoint."""
         path = checkpoint_dir(args, state.global_step)
-        if not path.is_dir() or self.anchor is None:
+        if not state.is_world_process_zero or not path.is_dir() or self.anchor is None:
             return control
         with atomic_path(path / ANCHOR_FILE) as tmp:
             save_file({k: v.contiguous() for k, v in self.anchor.items()}, str(tmp))
@@ -321,7 +348,9 @@ class EffOPDCallback(TrainerCallback):
         return control
 
     def _write_csv(self) -> None:
-        if self.output_csv is None:
+        accelerator = getattr(self.trainer, "accelerator", None)
+        if self.output_csv is None or (accelerator is not None
+                                       and not accelerator.is_main_process):
             return
         with atomic_path(self.output_csv) as tmp, tmp.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, SEARCH_COLUMNS)
