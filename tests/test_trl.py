@@ -301,3 +301,45 @@ def test_callback_under_ddp_scores_on_main_and_keeps_ranks_identical(tiny_pair, 
     seen = ranks[0]["seen"][1]
     assert_on_ray(seen[1], initial, seen[0], 3.0)
     assert_on_ray(seen[2], initial, seen[0], 5.0)
+
+
+def test_trl_engine_resumes_a_stopped_run_with_the_local_engines_outputs(tiny_pair, tmp_path):
+    """``effopd train`` with engine trl, stopped after step 2 and rerun: the logs continue."""
+    import json
+
+    from effopd.config import load_config
+    from effopd.data.arithmetic import ArithmeticSpec, write_splits
+    from effopd.evaluation import prepare_benchmark
+    from tests.conftest import run_cli
+
+    student_dir, teacher_dir = tiny_pair
+    write_splits(ArithmeticSpec(n_train=40, n_val=3, n_test=2, seed=3), tmp_path / "data")
+    prepare_benchmark({"source": "task", "split": "val"}, tmp_path / "val.jsonl",
+                      task_file=tmp_path / "data" / "val.jsonl")
+    config = load_config(REPO / "config" / "smoke.yaml")
+    training = {**config["training"], "engine": "trl", "max_new_tokens": 8, "save_every": 3,
+                "opd": {**config["training"]["opd"], "prompts_per_step": 4}}
+    out = tmp_path / "out"
+    argv = ["effopd", "train", "--method", "effopd", "--seed", "0",
+            "--training", json.dumps(training), "--grading", json.dumps(config["grading"]),
+            "--prompt", json.dumps(config["prompt"]), "--student", str(student_dir),
+            "--teacher", str(teacher_dir), "--train", str(tmp_path / "data" / "train.jsonl"),
+            "--val", str(tmp_path / "val.jsonl"), "--run-dir", str(out / "run"),
+            "--log-csv", str(out / "log.csv"), "--search-csv", str(out / "search.csv"),
+            "--index-csv", str(out / "checkpoints.csv"), "--threads", "1"]
+    first = run_cli(*argv, "--stop-after", "2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert pd.read_csv(out / "log.csv")["step"].tolist() == [1, 2]
+    assert not (out / "checkpoints.csv").exists()
+    second = run_cli(*argv)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming" in second.stderr
+    log = pd.read_csv(out / "log.csv")
+    assert log["step"].tolist() == [1, 2, 3, 4] and log["wall_s"].is_monotonic_increasing
+    assert set(log.columns) >= {"val_tokens", "cpu_s", "search_s", "loss", "reverse_kl"}
+    search = pd.read_csv(out / "search.csv")
+    assert search.groupby("step")["iteration"].first().index.tolist() == [1, 2, 4]
+    assert (search["iteration"] == 0).sum() == 3  # step 1 and 2 were not searched twice
+    index = pd.read_csv(out / "checkpoints.csv")
+    assert index["step"].tolist() == [1, 2, 3, 4]  # save_every 3, the last step, powers of two
+    assert index["wall_s"].tolist() == log.set_index("step").loc[[1, 2, 3, 4], "wall_s"].tolist()

@@ -190,7 +190,8 @@ class EffOPDCallback(TrainerCallback):
                 saved = read_json(path / STATE_FILE)
                 if saved["step"] != step:
                     continue
-                anchor = load_file(str(path / ANCHOR_FILE))
+                device = next(iter(blocks.values())).device
+                anchor = {k: v.to(device) for k, v in load_file(str(path / ANCHOR_FILE)).items()}
                 if set(anchor) != set(blocks):
                     raise ValueError(f"{path / ANCHOR_FILE}: its tensors differ from the model's "
                                      "block parameters")
@@ -342,7 +343,8 @@ class EffOPDCallback(TrainerCallback):
         if not state.is_world_process_zero or not path.is_dir() or self.anchor is None:
             return control
         with atomic_path(path / ANCHOR_FILE) as tmp:
-            save_file({k: v.contiguous() for k, v in self.anchor.items()}, str(tmp))
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.anchor.items()},
+                      str(tmp))
         atomic_write_json(path / STATE_FILE, {"step": state.global_step,
                                               "search_rows": self.search_rows})
         return control
