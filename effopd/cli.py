@@ -100,9 +100,17 @@ def cmd_train(args: argparse.Namespace) -> None:
                         args.teacher, args.train, args.val, args.run_dir, args.log_csv,
                         args.search_csv, args.index_csv)
         return
+    set_threads(args.threads)
+    if args.training.get("engine") == "trl":
+        from effopd.integrations.trl_engine import train_with_trl
+
+        train_with_trl(args.method, args.seed, args.training, args.grading, args.prompt,
+                       args.student, args.teacher, args.train, args.val, args.run_dir,
+                       args.log_csv, args.search_csv, args.index_csv, device=args.device,
+                       stop_after=args.stop_after)
+        return
     from effopd.training.trainer import Trainer, TrainSpec
 
-    set_threads(args.threads)
     spec = TrainSpec.from_config(args.training, args.method, args.grading)
     trainer = Trainer(spec, args.seed, args.student, args.teacher, args.train, args.val,
                       args.prompt, args.run_dir, device=args.device)

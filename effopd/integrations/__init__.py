@@ -1,0 +1,1 @@
+"""Integrations with other training engines (top floor: they import everything below)."""
