@@ -131,6 +131,7 @@ class EffOPDCallback(TrainerCallback):
         self.search_rows: list[dict[str, Any]] = []
         self.search_s = 0.0         # seconds spent in the searches of the last step
         self.val_tokens = 0         # tokens sampled by the validation rollouts of the last step
+        self.val_responses = 0      # and the responses
 
     # ----------------------------------------------------------------- set-up
     def attach(self, trainer: Any) -> EffOPDCallback:
@@ -205,7 +206,7 @@ class EffOPDCallback(TrainerCallback):
 
     # ----------------------------------------------------------------- search
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        self.search_s, self.val_tokens = 0.0, 0
+        self.search_s, self.val_tokens, self.val_responses = 0.0, 0, 0
         step = state.global_step
         if not is_power_of_two(step):
             return control
@@ -302,6 +303,7 @@ class EffOPDCallback(TrainerCallback):
             token_ids = [group[0].token_ids for group in groups]
             texts = [group[0].text for group in groups]
         self.val_tokens += sum(len(ids) for ids in token_ids)
+        self.val_responses += len(token_ids)
         return texts
 
     def grade_accuracy(self, texts: list[str]) -> float:

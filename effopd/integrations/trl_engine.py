@@ -30,10 +30,11 @@ reverse KL) and empty for RL; ``batch_accuracy`` is the mean math-verify
 reward for RL and empty for OPD/EffOPD (DistillationTrainer grades nothing);
 ``response_tokens`` = TRL's ``completions/mean_length`` x responses; ``lr``
 TRL's ``learning_rate``; ``prompts`` and ``responses`` the batch sizes;
-``wall_s`` and ``cpu_s`` the cumulative wall-clock and process CPU seconds
-(``time.process_time``) of the steps, searches included; ``search_s`` the
-seconds of the step's line search; ``val_tokens`` the tokens sampled by that
-search's validation rollouts.
+``wall_s`` and ``cpu_s`` the cumulative wall-clock and CPU seconds (the process
+and its ended children, as the local engine) of the steps, searches included;
+``search_s`` the seconds of the step's line search; ``val_responses`` and
+``val_tokens`` the responses and tokens sampled by that search's validation
+rollouts.
 """
 
 from __future__ import annotations
@@ -54,12 +55,10 @@ from effopd.grading import grade_records
 from effopd.integrations.trl import EffOPDCallback, checkpoint_dir
 from effopd.io import atomic_path, atomic_write_json, read_json, read_jsonl
 from effopd.prompts import user_message
-from effopd.training.trainer import LOG_COLUMNS as LOCAL_LOG_COLUMNS
-from effopd.training.trainer import SEARCH_COLUMNS, save_steps
+from effopd.training.trainer import LOG_COLUMNS, SEARCH_COLUMNS, process_cpu_s, save_steps
 
 log = logging.getLogger(__name__)
 
-LOG_COLUMNS = list(dict.fromkeys([*LOCAL_LOG_COLUMNS, "val_tokens", "cpu_s"]))
 LOG_STATE_FILE = "effopd_log_rows.json"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -118,16 +117,17 @@ class RunLogCallback(TrainerCallback):
         self._write()
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self._started, self._cpu_started = time.perf_counter(), time.process_time()
+        self._started, self._cpu_started = time.perf_counter(), process_cpu_s()
 
     def on_step_end(self, args, state, control, **kwargs):
         last = self.rows[-1] if self.rows else {"wall_s": 0.0, "cpu_s": 0.0}
         self.rows.append({
             "step": state.global_step,
             "wall_s": last["wall_s"] + time.perf_counter() - self._started,
-            "cpu_s": last["cpu_s"] + time.process_time() - self._cpu_started,
+            "cpu_s": last["cpu_s"] + process_cpu_s() - self._cpu_started,
             "search_s": self.effopd.search_s if self.effopd else 0.0,
             "val_tokens": self.effopd.val_tokens if self.effopd else 0,
+            "val_responses": self.effopd.val_responses if self.effopd else 0,
             "prompts": self.prompts, "responses": self.responses,
             "loss": math.nan, "reverse_kl": math.nan, "batch_accuracy": math.nan,
             "response_tokens": math.nan, "lr": math.nan})
