@@ -146,7 +146,7 @@ def record_fault(record: Any) -> str | None:
             return f"{key!r} is null"
         if not isinstance(value, str) and not (key == "gold" and isinstance(value, int)
                                                and not isinstance(value, bool)):
-            return f"{key!r} is a {type(value).__name__}, not a string"
+            return f"{key!r} is not a string ({type(value).__name__})"
     return None
 
 

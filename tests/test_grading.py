@@ -122,11 +122,45 @@ def test_exception_in_worker_is_an_error(monkeypatch: pytest.MonkeyPatch) -> Non
     assert (row["correct"], row["status"], row["error"]) == (False, "error", "RuntimeError: boom")
 
 
-def test_missing_key_names_key_and_index() -> None:
-    with pytest.raises(ValueError, match="record 1 has no 'gold' key"):
-        grade_records([{"gold": "1", "response": ""}, {"response": "\\boxed{1}"}])
-    with pytest.raises(ValueError, match="record 0 has no 'response' key"):
-        grade_records([{"gold": "1"}])
+def test_malformed_records_are_errors_and_the_others_are_graded() -> None:
+    rows = grade_records([{"gold": "1", "response": "\\boxed{1}"}, {"response": "\\boxed{1}"},
+                          {"gold": "1"}, {"gold": "1", "response": None},
+                          {"gold": None, "response": "\\boxed{1}"},
+                          {"gold": ["1"], "response": "\\boxed{1}"},
+                          {"gold": "1", "response": 1}, {"gold": 7, "response": "\\boxed{7}"}],
+                         workers=1, progress=False)
+    assert [(r["status"], r["correct"]) for r in rows] == [
+        ("ok", True), ("error", False), ("error", False), ("error", False), ("error", False),
+        ("error", False), ("error", False), ("ok", True)]
+    assert [r["error"] for r in rows[1:7]] == [
+        "no 'gold' key (keys: ['response'])", "no 'response' key (keys: ['gold'])",
+        "'response' is null", "'gold' is null", "'gold' is not a string (list)",
+        "'response' is not a string (int)"]
+
+
+def test_grade_file_keeps_every_line_of_a_hostile_file(tmp_path) -> None:
+    lines = ['{"gold": "2", "response": "\\\\boxed{2}"}', '{"gold": "2", "response": null}',
+             '{"gold": "2", "resp', "[1, 2]", "", '{"gold": "3", "response": "\\\\boxed{4}"}']
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    counts = grade_file(tmp_path / "in.jsonl", tmp_path / "out.jsonl", workers=1)
+    assert counts == {"ok": 2, "no_answer": 0, "error": 3, "timeout": 0}
+    graded = read_jsonl(tmp_path / "out.jsonl")
+    assert [r["status"] for r in graded] == ["ok", "error", "error", "error", "ok"]
+    assert [r["correct"] for r in graded] == [True, False, False, False, False]
+    assert graded[2]["line"] == 3 and graded[2]["error"].startswith("line 3: not valid JSON")
+    assert graded[3] == {"line": 4, "raw": "[1, 2]", "correct": False, "status": "error",
+                         "error": "line 4: not a JSON object (list)"}
+
+
+def test_grade_command_survives_a_null_response(tmp_path) -> None:
+    from tests.conftest import run_cli
+
+    (tmp_path / "in.jsonl").write_text('{"gold": "1", "response": null}\n'
+                                       '{"gold": "1", "response": "\\\\boxed{1}"}\n')
+    result = run_cli("effopd", "grade", "--input", str(tmp_path / "in.jsonl"), "--output",
+                     str(tmp_path / "out.jsonl"), "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert [r["status"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["error", "ok"]
 
 
 def test_bad_arguments() -> None:
