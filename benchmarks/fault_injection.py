@@ -167,7 +167,7 @@ def checkpoint_write_seconds(stderr: str) -> float:
     times = [(time.mktime(time.strptime(m.group(1)[:19], "%Y-%m-%d %H:%M:%S"))
               + int(m.group(1)[20:]) / 1000, m.group(2))
              for m in map(stamp.match, stderr.splitlines()) if m]
-    spans = [b[0] - a[0] for a, b in zip(times, times[1:])
+    spans = [b[0] - a[0] for a, b in zip(times, times[1:], strict=False)
              if a[1] == "writing checkpoint" and b[1] == "checkpoint written"]
     return sum(spans) / len(spans) if spans else 0.0
 
@@ -228,7 +228,8 @@ def kill_campaign(config: dict, inputs: dict[str, Path], work: Path, kills: int,
         list(pd.read_csv(reference / "index.csv")["step"])
     survived = sum(bool(r["killed"] and r.get("resumed_ok")) for r in rows) \
         if same and log_same and index_same else 0
-    summary = {"write_s": round(write_s, 3), "bit_exact": same, "log_equal": log_same, "index_equal": index_same,
+    summary = {"write_s": round(write_s, 3), "bit_exact": same, "log_equal": log_same,
+               "index_equal": index_same,
                "reference_s": round(reference_s, 1), "final_rc": final.returncode}
     return rows, survived, summary
 
