@@ -431,3 +431,10 @@ def test_fault_injection_benchmark_quick():
     assert match, last
     a, b, c, d, e, f, partial = map(int, match.groups())
     assert (a, c, e, partial) == (b, d, f, 0) and min(b, d, f) > 0, result.stdout
+
+
+def test_trainer_verifies_its_student(tmp_path, tiny_checkpoint, data_files):  # noqa: F811
+    student = checkpoint_copy(tiny_checkpoint, tmp_path)
+    flip_byte(student / "model.safetensors", -30)
+    with pytest.raises(CheckpointError, match=f"{student / 'model.safetensors'}: sha256"):
+        rl_trainer(tmp_path / "run", student, data_files)

@@ -245,6 +245,9 @@ class Trainer:
                                            val_file, prompt)
         self.device = resolve_device(device or "auto")
         self.run_dir = Path(run_dir)
+        for model_dir in (student_dir, teacher_dir if spec.method != "rl" else None):
+            if model_dir is not None:  # sizes, sha256 and safetensors headers
+                verify_checkpoint(model_dir, sha256=True)
         self.tokenizer = AutoTokenizer.from_pretrained(str(student_dir))
         self.policy = AutoModelForCausalLM.from_pretrained(
             str(student_dir), dtype=torch.float32).to(self.device)
