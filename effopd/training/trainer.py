@@ -30,6 +30,7 @@ same seed, so a resumed run repeats exactly what the uninterrupted one does.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import random
@@ -172,8 +173,6 @@ def model_digest(directory: str | Path | None) -> str | None:
     if manifest.exists():
         return sha256_file(manifest)
     listing = json.dumps(directory_manifest(directory), sort_keys=True).encode()
-    import hashlib
-
     return hashlib.sha256(listing).hexdigest()
 
 
@@ -182,13 +181,15 @@ def run_fingerprint(spec: TrainSpec, seed: int, student_dir: str | Path,
                     val_file: str | Path | None, prompt: dict[str, Any]) -> dict[str, Any]:
     """What makes a run's trajectory: its config (the TrainSpec less
     :data:`UNFINGERPRINTED`, the seed, the prompt block), the sha256 of the student's
-    and teacher's manifests and of the data files, and the package version."""
+    and teacher's manifests and of the data files, and the package version. Inputs the
+    method does not read (RL's teacher, the validation set outside EffOPD) are left out."""
     config = {k: v for k, v in asdict(spec).items() if k not in UNFINGERPRINTED}
+    uses_teacher, uses_val = spec.method != "rl", spec.method == "effopd"
     return {"config": {**json.loads(json.dumps(config)), "seed": seed, "prompt": prompt},
             "student_sha256": model_digest(student_dir),
-            "teacher_sha256": model_digest(teacher_dir),
+            "teacher_sha256": model_digest(teacher_dir) if uses_teacher else None,
             "train_data_sha256": sha256_file(train_file),
-            "val_data_sha256": sha256_file(val_file) if val_file else None,
+            "val_data_sha256": sha256_file(val_file) if val_file and uses_val else None,
             "effopd_version": _package_version()}
 
 
