@@ -33,6 +33,7 @@ Prints one row per fault and, as its last line,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -132,26 +133,52 @@ def run_and_kill(args: list[str], phase: str, min_step: int, delay: float
     proc = subprocess.Popen([*EFFOPD, *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             text=True, env=env(), cwd=REPO)
     outcome: dict[str, object] = {"phase": phase, "killed_at_step": None, "resumed_from": 0}
-    timer: threading.Timer | None = None
-    lines = []
-    for line in proc.stderr:
-        lines.append(line)
-        resumed = RESUMED.search(line)
-        if resumed:
-            outcome["resumed_from"] = int(resumed.group(1))
-        match = PHASES[phase].search(line)
-        if match and timer is None and int(match.group(1)) >= min_step:
-            outcome["killed_at_step"] = int(match.group(1))
-            if delay <= 0:
-                proc.send_signal(signal.SIGKILL)
-            else:
+    lines: list[str] = []
+
+    def watch() -> None:
+        timer = None
+        for line in proc.stderr:
+            lines.append(line)
+            resumed = RESUMED.search(line)
+            if resumed:
+                outcome["resumed_from"] = int(resumed.group(1))
+            match = PHASES[phase].search(line)
+            if match and timer is None and int(match.group(1)) >= min_step:
+                outcome["killed_at_step"] = int(match.group(1))
                 timer = threading.Timer(delay, proc.send_signal, (signal.SIGKILL,))
                 timer.start()
+
+    reader = threading.Thread(target=watch, daemon=True)
+    reader.start()
     proc.wait()
+    reader.join(timeout=10)  # a child that outlives the kill would hold stderr open
     outcome["rc"] = proc.returncode
     outcome["killed"] = proc.returncode == -signal.SIGKILL
     outcome["stderr"] = "".join(lines)
+    outcome["orphans"] = reap_orphans(args[args.index("--run-dir") + 1])
     return outcome
+
+
+def reap_orphans(marker: str, wait_s: float = 3.0) -> int:
+    """Processes still running with ``marker`` in their command line (children that
+    outlived the killed trainer, e.g. grading workers); killed, and counted."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmdline and int(pid) != os.getpid():
+                found.append(int(pid))
+        if not found or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for pid in found:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return len(found)
 
 
 def progress(run: Path) -> int:
@@ -211,7 +238,7 @@ def kill_campaign(config: dict, inputs: dict[str, Path], work: Path, kills: int,
         row = {"fault": f"kill {number}", "phase": phase, "after_marker_s": round(delay, 2),
                "killed_at_step": outcome["killed_at_step"],
                "resumed_from": outcome["resumed_from"], "killed": outcome["killed"],
-               "temp_dirs_left": len(partial)}
+               "orphan_processes": outcome["orphans"], "temp_dirs_left": len(partial)}
         if not outcome["killed"]:
             row["note"] = f"finished (rc {outcome['rc']}) before the kill"
         rows.append(row)
@@ -226,7 +253,8 @@ def kill_campaign(config: dict, inputs: dict[str, Path], work: Path, kills: int,
         pd.read_csv(reference / "log.csv")[DETERMINISTIC])
     index_same = list(pd.read_csv(split / "index.csv")["step"]) == \
         list(pd.read_csv(reference / "index.csv")["step"])
-    survived = sum(bool(r["killed"] and r.get("resumed_ok")) for r in rows) \
+    survived = sum(bool(r["killed"] and r.get("resumed_ok") and not r["orphan_processes"])
+                   for r in rows) \
         if same and log_same and index_same else 0
     summary = {"write_s": round(write_s, 3), "bit_exact": same, "log_equal": log_same,
                "index_equal": index_same,

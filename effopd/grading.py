@@ -28,6 +28,7 @@ import logging
 import math
 import multiprocessing
 import os
+import signal
 import time
 from collections import Counter, deque
 from multiprocessing.connection import Connection, wait
@@ -96,8 +97,28 @@ def _grade_one(gold: str, extracted: str, mv_timeout: int) -> tuple[bool, str, s
     return False, "ok", None
 
 
-def _worker_loop(conn: Connection, mv_timeout: int) -> None:
-    """Worker process: receive (gold, extracted) pairs until the pipe closes."""
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this worker when its parent dies (``PR_SET_PDEATHSIG``).
+
+    A forked worker holds copies of every pipe end its parent had, so a parent
+    killed with SIGKILL never closes them: without this the worker would wait
+    for ever and keep the parent's stderr open. Elsewhere a no-op.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _worker_loop(conn: Connection, mv_timeout: int, parent_pid: int | None = None) -> None:
+    """Worker process: receive (gold, extracted) pairs until the pipe closes (or the
+    parent dies)."""
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     logger = logging.getLogger("math_verify")
     logger.setLevel(logging.WARNING)  # _TimeoutLog must see its warnings ...
     logger.propagate = False  # ... which the statuses record, so keep stderr quiet
@@ -120,7 +141,7 @@ class _Worker:
     def __init__(self, mv_timeout: int) -> None:
         self.conn, child = multiprocessing.get_context("fork").Pipe()
         self.proc = multiprocessing.get_context("fork").Process(
-            target=_worker_loop, args=(child, mv_timeout), daemon=True)
+            target=_worker_loop, args=(child, mv_timeout, os.getpid()), daemon=True)
         self.proc.start()
         child.close()
         self.index: int | None = None

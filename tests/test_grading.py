@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -183,3 +184,38 @@ def test_grade_file_round_trip(tmp_path) -> None:
     assert [r["problem_id"] for r in graded] == ["a", "a", "b"]
     assert [r["correct"] for r in graded] == [True, False, False]
     assert [r["extracted"] for r in graded] == ["12", "13", None]
+
+
+def test_workers_die_with_a_killed_parent(tmp_path) -> None:
+    """A SIGKILLed grader (as a killed trainer) must not leave its workers waiting for
+    ever, holding its stderr open."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("import sys, time\n"
+              "import effopd.grading as g\n"
+              "g._grade_one = lambda *a: time.sleep(120)\n"
+              "print('ready', flush=True)\n"
+              "g.grade_records([{'gold': '1', 'response': '\\\\boxed{1}'}], timeout_s=100,"
+              " workers=1, progress=False)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout.readline().strip() == "ready"
+    children_file = f"/proc/{parent.pid}/task/{parent.pid}/children"
+    deadline = time.monotonic() + 30
+    while not (children := Path(children_file).read_text().split()):
+        assert time.monotonic() < deadline, "no worker started"
+        time.sleep(0.1)
+    worker = int(children[0])
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    try:
+        while os.path.exists(f"/proc/{worker}") and \
+                Path(f"/proc/{worker}/stat").read_text().split()[2] != "Z":
+            assert time.monotonic() < deadline, "the worker outlived its killed parent"
+            time.sleep(0.1)
+    finally:
+        if os.path.exists(f"/proc/{worker}"):
+            os.kill(worker, signal.SIGKILL)
