@@ -199,19 +199,19 @@ def checkpoint_write_seconds(stderr: str) -> float:
     return sum(spans) / len(spans) if spans else 0.0
 
 
-def kill_target(phase: str, done: int, steps: int, rng: random.Random) -> tuple[str, int]:
-    """A (phase, step) to kill at, after ``done``: one of the next two candidate steps.
-
-    A line search and a checkpoint happen after power-of-two steps; a kill that
-    follows a rollout or search of the last step could land after the run ends,
-    so those aim at earlier steps.
+def kill_target(phase: str, done: int, save: list[int], steps: int, last: bool,
+                rng: random.Random) -> tuple[str, int]:
+    """A (phase, step) to kill at, after checkpoint ``done``: one of the next two
+    candidate steps. Line searches follow power-of-two steps, writes the save steps.
+    Only the last kill may aim at the final step's search or write (a kill there can
+    land after the run has ended); the others fall back to an earlier rollout.
     """
     searches = [s for s in range(done + 1, steps + 1) if s & (s - 1) == 0]
     candidates = {"step": list(range(done + 1, steps)),
-                  "search": [s for s in searches if s < steps],
-                  "write": searches}[phase]
+                  "search": [s for s in searches if s < steps or last],
+                  "write": [s for s in save if s > done and (s < steps or last)]}[phase]
     if not candidates:
-        phase, candidates = "write", [steps]
+        phase, candidates = "step", [min(done + 1, steps)]
     return phase, rng.choice(candidates[:2])
 
 
@@ -223,13 +223,15 @@ def kill_campaign(config: dict, inputs: dict[str, Path], work: Path, kills: int,
     log = effopd(*train_args(config, inputs, reference)).stderr
     reference_s = time.perf_counter() - started
     write_s = checkpoint_write_seconds(log)
-    steps = config["training"]["steps"]
+    steps, every = config["training"]["steps"], config["training"]["save_every"]
+    save = sorted(set(range(every, steps + 1, every)) | {steps} |
+                  {s for s in range(1, steps + 1) if s & (s - 1) == 0})  # EffOPD's
     split = work / "killed"
     rows, pending = [], None
     for number in range(1, kills + 1):
         phase, min_step = kill_target(("step", "search", "write")[(number - 1) % 3],
-                                      progress(split), steps, rng)
-        delay = rng.uniform(0.0, write_s if phase == "write" else 0.8)
+                                      progress(split), save, steps, number == kills, rng)
+        delay = rng.uniform(0.0, write_s if phase == "write" else 0.5)
         outcome = run_and_kill(train_args(config, inputs, split), phase, min_step, delay)
         partial = sorted(p.name for p in (split / "run" / "checkpoints").glob(".step_*")) \
             if (split / "run" / "checkpoints").exists() else []
@@ -361,6 +363,21 @@ def corruption_campaign(config: dict, inputs: dict[str, Path], work: Path, quick
 # --------------------------------------------------------------------------- stale runs
 
 
+def rebuilt_student(source: Path, out: Path) -> Path:
+    """The student with one weight changed, saved as the workflow saves a model."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from effopd.models.checkpoint import save_checkpoint
+
+    model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1e-3
+    save_checkpoint(model, AutoTokenizer.from_pretrained(str(source)), out,
+                    {"source": "build", "rebuilt": True})
+    return out
+
+
 def stale_campaign(config: dict, inputs: dict[str, Path], work: Path, quick: bool
                    ) -> list[dict]:
     run = work / "stale"
@@ -369,11 +386,7 @@ def stale_campaign(config: dict, inputs: dict[str, Path], work: Path, quick: boo
     training = {**config["training"], "lr": config["training"]["lr"] * 2}
     cases.append(("training.lr doubled", "config.lr", train_args(config, inputs, run, training)))
     if not quick:
-        student = work / "student_rebuilt"
-        shutil.copytree(inputs["student"], student)
-        manifest = json.loads((student / MANIFEST_NAME).read_text())
-        manifest["rebuilt"] = True
-        (student / MANIFEST_NAME).write_text(json.dumps(manifest))
+        student = rebuilt_student(inputs["student"], work / "student_rebuilt")
         cases.append(("student rebuilt", "student_sha256",
                       train_args(config, inputs, run, student=student)))
         data = work / "train_changed.jsonl"

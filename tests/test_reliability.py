@@ -207,12 +207,15 @@ def test_changed_config_is_refused_naming_keys_and_directory(finished_run, tmp_p
 
 
 def test_changed_student_or_data_is_refused(finished_run, tmp_path, tiny_checkpoint,
-                                            data_files):  # noqa: F811
+                                            char_tokenizer, data_files):  # noqa: F811
     base = copy_run(finished_run, tmp_path)
-    student = tmp_path / "student"
-    shutil.copytree(tiny_checkpoint, student)
-    manifest = json.loads((student / MANIFEST_NAME).read_text())
-    (student / MANIFEST_NAME).write_text(json.dumps({**manifest, "rebuilt": 1}))
+    from effopd.models.checkpoint import save_checkpoint
+    from effopd.models.tiny import init_tiny_qwen3
+    from tests.conftest import TINY_ARCH
+
+    student = tmp_path / "student"  # rebuilt: another initialisation, same architecture
+    save_checkpoint(init_tiny_qwen3(TINY_ARCH, char_tokenizer, seed=1), char_tokenizer, student,
+                    {"source": "test"})
     with pytest.raises(StaleRunError, match="differs: student_sha256"):
         rl_trainer(base / "run", student, data_files).resume()
     changed = tmp_path / "train.jsonl"
