@@ -34,7 +34,7 @@ from safetensors.torch import save_file
 from effopd.analysis.device import DeviceLike, resolve_device
 from effopd.errors import CheckpointError
 from effopd.io import atomic_write_json
-from effopd.models.checkpoint import check_safetensors_file
+from effopd.models.checkpoint import MANIFEST_NAME, check_safetensors_file
 
 log = logging.getLogger(__name__)
 
@@ -331,9 +331,12 @@ Transform = Callable[[str, torch.Tensor], torch.Tensor]
 
 
 def _copy_aux_files(src: Path, dst: Path) -> None:
+    """Copy config and tokenizer files; never the base's manifest, whose sha256 of the
+    weights would not match the weights written here."""
     for path in sorted(src.iterdir()):
         if (path.is_file() and path.suffix in AUX_SUFFIXES
-                and not path.name.endswith(".index.json") and path.name != PROVENANCE_NAME):
+                and not path.name.endswith(".index.json")
+                and path.name not in (PROVENANCE_NAME, MANIFEST_NAME)):
             shutil.copy2(path, dst / path.name)
 
 
