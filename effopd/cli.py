@@ -114,7 +114,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     spec = TrainSpec.from_config(args.training, args.method, args.grading)
     trainer = Trainer(spec, args.seed, args.student, args.teacher, args.train, args.val,
                       args.prompt, args.run_dir, device=args.device)
-    trainer.run(args.log_csv, args.search_csv, args.index_csv, stop_after=args.stop_after)
+    trainer.run(args.log_csv, args.search_csv, args.index_csv, stop_after=args.stop_after,
+                fresh=args.fresh or args.training.get("on_stale") == "fresh")
 
 
 def cmd_grade(args: argparse.Namespace) -> None:
@@ -254,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--search-csv", required=True)
     c.add_argument("--index-csv", required=True)
     c.add_argument("--stop-after", type=int, default=None, help="stop after this step")
+    c.add_argument("--fresh", action="store_true",
+                   help="discard RUN_DIR's checkpoints if another run made them (default: "
+                        "refuse, naming the differing keys; config: training.on_stale)")
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--device", default=None)
 
@@ -319,10 +323,35 @@ def main(argv: list[str] | None = None) -> int:
                         stream=sys.stderr)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        log.error("%s", err)
+    except Exception as err:  # one line naming the file and the fault, never a traceback
+        message = error_line(err)
+        if message is None:
+            raise
+        log.error("%s", message)
         return 1
     return 0
+
+
+def error_line(err: BaseException) -> str | None:
+    """The one-line message for a fault the user must fix; None for a bug (re-raised).
+
+    Project errors (:class:`effopd.errors.EffopdError`), bad values and missing or
+    unreadable files (``ValueError``, ``KeyError``, ``OSError``: the message names the
+    file) and unreadable safetensors files.
+    """
+    from safetensors import SafetensorError
+
+    from effopd.errors import EffopdError
+
+    if isinstance(err, OSError) and err.filename is not None:
+        text = f"{err.filename}: {err.strerror or err}"
+    elif isinstance(err, (EffopdError, ValueError, KeyError, OSError)):
+        text = str(err)
+    elif isinstance(err, SafetensorError):
+        text = f"unreadable safetensors file: {err}"
+    else:
+        return None
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

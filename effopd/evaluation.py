@@ -19,9 +19,11 @@ import pandas as pd
 from transformers import AutoTokenizer
 
 from effopd.data.benchmarks import load_benchmark
+from effopd.errors import InputError
 from effopd.generation import SamplingSpec, generate
 from effopd.grading import grade_records
 from effopd.io import (
+    apply_limit,
     atomic_path,
     atomic_write_json,
     atomic_write_jsonl,
@@ -30,6 +32,7 @@ from effopd.io import (
     write_table,
 )
 from effopd.metrics import problems_csv, summarize_grades
+from effopd.models.checkpoint import verify_checkpoint
 from effopd.prompts import DEFAULT_INSTRUCTION, render_prompt
 from effopd.provenance import sha256_file
 
@@ -47,21 +50,32 @@ def prepare_benchmark(spec: dict[str, Any], out: str | Path,
     """Write a benchmark as JSONL lines ``{id, problem, answer}`` plus a manifest.
 
     ``source: task`` reads a split of the tiny task (``task_file``); ``hub`` and
-    ``jsonl`` go through :func:`effopd.data.benchmarks.load_benchmark`.
+    ``jsonl`` go through :func:`effopd.data.benchmarks.load_benchmark`. An empty or
+    unreadable source fails here, naming the file.
     """
     if spec["source"] == "task":
         if task_file is None:
             raise ValueError("prepare-benchmark: source 'task' needs --task-file")
+        try:
+            task_rows = read_jsonl(task_file)
+        except (OSError, UnicodeDecodeError) as err:
+            raise InputError(f"{task_file}: unreadable benchmark source ({err})") from err
+        for number, row in enumerate(task_rows, start=1):
+            missing = [k for k in ("id", "question", "answer") if row.get(k) is None]
+            if missing:
+                raise InputError(f"{task_file}: problem {number} has no {missing}")
         rows = [{"id": row["id"], "problem": row["question"], "answer": str(row["answer"])}
-                for row in read_jsonl(task_file)]
-        if spec.get("limit"):
-            rows = rows[: spec["limit"]]
+                for row in apply_limit(task_rows, spec.get("limit"), str(task_file))]
         origin = {"source": "task", "split": spec["split"], "task_file_sha256":
                   sha256_file(task_file)}
     else:
         rows = load_benchmark(spec)
         origin = {key: spec.get(key) for key in ("source", "repo_id", "revision", "subset",
                                                  "split", "path") if spec.get(key) is not None}
+    if not rows:
+        source = task_file if spec["source"] == "task" else spec.get("path") or \
+            spec.get("repo_id")
+        raise InputError(f"{source}: empty benchmark (no problems); {out} not written")
     count = atomic_write_jsonl(out, rows)
     atomic_write_json(manifest_path(out), {**origin, "n_problems": count,
                                            "sha256": sha256_file(out)})
@@ -76,9 +90,11 @@ def score_model(model_dir: str | Path, benchmark_file: str | Path, label: str,
     """Sample, grade and score ``model_dir`` on a prepared benchmark.
 
     Returns the metrics row and the per-sample grades (problem_id, sample,
-    gold, response, extracted, correct, status).
+    gold, response, extracted, correct, status). The model is verified first
+    (sizes and sha256 against its manifest, safetensors headers).
     """
     benchmark = Path(benchmark_file).stem
+    verify_checkpoint(model_dir, sha256=True)
     problems = read_jsonl(benchmark_file)
     if not problems:
         raise ValueError(f"{benchmark_file}: no problems")

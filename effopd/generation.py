@@ -60,6 +60,23 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return getattr(torch, name)
 
 
+def stop_token_ids(config_eos: int | list[int] | None, tokenizer_eos: int | None) -> set[int]:
+    """The ids that end a response: ``generation_config.eos_token_id`` (None, one int or
+    a list, as transformers and TRL save it) and the tokenizer's eos token."""
+    if config_eos is None:
+        ids: set[int] = set()
+    elif isinstance(config_eos, int):
+        ids = {config_eos}
+    else:
+        ids = {int(i) for i in config_eos}
+    if tokenizer_eos is not None:
+        ids.add(tokenizer_eos)
+    if not ids:
+        raise ValueError("neither generation_config.eos_token_id nor the tokenizer names an "
+                         "end-of-sequence token")
+    return ids
+
+
 @torch.no_grad()
 def sample_completions(model: PreTrainedModel, tokenizer: Any, prompts: list[str],
                        spec: SamplingSpec, generator_seed: int | None = None,
@@ -70,7 +87,7 @@ def sample_completions(model: PreTrainedModel, tokenizer: Any, prompts: list[str
     of ``n`` completions per prompt, in order.
     """
     torch.manual_seed(spec.seed if generator_seed is None else generator_seed)
-    eos_ids = set(model.generation_config.eos_token_id or []) | {tokenizer.eos_token_id}
+    eos_ids = stop_token_ids(model.generation_config.eos_token_id, tokenizer.eos_token_id)
     was_training = model.training
     model.eval()
     tokenizer.padding_side = "left"

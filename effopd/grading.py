@@ -14,16 +14,21 @@ item's deadline and SIGKILLs a worker that passes it. Each item gets one status:
 - ``no_answer``: the response holds no ``\\boxed{}``; counted wrong.
 - ``timeout``: the worker was killed at the deadline, or math-verify's own alarm fired
   and no comparison succeeded; counted wrong.
-- ``error``: an exception, a gold answer math-verify cannot parse, or a dead worker;
-  counted wrong, message in ``error``.
+- ``error``: an exception, a gold answer math-verify cannot parse, a dead worker, or
+  a malformed record (``gold`` or ``response`` missing, null or not a string; an
+  integer gold is read as its decimal string); counted wrong, message in ``error``.
+  A line of a graded file that is not a JSON object gets ``error`` too, with its
+  line number; the other lines are graded as usual.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import multiprocessing
 import os
+import signal
 import time
 from collections import Counter, deque
 from multiprocessing.connection import Connection, wait
@@ -33,7 +38,7 @@ from math_verify import parse, verify
 from math_verify.errors import TimeoutException
 from tqdm import tqdm
 
-from effopd.io import atomic_write_jsonl, read_jsonl
+from effopd.io import atomic_write_jsonl
 
 STATUSES = ("ok", "no_answer", "error", "timeout")
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
@@ -92,8 +97,28 @@ def _grade_one(gold: str, extracted: str, mv_timeout: int) -> tuple[bool, str, s
     return False, "ok", None
 
 
-def _worker_loop(conn: Connection, mv_timeout: int) -> None:
-    """Worker process: receive (gold, extracted) pairs until the pipe closes."""
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this worker when its parent dies (``PR_SET_PDEATHSIG``).
+
+    A forked worker holds copies of every pipe end its parent had, so a parent
+    killed with SIGKILL never closes them: without this the worker would wait
+    for ever and keep the parent's stderr open. Elsewhere a no-op.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _worker_loop(conn: Connection, mv_timeout: int, parent_pid: int | None = None) -> None:
+    """Worker process: receive (gold, extracted) pairs until the pipe closes (or the
+    parent dies)."""
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     logger = logging.getLogger("math_verify")
     logger.setLevel(logging.WARNING)  # _TimeoutLog must see its warnings ...
     logger.propagate = False  # ... which the statuses record, so keep stderr quiet
@@ -116,7 +141,7 @@ class _Worker:
     def __init__(self, mv_timeout: int) -> None:
         self.conn, child = multiprocessing.get_context("fork").Pipe()
         self.proc = multiprocessing.get_context("fork").Process(
-            target=_worker_loop, args=(child, mv_timeout), daemon=True)
+            target=_worker_loop, args=(child, mv_timeout, os.getpid()), daemon=True)
         self.proc.start()
         child.close()
         self.index: int | None = None
@@ -129,6 +154,23 @@ class _Worker:
         self.proc.join()
 
 
+def record_fault(record: Any) -> str | None:
+    """Why a record cannot be graded (None if it can): not an object, or ``gold`` or
+    ``response`` missing, null or not a string (an integer gold is accepted)."""
+    if not isinstance(record, dict):
+        return f"not a JSON object ({type(record).__name__})"
+    for key in ("gold", "response"):
+        value = record.get(key)
+        if key not in record:
+            return f"no {key!r} key (keys: {sorted(record)})"
+        if value is None:
+            return f"{key!r} is null"
+        if not isinstance(value, str) and not (key == "gold" and isinstance(value, int)
+                                               and not isinstance(value, bool)):
+            return f"{key!r} is not a string ({type(value).__name__})"
+    return None
+
+
 def grade_records(records: list[dict[str, Any]], timeout_s: float = 5.0, workers: int = 2,
                   progress: bool = True) -> list[dict[str, Any]]:
     """Grade each record's ``response`` against its ``gold``, at most ``timeout_s`` per item.
@@ -138,14 +180,16 @@ def grade_records(records: list[dict[str, Any]], timeout_s: float = 5.0, workers
     """
     if timeout_s <= 0 or workers < 1:
         raise ValueError(f"need timeout_s > 0 and workers >= 1, got {timeout_s}, {workers}")
-    for i, record in enumerate(records):
-        for key in ("gold", "response"):
-            if key not in record:
-                raise ValueError(f"record {i} has no {key!r} key (keys: {sorted(record)})")
-    out = [dict(r, extracted=extract_last_boxed(r["response"]), correct=False, error=None)
-           for r in records]
-    for row in out:
-        row["status"] = "no_answer" if row["extracted"] is None else None
+    out = []
+    for record in records:
+        problem = record_fault(record)
+        if problem is not None:
+            out.append(dict(record, extracted=None, correct=False, status="error",
+                            error=problem))
+            continue
+        extracted = extract_last_boxed(record["response"])
+        out.append(dict(record, extracted=extracted, correct=False, error=None,
+                        status="no_answer" if extracted is None else None))
     queue = deque(i for i, row in enumerate(out) if row["status"] is None)
     mv_timeout = max(1, int(timeout_s / 2))  # math-verify's alarm takes whole seconds
     bar = tqdm(total=len(out), desc="grading", unit="item", disable=not progress)
@@ -203,9 +247,32 @@ def grade_file(input_path: str | os.PathLike[str], output_path: str | os.PathLik
                timeout_s: float = 5.0, workers: int = 2) -> dict[str, int]:
     """Grade a JSONL file of ``{"gold", "response", ...}`` rows into ``output_path``.
 
+    One output line per non-blank input line, in order. A line that is not a JSON
+    object becomes ``{"line", "raw", "status": "error", "error"}``; a record with a
+    bad ``gold`` or ``response`` gets status ``error`` (see :func:`record_fault`).
     Returns the number of items per status (every status present, zeros included).
     """
-    graded = grade_records(read_jsonl(input_path), timeout_s=timeout_s, workers=workers)
+    records: list[dict[str, Any]] = []
+    bad: dict[int, dict[str, Any]] = {}
+    with open(input_path, encoding="utf-8", errors="replace") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                row, fault = None, f"line {line_no}: not valid JSON ({err})"
+            else:
+                fault = None if isinstance(row, dict) else \
+                    f"line {line_no}: not a JSON object ({type(row).__name__})"
+            if fault is not None:
+                bad[len(records)] = {"line": line_no, "raw": line.rstrip("\n")[:200],
+                                     "correct": False, "status": "error", "error": fault}
+            records.append(row if fault is None else {})
+    good = [i for i in range(len(records)) if i not in bad]
+    graded_good = iter(grade_records([records[i] for i in good], timeout_s=timeout_s,
+                                     workers=workers))
+    graded = [bad[i] if i in bad else next(graded_good) for i in range(len(records))]
     atomic_write_jsonl(output_path, graded)
     counts = Counter(row["status"] for row in graded)
     return {status: counts.get(status, 0) for status in STATUSES}

@@ -86,6 +86,18 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def apply_limit(rows: list[Any], limit: int | None, where: str) -> list[Any]:
+    """The first ``limit`` rows; ``None`` keeps all. One meaning everywhere: ``limit``
+    is a positive integer or ``None``; 0, negatives and non-integers are refused,
+    naming ``where`` (the file or key the limit applies to)."""
+    if limit is None:
+        return rows
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"{where}: limit must be a positive integer or null (all), "
+                         f"got {limit!r}")
+    return rows[:limit]
+
+
 def write_table(table: pd.DataFrame, csv_path: str | os.PathLike[str],
                 float_format: str = "%.4g") -> tuple[Path, Path]:
     """Write ``table`` as CSV and as a Markdown rendering beside it (same stem, ``.md``).

@@ -35,6 +35,21 @@ def directory_manifest(directory: str | Path, exclude: tuple[str, ...] = ("manif
     return manifest
 
 
+def code_digest(modules: tuple[str, ...]) -> str:
+    """SHA-256 over the package version and the source of ``modules`` (paths relative to
+    the ``effopd`` package, e.g. ``"grading.py"``): the code version of a cached result."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    package = Path(__file__).resolve().parent
+    try:
+        digest = hashlib.sha256(version("effopd").encode())
+    except PackageNotFoundError:
+        digest = hashlib.sha256(b"unknown")
+    for module in sorted(modules):
+        digest.update(module.encode() + b"\0" + (package / module).read_bytes())
+    return digest.hexdigest()
+
+
 def git_state(directory: str | Path = ".") -> dict[str, object]:
     """The commit checked out in ``directory`` and whether its code differs from it.
 

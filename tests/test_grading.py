@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -122,11 +123,45 @@ def test_exception_in_worker_is_an_error(monkeypatch: pytest.MonkeyPatch) -> Non
     assert (row["correct"], row["status"], row["error"]) == (False, "error", "RuntimeError: boom")
 
 
-def test_missing_key_names_key_and_index() -> None:
-    with pytest.raises(ValueError, match="record 1 has no 'gold' key"):
-        grade_records([{"gold": "1", "response": ""}, {"response": "\\boxed{1}"}])
-    with pytest.raises(ValueError, match="record 0 has no 'response' key"):
-        grade_records([{"gold": "1"}])
+def test_malformed_records_are_errors_and_the_others_are_graded() -> None:
+    rows = grade_records([{"gold": "1", "response": "\\boxed{1}"}, {"response": "\\boxed{1}"},
+                          {"gold": "1"}, {"gold": "1", "response": None},
+                          {"gold": None, "response": "\\boxed{1}"},
+                          {"gold": ["1"], "response": "\\boxed{1}"},
+                          {"gold": "1", "response": 1}, {"gold": 7, "response": "\\boxed{7}"}],
+                         workers=1, progress=False)
+    assert [(r["status"], r["correct"]) for r in rows] == [
+        ("ok", True), ("error", False), ("error", False), ("error", False), ("error", False),
+        ("error", False), ("error", False), ("ok", True)]
+    assert [r["error"] for r in rows[1:7]] == [
+        "no 'gold' key (keys: ['response'])", "no 'response' key (keys: ['gold'])",
+        "'response' is null", "'gold' is null", "'gold' is not a string (list)",
+        "'response' is not a string (int)"]
+
+
+def test_grade_file_keeps_every_line_of_a_hostile_file(tmp_path) -> None:
+    lines = ['{"gold": "2", "response": "\\\\boxed{2}"}', '{"gold": "2", "response": null}',
+             '{"gold": "2", "resp', "[1, 2]", "", '{"gold": "3", "response": "\\\\boxed{4}"}']
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    counts = grade_file(tmp_path / "in.jsonl", tmp_path / "out.jsonl", workers=1)
+    assert counts == {"ok": 2, "no_answer": 0, "error": 3, "timeout": 0}
+    graded = read_jsonl(tmp_path / "out.jsonl")
+    assert [r["status"] for r in graded] == ["ok", "error", "error", "error", "ok"]
+    assert [r["correct"] for r in graded] == [True, False, False, False, False]
+    assert graded[2]["line"] == 3 and graded[2]["error"].startswith("line 3: not valid JSON")
+    assert graded[3] == {"line": 4, "raw": "[1, 2]", "correct": False, "status": "error",
+                         "error": "line 4: not a JSON object (list)"}
+
+
+def test_grade_command_survives_a_null_response(tmp_path) -> None:
+    from tests.conftest import run_cli
+
+    (tmp_path / "in.jsonl").write_text('{"gold": "1", "response": null}\n'
+                                       '{"gold": "1", "response": "\\\\boxed{1}"}\n')
+    result = run_cli("effopd", "grade", "--input", str(tmp_path / "in.jsonl"), "--output",
+                     str(tmp_path / "out.jsonl"), "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert [r["status"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["error", "ok"]
 
 
 def test_bad_arguments() -> None:
@@ -149,3 +184,38 @@ def test_grade_file_round_trip(tmp_path) -> None:
     assert [r["problem_id"] for r in graded] == ["a", "a", "b"]
     assert [r["correct"] for r in graded] == [True, False, False]
     assert [r["extracted"] for r in graded] == ["12", "13", None]
+
+
+def test_workers_die_with_a_killed_parent(tmp_path) -> None:
+    """A SIGKILLed grader (as a killed trainer) must not leave its workers waiting for
+    ever, holding its stderr open."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("import sys, time\n"
+              "import effopd.grading as g\n"
+              "g._grade_one = lambda *a: time.sleep(120)\n"
+              "print('ready', flush=True)\n"
+              "g.grade_records([{'gold': '1', 'response': '\\\\boxed{1}'}], timeout_s=100,"
+              " workers=1, progress=False)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout.readline().strip() == "ready"
+    children_file = f"/proc/{parent.pid}/task/{parent.pid}/children"
+    deadline = time.monotonic() + 30
+    while not (children := Path(children_file).read_text().split()):
+        assert time.monotonic() < deadline, "no worker started"
+        time.sleep(0.1)
+    worker = int(children[0])
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    try:
+        while os.path.exists(f"/proc/{worker}") and \
+                Path(f"/proc/{worker}/stat").read_text().split()[2] != "Z":
+            assert time.monotonic() < deadline, "the worker outlived its killed parent"
+            time.sleep(0.1)
+    finally:
+        if os.path.exists(f"/proc/{worker}"):
+            os.kill(worker, signal.SIGKILL)

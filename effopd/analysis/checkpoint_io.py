@@ -32,7 +32,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from effopd.analysis.device import DeviceLike, resolve_device
+from effopd.errors import CheckpointError
 from effopd.io import atomic_write_json
+from effopd.models.checkpoint import MANIFEST_NAME, check_safetensors_file
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +161,9 @@ def open_checkpoint(ckpt: CheckpointLike) -> Checkpoint:
 
     A single ``model.safetensors`` wins over an index (as in transformers). Raises
     ``FileNotFoundError`` naming the directory when it holds neither, or naming
-    the shard when the index points at a missing file.
+    the shard when the index points at a missing file; ``CheckpointError`` naming
+    the file when a weight file is truncated or its header corrupt
+    (:func:`effopd.models.checkpoint.check_safetensors_file`) or the index unreadable.
     """
     if isinstance(ckpt, Checkpoint):
         return ckpt
@@ -167,14 +171,19 @@ def open_checkpoint(ckpt: CheckpointLike) -> Checkpoint:
     single = directory / WEIGHTS_NAME
     index = directory / INDEX_NAME
     if single.is_file():
+        check_safetensors_file(single)
         with safe_open(single, framework="pt") as handle:
             names = handle.keys()
         return Checkpoint(directory, dict.fromkeys(names, WEIGHTS_NAME), False)
     if index.is_file():
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{index}: corrupt shard index ({err!r})") from err
         for shard in dict.fromkeys(weight_map.values()):
             if not (directory / shard).is_file():
                 raise FileNotFoundError(f"{index} lists shard {shard!r}, which is missing")
+            check_safetensors_file(directory / shard)
         return Checkpoint(directory, dict(weight_map), True)
     raise FileNotFoundError(f"{directory}: neither {WEIGHTS_NAME} nor {INDEX_NAME} found")
 
@@ -322,9 +331,12 @@ Transform = Callable[[str, torch.Tensor], torch.Tensor]
 
 
 def _copy_aux_files(src: Path, dst: Path) -> None:
+    """Copy config and tokenizer files; never the base's manifest, whose sha256 of the
+    weights would not match the weights written here."""
     for path in sorted(src.iterdir()):
         if (path.is_file() and path.suffix in AUX_SUFFIXES
-                and not path.name.endswith(".index.json") and path.name != PROVENANCE_NAME):
+                and not path.name.endswith(".index.json")
+                and path.name not in (PROVENANCE_NAME, MANIFEST_NAME)):
             shutil.copy2(path, dst / path.name)
 
 

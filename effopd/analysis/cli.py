@@ -36,11 +36,13 @@ def _series(args: argparse.Namespace) -> Series:
         series = pipeline.series_from_index(args.index, args.base)
         if args.final:
             raise ValueError("--final goes with --checkpoints; an index's final is its last step")
-        return series
-    if not args.checkpoints:
+    elif not args.checkpoints:
         raise ValueError("give the checkpoints: --index CSV or --checkpoints DIR [DIR ...]")
-    return pipeline.series_from_dirs(args.base, args.checkpoints, args.labels, args.steps,
-                                     args.final)
+    else:
+        series = pipeline.series_from_dirs(args.base, args.checkpoints, args.labels,
+                                           args.steps, args.final)
+    pipeline.verify_series(series, sha256=args.verify_sha256)
+    return series
 
 
 def _settings(args: argparse.Namespace) -> EvalSettings:
@@ -50,9 +52,22 @@ def _settings(args: argparse.Namespace) -> EvalSettings:
 
     return pipeline.EvalSettings(benchmark=Path(args.benchmark), prompt=args.prompt,
                                  generation=args.generation, grading=args.grading,
-                                 pass_k=tuple(args.pass_k),
-                                 limit=args.limit if args.limit and args.limit > 0 else None,
+                                 pass_k=tuple(args.pass_k), limit=args.limit,
                                  n=args.n, device=args.device)
+
+
+def limit_arg(text: str) -> int | None:
+    """argparse type of ``--limit``: a positive integer, or ``all`` (the config's null)."""
+    if text.lower() in ("all", "none", "null"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--limit must be a positive integer or 'all', "
+                                         f"got {text!r}")
+    return value
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
@@ -140,6 +155,9 @@ def _series_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--device", default="auto",
                          help="torch device of the arithmetic (auto: cuda if present)")
     command.add_argument("--threads", type=int, default=None)
+    command.add_argument("--verify-sha256", action="store_true",
+                         help="check every file's sha256 against its manifest before reading "
+                              "(sizes and safetensors headers are always checked)")
 
 
 def _evaluation_arguments(command: argparse.ArgumentParser) -> None:
@@ -149,8 +167,8 @@ def _evaluation_arguments(command: argparse.ArgumentParser) -> None:
                          help="the config's generation block (its n is replaced by --n)")
     command.add_argument("--grading", type=json_arg, default={}, help="the config's grading block")
     command.add_argument("--pass-k", type=int, nargs="+", default=[1])
-    command.add_argument("--limit", type=int, default=settings.EVAL_LIMIT,
-                         help="score the first LIMIT problems (0: all)")
+    command.add_argument("--limit", type=limit_arg, default=settings.EVAL_LIMIT,
+                         help="score the first LIMIT problems ('all': every problem)")
     command.add_argument("--n", type=int, default=settings.EVAL_N, help="samples per problem")
     command.add_argument("--work-dir", required=True,
                          help="built checkpoints (deleted once scored), samples, score cache")

@@ -84,7 +84,7 @@ from effopd.analysis.settings import (  # noqa: F401 (re-exported)
     Series,
 )
 from effopd.analysis.updates import update_norm_table
-from effopd.io import atomic_path, atomic_write_json, read_json, read_jsonl
+from effopd.io import apply_limit, atomic_path, atomic_write_json, read_json, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,16 @@ def series_from_dirs(base: PathLike, checkpoints: Sequence[PathLike],
     if len(set(labels_out)) != len(labels_out):
         raise ValueError(f"checkpoint labels are not unique: {labels_out}")
     return Series(Path(base), labels_out, paths_out, steps_out)
+
+
+def verify_series(series: Series, sha256: bool = False) -> None:
+    """Verify the base and every checkpoint before any analysis reads them: every file
+    a manifest lists has its recorded size (and, ``sha256``, its sha256), and every
+    safetensors file is sound; ``CheckpointError`` names the file otherwise."""
+    from effopd.models.checkpoint import verify_checkpoint
+
+    for path in [series.base, *series.paths]:
+        verify_checkpoint(path, sha256=sha256)
 
 
 # --------------------------------------------------------------------------- weight analyses
@@ -375,7 +385,7 @@ def limited_benchmark(settings: EvalSettings, work_dir: PathLike) -> Path:
     rows = read_jsonl(settings.benchmark)
     if not rows:
         raise ValueError(f"{settings.benchmark}: no problems")
-    kept = rows[: settings.limit] if settings.limit else rows
+    kept = apply_limit(rows, settings.limit, f"{settings.benchmark} (limit)")
     target = Path(work_dir) / settings.benchmark.name
     atomic_write_jsonl(target, kept)
     source = manifest_path(settings.benchmark)
@@ -407,9 +417,22 @@ def _stamp(ckpt: Path) -> list[tuple[str, int, int]]:
              (checkpoint.directory / name).stat().st_mtime_ns) for name in checkpoint.files]
 
 
+# The code that builds and scores a candidate: a change to any of them invalidates its
+# cached score (with the package version; see effopd.provenance.code_digest).
+SCORING_MODULES = ("analysis/checkpoint_io.py", "analysis/interventions.py",
+                   "analysis/pipeline.py", "evaluation.py", "generation.py", "grading.py",
+                   "metrics.py", "prompts.py")
+
+
 def _cache_key(candidate: Candidate, settings: EvalSettings) -> str:
+    """sha256 of what a cached score depends on: the candidate (label, info, its sources'
+    weight files), the evaluation settings (benchmark sha256, prompt, generation,
+    grading, pass_k, limit) and the code version of :data:`SCORING_MODULES`."""
+    from effopd.provenance import code_digest
+
     key = {"label": candidate.label, "info": candidate.info, "settings": settings.key(),
-           "sources": {str(s): _stamp(s) for s in candidate.sources}}
+           "sources": {str(s): _stamp(s) for s in candidate.sources},
+           "code": code_digest(SCORING_MODULES)}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 

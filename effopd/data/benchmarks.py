@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from effopd.io import read_jsonl
+from effopd.io import apply_limit, read_jsonl
 
 
 def load_benchmark(spec: dict[str, Any]) -> list[dict[str, str]]:
@@ -31,11 +31,7 @@ def load_benchmark(spec: dict[str, Any]) -> list[dict[str, str]]:
         where, rows = _load_hub(spec)
     else:
         raise ValueError(f"unknown benchmark source {source!r} (expected 'jsonl' or 'hub')")
-    limit = spec.get("limit")
-    if limit is not None:
-        if limit < 1:
-            raise ValueError(f"{where}: limit must be a positive integer, got {limit}")
-        rows = rows[:limit]
+    rows = apply_limit(rows, spec.get("limit"), where)
     return _to_problems(rows, where, spec.get("problem_key", "problem"),
                         spec.get("answer_key", "answer"), spec.get("id_key"))
 

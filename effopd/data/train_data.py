@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from effopd.io import atomic_write_json, atomic_write_jsonl
+from effopd.io import apply_limit, atomic_write_json, atomic_write_jsonl
 from effopd.provenance import sha256_file
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,7 @@ def filter_rows(rows: list[dict[str, Any]], spec: dict[str, Any], where: str
             continue
         kept.append({"id": str(index), "question": str(row[problem_key]),
                      "answer": str(row[answer_key])})
-    if spec.get("limit"):
-        kept = kept[: spec["limit"]]
-    return kept
+    return apply_limit(kept, spec.get("limit"), f"{where} (training.data.limit)")
 
 
 def prepare_train_data(spec: dict[str, Any], out: str | Path) -> int:

@@ -14,7 +14,13 @@ One loop, read top to bottom. Every step:
    scored by validation accuracy (one sample per problem);
 6. checkpoints (float32 safetensors, atomic) at the configured steps, each
    with the state needed to resume: optimizer moments, the EffOPD anchor, the
-   step, the wall clock and the log rows so far.
+   step, the wall clock and the log rows so far (kept for the newest two).
+
+Every checkpoint's manifest and training state carry the run's fingerprint
+(:func:`run_fingerprint`): a run directory made by another config, student,
+teacher, data or code version is refused (or, with ``fresh``, discarded), never
+resumed. Resume verifies each candidate (sizes and sha256 against its
+manifest) and falls back to the newest checkpoint that verifies.
 
 Randomness is a pure function of (seed, step): rollouts are sampled with the
 seed ``seed * 1_000_003 + step`` and prompts drawn with a ``Random`` of the
@@ -24,12 +30,15 @@ same seed, so a resumed run repeats exactly what the uninterrupted one does.
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import logging
 import os
 import random
 import re
+import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +47,19 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from effopd.analysis.device import resolve_device
+from effopd.errors import CheckpointError, InputError, StaleRunError
 from effopd.generation import SamplingSpec, sample_completions
 from effopd.grading import grade_records
 from effopd.io import atomic_path, read_json, read_jsonl
 from effopd.models.checkpoint import TRAINING_STATE_NAME as STATE_FILE
-from effopd.models.checkpoint import save_checkpoint
+from effopd.models.checkpoint import (
+    read_manifest,
+    recover_directory,
+    save_checkpoint,
+    verify_checkpoint,
+)
 from effopd.prompts import render_prompt
+from effopd.provenance import directory_manifest, sha256_file
 from effopd.training.extrapolation import is_power_of_two, line_search, snapshot
 from effopd.training.losses import (
     grpo_advantages,
@@ -62,6 +78,10 @@ SEARCH_COLUMNS = ["step", "iteration", "multiplier", "score", "accepted"]
 CHECKPOINT_DIR = re.compile(r"^step_(\d{6})$")
 # Transformer-block weights: the only tensors EffOPD extrapolates.
 BLOCK_PREFIX = re.compile(r"^(model\.)?layers\.\d+\.")
+# TrainSpec fields that do not change the trajectory: left out of the fingerprint, so a
+# run can be extended (steps) or graded with more workers and still resume.
+UNFINGERPRINTED = ("steps", "save_steps", "grading_workers")
+KEEP_STATES = 2  # training states kept: the newest two checkpoints (a fallback if one is bad)
 
 
 @dataclass(frozen=True)
@@ -94,6 +114,11 @@ class TrainSpec:
                     grading: dict[str, Any]) -> TrainSpec:
         if method not in METHODS:
             raise ValueError(f"training method {method!r} is not one of {METHODS}")
+        for key in ("temperature", "top_p"):  # the log-probs are those of the raw policy
+            if training.get(key, 1.0) != 1.0:
+                raise InputError(f"training.{key} = {training[key]}: the local trainer needs "
+                                 "1.0 (its log-probs are the untempered policy's; see "
+                                 "config/README.md)")
         per_method = training["rl"] if method == "rl" else training["opd"]
         return cls(
             method=method, steps=training["steps"],
@@ -131,6 +156,52 @@ def block_parameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def step_seed(seed: int, step: int) -> int:
     return seed * 1_000_003 + step
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("effopd")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def model_digest(directory: str | Path | None) -> str | None:
+    """sha256 of a model's ``manifest.json`` (or, without one, of its files' sha256 list)."""
+    if directory is None:
+        return None
+    manifest = Path(directory) / "manifest.json"
+    if manifest.exists():
+        return sha256_file(manifest)
+    listing = json.dumps(directory_manifest(directory), sort_keys=True).encode()
+    return hashlib.sha256(listing).hexdigest()
+
+
+def run_fingerprint(spec: TrainSpec, seed: int, student_dir: str | Path,
+                    teacher_dir: str | Path | None, train_file: str | Path,
+                    val_file: str | Path | None, prompt: dict[str, Any]) -> dict[str, Any]:
+    """What makes a run's trajectory: its config (the TrainSpec less
+    :data:`UNFINGERPRINTED`, the seed, the prompt block), the sha256 of the student's
+    and teacher's manifests and of the data files, and the package version. Inputs the
+    method does not read (RL's teacher, the validation set outside EffOPD) are left out."""
+    config = {k: v for k, v in asdict(spec).items() if k not in UNFINGERPRINTED}
+    uses_teacher, uses_val = spec.method != "rl", spec.method == "effopd"
+    return {"config": {**json.loads(json.dumps(config)), "seed": seed, "prompt": prompt},
+            "student_sha256": model_digest(student_dir),
+            "teacher_sha256": model_digest(teacher_dir) if uses_teacher else None,
+            "train_data_sha256": sha256_file(train_file),
+            "val_data_sha256": sha256_file(val_file) if val_file and uses_val else None,
+            "effopd_version": _package_version()}
+
+
+def fingerprint_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys at which two fingerprints differ (``old`` None: the whole fingerprint)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [d for k in keys for d in fingerprint_differences(
+            old.get(k), new.get(k), f"{prefix}.{k}" if prefix else str(k))]
+    return [] if old == new else [prefix or "fingerprint"]
 
 
 @dataclass
@@ -173,8 +244,13 @@ class Trainer:
                  val_file: str | Path | None, prompt: dict[str, Any], run_dir: str | Path,
                  device: str | None = None) -> None:
         self.spec, self.seed = spec, seed
+        self.fingerprint = run_fingerprint(spec, seed, student_dir, teacher_dir, train_file,
+                                           val_file, prompt)
         self.device = resolve_device(device or "auto")
         self.run_dir = Path(run_dir)
+        for model_dir in (student_dir, teacher_dir if spec.method != "rl" else None):
+            if model_dir is not None:  # sizes, sha256 and safetensors headers
+                verify_checkpoint(model_dir, sha256=True)
         self.tokenizer = AutoTokenizer.from_pretrained(str(student_dir))
         self.policy = AutoModelForCausalLM.from_pretrained(
             str(student_dir), dtype=torch.float32).to(self.device)
@@ -213,21 +289,68 @@ class Trainer:
         self.anchor = snapshot(block_parameters(self.policy)) if spec.method == "effopd" else None
 
     # ------------------------------------------------------------------ resume
-    def checkpoints(self) -> list[tuple[int, Path]]:
-        """Finished checkpoints of this run, by step."""
+    def checkpoints(self, up_to: int | None = None) -> list[tuple[int, Path]]:
+        """Finished checkpoints of this run up to step ``up_to`` (default: spec.steps)."""
+        up_to = self.spec.steps if up_to is None else up_to
         found = []
         for path in sorted((self.run_dir / "checkpoints").glob("step_*")):
             match = CHECKPOINT_DIR.match(path.name)
-            if match and (path / "manifest.json").exists():
+            if match and (path / "manifest.json").exists() and int(match.group(1)) <= up_to:
                 found.append((int(match.group(1)), path))
         return found
 
-    def resume(self) -> bool:
-        """Load the latest checkpoint that has a training state; True if one was found."""
+    def check_fingerprint(self, fresh: bool = False) -> None:
+        """Refuse (or, ``fresh``, discard) checkpoints made by a different run.
+
+        Interrupted replacements are recovered first. A checkpoint whose
+        manifest cannot be read is left to :meth:`resume`'s verification.
+        """
+        root = self.run_dir / "checkpoints"
+        if not root.is_dir():
+            return
+        for path in root.glob(".step_*"):  # temporary or renamed-aside copies of a step
+            name = path.name[1:].split(".")[0]
+            if CHECKPOINT_DIR.match(name):
+                recover_directory(root / name)
+        differing: set[str] = set()
+        for _, path in self.checkpoints(up_to=10**9):
+            try:
+                manifest = read_manifest(path)
+            except CheckpointError:
+                continue
+            differing.update(fingerprint_differences(manifest.get("fingerprint"),
+                                                     self.fingerprint))
+        if not differing:
+            return
+        if fresh:
+            log.warning("%s: discarding checkpoints of a different run (differs: %s)",
+                        root, ", ".join(sorted(differing)))
+            aside = root.with_name(".checkpoints.stale")
+            if aside.exists():
+                shutil.rmtree(aside)
+            root.rename(aside)
+            shutil.rmtree(aside)
+            return
+        raise StaleRunError(
+            f"{root}: checkpoints were made by a different run (differs: "
+            f"{', '.join(sorted(differing))}); remove {root} or rerun with "
+            "`effopd train --fresh` (config: training.on_stale: fresh)")
+
+    def resume(self, fresh: bool = False) -> bool:
+        """Load the newest checkpoint (up to spec.steps) that verifies and has a training
+        state; True if one was found. A checkpoint that fails verification (sizes and
+        sha256 against its manifest, the training state included) is skipped with a warning."""
+        self.check_fingerprint(fresh)
         for step, path in reversed(self.checkpoints()):
             if not (path / STATE_FILE).exists():
                 continue
-            state = torch.load(path / STATE_FILE, map_location=self.device, weights_only=False)
+            try:
+                verify_checkpoint(path, sha256=True, training_state=True)
+                state = torch.load(path / STATE_FILE, map_location=self.device,
+                                   weights_only=False)
+            except (CheckpointError, RuntimeError, EOFError) as err:
+                log.warning("cannot resume from %s: %s", path, err)
+                continue
             loaded = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
             self.policy.load_state_dict(loaded.state_dict())
             self.optimizer.load_state_dict(state["optimizer"])
@@ -270,6 +393,7 @@ class Trainer:
     def train_step(self) -> dict[str, Any]:
         spec, step = self.spec, self.step + 1
         seed = step_seed(self.seed, step)
+        log.info("step %d: rollout", step)
         indices = random.Random(seed).sample(range(len(self.train_rows)), spec.prompts_per_step)
         prompts = [self.train_prompts[i] for i in indices]
         groups = self.sample(prompts, spec.group_size, seed, temperature=spec.temperature)
@@ -312,6 +436,7 @@ class Trainer:
     def search(self) -> None:
         """EffOPD's line search after this step's optimizer update."""
         seed = step_seed(self.seed, self.step) + 500_009
+        log.info("step %d: line search", self.step)
         records, self.anchor = line_search(
             block_parameters(self.policy), self.anchor, lambda: self.validation_score(seed),
             step=self.step, max_iterations=self.spec.search_iterations,
@@ -326,23 +451,29 @@ class Trainer:
         path = self.run_dir / "checkpoints" / f"step_{self.step:06d}"
         state = {"optimizer": self.optimizer.state_dict(), "anchor": self.anchor,
                  "wall_s": self.wall_s, "cpu_s": self.cpu_s, "log_rows": self.log_rows,
-                 "search_rows": self.search_rows}
+                 "search_rows": self.search_rows, "fingerprint": self.fingerprint}
+        log.info("step %d: writing checkpoint %s", self.step, path)
         save_checkpoint(self.policy, self.tokenizer, path,
                         {"source": "train", "method": self.spec.method, "seed": self.seed,
-                         "step": self.step, "wall_s": round(self.wall_s, 3)},
+                         "step": self.step, "wall_s": round(self.wall_s, 3),
+                         "fingerprint": self.fingerprint},
                         training_state=state)
-        for _, older in self.checkpoints():  # keep the resume state of the newest only
-            if older != path and (older / STATE_FILE).exists():
-                (older / STATE_FILE).unlink()
+        log.info("step %d: checkpoint written", self.step)
+        older = [p for s, p in self.checkpoints(up_to=10**9) if s < self.step]
+        for stale in older[:-(KEEP_STATES - 1) or None]:  # keep the newest two states
+            if (stale / STATE_FILE).exists():
+                (stale / STATE_FILE).unlink()
         return path
 
     def run(self, log_csv: str | Path, search_csv: str | Path, index_csv: str | Path,
-            stop_after: int | None = None) -> None:
+            stop_after: int | None = None, fresh: bool = False) -> None:
         """Train to ``spec.steps`` (resuming if possible); write the logs and the index.
 
-        ``stop_after`` ends the run early after that step (to test resumption).
+        ``stop_after`` ends the run early after that step (to test resumption);
+        ``fresh`` discards checkpoints of a different run instead of refusing them.
+        The index lists this run's checkpoints up to ``spec.steps``.
         """
-        self.resume()
+        self.resume(fresh)
         with _csv_writer(log_csv, LOG_COLUMNS, self.log_rows) as log_writer:
             progress = tqdm(range(self.step, self.spec.steps), desc=f"{self.spec.method}",
                             initial=self.step, total=self.spec.steps, mininterval=5)
