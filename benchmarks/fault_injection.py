@@ -68,7 +68,7 @@ PHASES = {"step": re.compile(r"step (\d+): rollout"),
           "write": re.compile(r"step (\d+): writing checkpoint")}
 RESUMED = re.compile(r"resumed .* from step (\d+)")
 DETERMINISTIC = ["step", "loss", "reverse_kl", "batch_accuracy", "response_tokens", "lr",
-                 "prompts", "responses"]
+                 "prompts", "responses", "val_responses", "val_tokens"]
 
 
 def env() -> dict[str, str]:
