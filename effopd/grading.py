@@ -16,6 +16,12 @@ item's deadline and SIGKILLs a worker that passes it. Each item gets one status:
   and no comparison succeeded; counted wrong.
 - ``error``: an exception, a gold answer math-verify cannot parse, or a dead worker;
   counted wrong, message in ``error``.
+
+Each distinct ``(gold, extracted)`` pair is graded once: duplicates within a call share
+its result, and ``ok`` verdicts are remembered for the rest of the process
+(math-verify is deterministic for a pair; timeouts and errors are not remembered). A
+series of checkpoints answers the same problems with the same few numbers, so most
+items of an evaluation never reach a worker.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from tqdm import tqdm
 from effopd.io import atomic_write_jsonl, read_jsonl
 
 STATUSES = ("ok", "no_answer", "error", "timeout")
+_VERDICTS: dict[tuple[str, str, int], bool] = {}  # (gold, extracted, mv_timeout) -> correct
+_MAX_VERDICTS = 1_000_000
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 
 
@@ -146,8 +154,20 @@ def grade_records(records: list[dict[str, Any]], timeout_s: float = 5.0, workers
            for r in records]
     for row in out:
         row["status"] = "no_answer" if row["extracted"] is None else None
-    queue = deque(i for i, row in enumerate(out) if row["status"] is None)
     mv_timeout = max(1, int(timeout_s / 2))  # math-verify's alarm takes whole seconds
+    first: dict[tuple[str, str, int], int] = {}  # pair -> the index of the item graded
+    copies: list[tuple[int, int]] = []  # (duplicate, graded) items
+    for i, row in enumerate(out):
+        if row["status"] is not None:
+            continue
+        key = (str(row["gold"]), row["extracted"], mv_timeout)
+        if key in _VERDICTS:
+            row.update(correct=_VERDICTS[key], status="ok")
+        elif key in first:
+            copies.append((i, first[key]))
+        else:
+            first[key] = i
+    queue = deque(first.values())
     bar = tqdm(total=len(out), desc="grading", unit="item", disable=not progress)
     bar.update(len(out) - len(queue))
     pool = [_Worker(mv_timeout) for _ in range(min(workers, len(queue)))]
@@ -196,6 +216,13 @@ def grade_records(records: list[dict[str, Any]], timeout_s: float = 5.0, workers
         for worker in pool:
             worker.stop()
         bar.close()
+    for duplicate, graded in copies:
+        out[duplicate].update(correct=out[graded]["correct"], status=out[graded]["status"],
+                              error=out[graded]["error"])
+    if len(_VERDICTS) > _MAX_VERDICTS:
+        _VERDICTS.clear()
+    _VERDICTS.update(((str(out[i]["gold"]), out[i]["extracted"], mv_timeout), out[i]["correct"])
+                     for i in first.values() if out[i]["status"] == "ok")
     return out
 
 
