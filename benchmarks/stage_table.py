@@ -19,7 +19,9 @@ prints, as Markdown:
   output says which source it used.
 
 CPU time is the number to compare across runs on a shared machine: wall time grows
-with other people's load, CPU time much less.
+with other people's load, CPU time much less. Snakemake samples it (psutil, every 0.5 s
+at first, then less often), so processes that live between two samples, such as
+short grading workers, can be missed: read it as a lower bound.
 
 Usage::
 
