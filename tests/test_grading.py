@@ -17,6 +17,12 @@ from effopd.io import atomic_write_jsonl, read_jsonl
 TOWER = "\\boxed{10^{10^{10^{10}}}}"
 
 
+@pytest.fixture(autouse=True)
+def no_remembered_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with an empty memo of verdicts (patched workers must be reached)."""
+    monkeypatch.setattr(grading, "_VERDICTS", {})
+
+
 def grade_one(gold: str, response: str) -> dict:
     return grade_records([{"gold": gold, "response": response}], progress=False)[0]
 
@@ -219,3 +225,40 @@ def test_workers_die_with_a_killed_parent(tmp_path) -> None:
     finally:
         if os.path.exists(f"/proc/{worker}"):
             os.kill(worker, signal.SIGKILL)
+
+
+def test_each_distinct_pair_is_graded_once(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    real, calls = grading._grade_one, tmp_path / "calls.txt"
+
+    def counted(gold: str, extracted: str, mv_timeout: int):
+        with open(calls, "a") as handle:  # the forked worker appends, the test reads
+            handle.write(f"{gold}|{extracted}\n")
+        return real(gold, extracted, mv_timeout)
+
+    monkeypatch.setattr(grading, "_grade_one", counted)
+    records = [{"gold": g, "response": f"\\boxed{{{x}}}"}
+               for g, x in [("12", "12"), ("12", "13"), ("12", "12"), ("5", "12"), ("12", "13")]]
+    rows = grade_records(records, workers=2, progress=False)
+    assert [(r["correct"], r["status"]) for r in rows] == [
+        (True, "ok"), (False, "ok"), (True, "ok"), (False, "ok"), (False, "ok")]
+    assert sorted(calls.read_text().split()) == ["12|12", "12|13", "5|12"]
+    # A second call remembers every ok verdict: no item reaches a worker.
+    again = grade_records(records[:2], workers=2, progress=False)
+    assert [r["correct"] for r in again] == [True, False]
+    assert len(calls.read_text().split()) == 3
+
+
+def test_errors_are_not_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = grading._grade_one
+
+    def crash_on_42(gold: str, extracted: str, mv_timeout: int):
+        if extracted == "42":
+            os._exit(3)
+        return real(gold, extracted, mv_timeout)
+
+    monkeypatch.setattr(grading, "_grade_one", crash_on_42)
+    records = [{"gold": "42", "response": "\\boxed{42}"}] * 2
+    assert [r["status"] for r in grade_records(records, workers=1, progress=False)] == \
+        ["error", "error"]
+    monkeypatch.setattr(grading, "_grade_one", real)
+    assert grade_one("42", "\\boxed{42}")["correct"] is True

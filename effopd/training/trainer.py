@@ -267,8 +267,7 @@ class Trainer:
             self.teacher.requires_grad_(False)
         instruction, thinking = prompt["instruction"], prompt["enable_thinking"]
         self.train_rows = read_jsonl(train_file)
-        self.train_prompts = [render_prompt(self.tokenizer, r["question"], instruction, thinking)
-                              for r in self.train_rows]
+        self.prompt_settings = (instruction, thinking)  # train prompts are rendered when drawn
         self.val_rows = read_jsonl(val_file) if val_file else []
         self.val_prompts = [render_prompt(self.tokenizer, r["problem"], instruction, thinking)
                             for r in self.val_rows]
@@ -395,7 +394,8 @@ class Trainer:
         seed = step_seed(self.seed, step)
         log.info("step %d: rollout", step)
         indices = random.Random(seed).sample(range(len(self.train_rows)), spec.prompts_per_step)
-        prompts = [self.train_prompts[i] for i in indices]
+        prompts = [render_prompt(self.tokenizer, self.train_rows[i]["question"],
+                                 *self.prompt_settings) for i in indices]
         groups = self.sample(prompts, spec.group_size, seed, temperature=spec.temperature)
         prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         flat_prompts = [ids for ids in prompt_ids for _ in range(spec.group_size)]

@@ -32,6 +32,8 @@ rule analyze_run:
         mem_mb=config["resources"]["mem_mb"],
     log:
         f"{LOGS}/analyze_run/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/analyze_run/{{method}}/seed{{seed}}.tsv",
     conda:
         "../../environment.yml"
     shell:
@@ -74,6 +76,8 @@ rule evaluate_scaling:
         mem_mb=config["resources"]["mem_mb"],
     log:
         f"{LOGS}/evaluate_scaling/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/evaluate_scaling/{{method}}/seed{{seed}}.tsv",
     conda:
         "../../environment.yml"
     shell:
@@ -113,6 +117,8 @@ rule evaluate_modules:
         mem_mb=config["resources"]["mem_mb"],
     log:
         f"{LOGS}/evaluate_modules/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/evaluate_modules/{{method}}/seed{{seed}}.tsv",
     conda:
         "../../environment.yml"
     shell:
@@ -150,6 +156,8 @@ rule evaluate_rank_k:
         mem_mb=config["resources"]["mem_mb"],
     log:
         f"{LOGS}/evaluate_rank_k/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/evaluate_rank_k/{{method}}/seed{{seed}}.tsv",
     conda:
         "../../environment.yml"
     shell:

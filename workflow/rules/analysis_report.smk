@@ -16,6 +16,8 @@ rule tabulate_analysis:
         projection_max_tokens=ANALYSIS["projection_max_tokens"],
     log:
         f"{LOGS}/tabulate_analysis.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/tabulate_analysis.tsv",
     conda:
         "../../environment.yml"
     shell:
@@ -42,6 +44,8 @@ rule plot_analysis:
         plot_k=ANALYSIS["plot_k"],
     log:
         f"{LOGS}/plot_analysis.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/plot_analysis.tsv",
     conda:
         "../../environment.yml"
     shell:
@@ -71,6 +75,8 @@ rule tabulate_claims:
         speedup=config_json("speedup"),
     log:
         f"{LOGS}/tabulate_claims.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/tabulate_claims.tsv",
     conda:
         "../../environment.yml"
     shell:

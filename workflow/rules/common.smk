@@ -14,6 +14,10 @@ ARTIFACTS = f"artifacts/{EXPERIMENT}"  # large, git-ignored: data, models, gener
 RESULTS = f"results/{EXPERIMENT}"  # small, committed: metrics, tables, logs of curves
 FIGURES = f"paper_figures/{EXPERIMENT}"  # committed figures
 LOGS = f"logs/{EXPERIMENT}"  # rule logs, git-ignored
+# Every job's wall, CPU and peak memory (Snakemake's benchmark: directive), committed
+# with the results (benchmarks/stage_table.py turns them into the stage table); in
+# reviewer mode under logs/, so that redrawing keeps the committed timings of the run.
+BENCHMARK_DIR = f"{LOGS if config['review'] else RESULTS}/benchmarks"
 
 ROLES = list(config["models"])
 BUILT_ROLES = [r for r in ROLES if config["models"][r]["source"] == "build"]

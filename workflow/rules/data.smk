@@ -10,6 +10,8 @@ rule make_task_data:
         out_dir=output_dir,
     log:
         f"{LOGS}/make_task_data.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/make_task_data.tsv",
     conda:
         "../../environment.yml"
     shell:
@@ -31,6 +33,8 @@ rule prepare_benchmark:
         ),
     log:
         f"{LOGS}/prepare_benchmark/{{benchmark}}.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/prepare_benchmark/{{benchmark}}.tsv",
     conda:
         "../../environment.yml"
     shell:
@@ -48,6 +52,8 @@ rule prepare_train_data:
         spec=config_json("training/data"),
     log:
         f"{LOGS}/prepare_train_data.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/prepare_train_data.tsv",
     conda:
         "../../environment.yml"
     shell:

@@ -20,6 +20,8 @@ rule evaluate_model:
         mem_mb=config["resources"]["mem_mb"],
     log:
         f"{LOGS}/evaluate_model/{{role}}/{{benchmark}}.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/evaluate_model/{{role}}/{{benchmark}}.tsv",
     conda:
         "../../environment.yml"
     shell:
@@ -52,6 +54,8 @@ rule evaluate_run:
         mem_mb=config["resources"]["mem_mb"],
     log:
         f"{LOGS}/evaluate_run/{{method}}/seed{{seed}}/{{benchmark}}.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/evaluate_run/{{method}}/seed{{seed}}/{{benchmark}}.tsv",
     conda:
         "../../environment.yml"
     shell:

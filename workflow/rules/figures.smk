@@ -17,6 +17,8 @@ rule plot_training_curves:
         benchmark=SPEEDUP_BENCHMARK,
     log:
         f"{LOGS}/plot_training_curves.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/plot_training_curves.tsv",
     conda:
         "../../environment.yml"
     shell:

@@ -11,6 +11,8 @@ rule build_tokenizer:
         prompt=config_json("prompt"),
     log:
         f"{LOGS}/build_tokenizer.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/build_tokenizer.tsv",
     conda:
         "../../environment.yml"
     shell:
@@ -34,6 +36,8 @@ rule build_model:
         mem_mb=config["resources"]["mem_mb"],
     log:
         f"{LOGS}/build_model/{{built_role}}.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/build_model/{{built_role}}.tsv",
     conda:
         "../../environment.yml"
     shell:
@@ -50,6 +54,8 @@ rule fetch_model:
         spec=config_json("models/{fetched_role}"),
     log:
         f"{LOGS}/fetch_model/{{fetched_role}}.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/fetch_model/{{fetched_role}}.tsv",
     conda:
         "../../environment.yml"
     shell:

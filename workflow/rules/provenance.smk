@@ -18,6 +18,8 @@ rule record_provenance:
         config=lambda wildcards: json.dumps(config, sort_keys=True),
     log:
         f"{LOGS}/record_provenance.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/record_provenance.tsv",
     conda:
         "../../environment.yml"
     shell:

@@ -14,6 +14,8 @@ rule tabulate_base_models:
         md=f"{RESULTS}/tables/base_models.md",
     log:
         f"{LOGS}/tabulate_base_models.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/tabulate_base_models.tsv",
     conda:
         "../../environment.yml"
     shell:
@@ -52,6 +54,8 @@ rule tabulate_training:
         speedup=config_json("speedup"),
     log:
         f"{LOGS}/tabulate_training.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/tabulate_training.tsv",
     conda:
         "../../environment.yml"
     shell:

@@ -30,6 +30,8 @@ rule train:
         mem_mb=config["resources"]["mem_mb"],
     log:
         f"{LOGS}/train/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/train/{{method}}/seed{{seed}}.tsv",
     conda:
         "../../environment.yml"
     shell:
