@@ -13,11 +13,10 @@ local engine. Three pieces:
   need the authors' verl fork (G-OPD's ``only_reverse_kl_advantages`` and
   EffOPD's ``trainer.enable_iterative_test``), whose key names live in the
   config, not here.
-- :func:`export_checkpoints` runs verl's model merger on every
-  ``global_step_N/actor`` and writes the checkpoint index the DAG reads.
-  verl's merger writes bfloat16; SPEC section 4 warns that a bf16 round trip
-  can erase lr-1e-6 updates, so the analyses of a verl run are only as exact
-  as those exports (noted in config/README.md).
+- :func:`export_checkpoints` turns every ``global_step_N/actor`` into a float32
+  Hugging Face checkpoint with :func:`effopd.training.fsdp_export.export_fsdp_checkpoint`
+  (never verl's model merger, which writes bfloat16 and can erase lr-1e-6
+  updates, SPEC section 4) and writes the checkpoint index the DAG reads.
 
 The reward of the RL baseline is :func:`effopd.training.verl_reward.compute_score`
 (math-verify on the last ``\\boxed{}``), passed as verl's custom reward function.
@@ -37,6 +36,7 @@ import pandas as pd
 
 from effopd.io import atomic_path, read_jsonl
 from effopd.prompts import user_message
+from effopd.training.fsdp_export import export_fsdp_checkpoint
 
 log = logging.getLogger(__name__)
 REWARD_MODULE = Path(__file__).with_name("verl_reward.py")
@@ -123,7 +123,7 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
 
 
 def export_checkpoints(run_dir: str | Path, index_csv: str | Path) -> pd.DataFrame:
-    """Merge every ``global_step_N/actor`` into a Hugging Face checkpoint; write the index."""
+    """Export every ``global_step_N/actor`` as a float32 HF checkpoint; write the index."""
     run_dir = Path(run_dir)
     rows = []
     for step_dir in sorted((run_dir / "verl").glob("global_step_*")):
@@ -132,10 +132,8 @@ def export_checkpoints(run_dir: str | Path, index_csv: str | Path) -> pd.DataFra
             continue
         step = int(match.group(1))
         target = run_dir / "checkpoints" / f"step_{step:06d}"
-        if not (target / "config.json").exists():
-            subprocess.run([sys.executable, "-m", "verl.model_merger", "merge", "--backend",
-                            "fsdp", "--local_dir", str(step_dir / "actor"), "--target_dir",
-                            str(target)], check=True)
+        if not (target / "manifest.json").exists():
+            export_fsdp_checkpoint(step_dir / "actor", target, metadata={"step": step})
         rows.append({"step": step, "path": str(target), "wall_s": float("nan")})
     table = pd.DataFrame(rows, columns=["step", "path", "wall_s"]).sort_values("step")
     with atomic_path(index_csv) as tmp:
