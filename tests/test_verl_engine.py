@@ -70,15 +70,18 @@ def test_verl_command_grpo_baseline(paper):
     assert "+actor_rollout_ref.ref.model.path" not in o
 
 
-def test_verl_command_effopd_uses_teacher_fork_keys_and_validation(paper):
+def test_verl_command_effopd_is_native_distillation_plus_trainer_mode(paper):
     command = verl_command("effopd", 0, paper["training"], paper["prompt"], "student",
                            "teacher", "t.parquet", "v.parquet", "run")
     o = overrides(command)
-    assert o["+actor_rollout_ref.ref.model.path"] == "teacher"
+    assert o["distillation.enabled"] == "True"
+    assert o["distillation.teacher_models.teacher_model.model_path"] == "teacher"
+    assert o["distillation.distillation_loss.loss_mode"] == "k1"
+    assert o["distillation.distillation_loss.use_policy_gradient"] == "True"
+    assert o["distillation.distillation_loss.use_task_rewards"] == "False"
     assert o["actor_rollout_ref.rollout.n"] == "1" and o["data.train_batch_size"] == "1024"
-    assert o["trainer.enable_iterative_test"] == "True"
-    assert o["data.iterative_test_files"] == "v.parquet"
-    assert o["actor_rollout_ref.actor.policy_loss.only_reverse_kl_advantages"] == "True"
+    assert o["trainer.v1.trainer_mode"] == "effopd"
+    assert not any("only_reverse_kl" in key or "iterative_test" in key for key in o)
     with pytest.raises(ValueError, match="validation"):
         verl_command("effopd", 0, paper["training"], paper["prompt"], "s", "t", "t.parquet",
                      None, "run")

@@ -9,10 +9,8 @@ local engine. Three pieces:
 - :func:`verl_command` builds ``python -m verl.trainer.main_ppo`` with Hydra
   overrides taken from the config: the SPEC's recipe (token-mean PPO-clip, one
   mini-batch per batch, no KL, no entropy, AdamW, vLLM rollouts) plus the
-  per-method overrides of ``training.verl.method_overrides`` -- OPD and EffOPD
-  need the authors' verl fork (G-OPD's ``only_reverse_kl_advantages`` and
-  EffOPD's ``trainer.enable_iterative_test``), whose key names live in the
-  config, not here.
+  per-method extras of ``training.verl.method_overrides``. Upstream verl 0.9.1,
+  no fork: OPD is verl's native ``distillation`` group, RL is GRPO.
 - :func:`export_checkpoints` turns every ``global_step_N/actor`` into a float32
   Hugging Face checkpoint with :func:`effopd.training.fsdp_export.export_fsdp_checkpoint`
   (never verl's model merger, which writes bfloat16 and can erase lr-1e-6
@@ -61,22 +59,36 @@ def write_verl_parquet(problems_jsonl: str | Path, out: str | Path, instruction:
 def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[str, Any],
                  student: str | Path, teacher: str | Path | None, train_parquet: str | Path,
                  val_parquet: str | Path | None, run_dir: str | Path) -> list[str]:
-    """``python -m verl.trainer.main_ppo`` and its overrides for one run."""
+    """``python -m verl.trainer.main_ppo`` and its Hydra overrides for one run (verl 0.9.1).
+
+    Every key exists in verl 0.9.1's packaged ``ppo_trainer`` config (checked by
+    tests/verl/test_verl_config.py, which composes them). RL is GRPO
+    (``algorithm.adv_estimator=grpo``, ``rollout.n`` = the group size). OPD is
+    verl's native on-policy distillation: ``distillation.enabled``, the teacher
+    in ``distillation.teacher_models.teacher_model``, ``loss_mode=k1`` with
+    ``use_policy_gradient=True`` and ``use_task_rewards=False``: advantage
+    A_t = log p_T(y_t) - log p_S(y_t) under the PPO clip (SPEC section 2). The
+    task reward is still computed (math-verify), so ``batch_accuracy`` is
+    logged for OPD too, but it does not enter the loss. EffOPD is OPD run
+    through an ``effopd`` trainer mode (``trainer.v1.trainer_mode=effopd``); that
+    plug-in is not built yet, so :func:`train_with_verl` refuses effopd.
+    """
     verl = training["verl"]
     per_method = training["rl"] if method == "rl" else training["opd"]
     group = per_method.get("group_size", 1)
     batch = per_method["prompts_per_step"]
-    overrides = {
+    overrides: dict[str, Any] = {
         "algorithm.adv_estimator": "grpo",
         "algorithm.use_kl_in_reward": False,
         "data.train_files": str(train_parquet),
         "data.val_files": str(val_parquet or train_parquet),
         "data.train_batch_size": batch,
-        "data.max_prompt_length": verl.get("max_prompt_length", 2048),
+        "data.max_prompt_length": verl["max_prompt_length"],
         "data.max_response_length": training["max_new_tokens"],
         "data.seed": seed,
         "+data.apply_chat_template_kwargs.enable_thinking": prompt["enable_thinking"],
         "actor_rollout_ref.model.path": str(student),
+        "actor_rollout_ref.actor.strategy": verl["strategy"],
         "actor_rollout_ref.actor.optim.lr": training["lr"],
         "actor_rollout_ref.actor.optim.weight_decay": training["weight_decay"],
         "actor_rollout_ref.actor.optim.betas": f"[{training['betas'][0]},{training['betas'][1]}]",
@@ -93,29 +105,43 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
         "actor_rollout_ref.rollout.n": group,
         "actor_rollout_ref.rollout.temperature": training["temperature"],
         "actor_rollout_ref.rollout.top_p": training["top_p"],
-        "custom_reward_function.path": str(REWARD_MODULE),
-        "custom_reward_function.name": "compute_score",
+        "actor_rollout_ref.rollout.tensor_model_parallel_size": verl["rollout_tensor_parallel"],
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu": verl["micro_batch_per_gpu"],
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": verl["micro_batch_per_gpu"],
+        "reward.custom_reward_function.path": str(REWARD_MODULE),
+        "reward.custom_reward_function.name": "compute_score",
+        "trainer.use_v1": True,
         "trainer.total_training_steps": training["steps"],
         "trainer.save_freq": training["save_every"],
         "trainer.test_freq": -1,
-        "trainer.n_gpus_per_node": verl.get("n_gpus_per_node", 8),
-        "trainer.nnodes": verl.get("nnodes", 1),
+        "trainer.val_before_train": False,
+        "trainer.n_gpus_per_node": verl["n_gpus_per_node"],
+        "trainer.nnodes": verl["nnodes"],
         "trainer.default_local_dir": str(Path(run_dir) / "verl"),
         "trainer.project_name": "effopd-repro",
         "trainer.experiment_name": f"{method}-seed{seed}",
-        "trainer.logger": "['console']",
+        "trainer.logger": "[console,file]",
     }
     if method in ("opd", "effopd"):
         if teacher is None:
             raise ValueError(f"verl {method}: needs a teacher model")
-        overrides["+actor_rollout_ref.ref.model.path"] = str(teacher)
-        overrides["+actor_rollout_ref.model.base_model_path"] = str(student)
-        overrides["+actor_rollout_ref.ref.model.base_model_path"] = str(student)
+        teacher_key = "distillation.teacher_models.teacher_model"
+        overrides.update({
+            "distillation.enabled": True,
+            f"{teacher_key}.model_path": str(teacher),
+            f"{teacher_key}.inference.tensor_model_parallel_size": verl["teacher_tensor_parallel"],
+            "distillation.n_gpus_per_node": verl["teacher_gpus_per_node"],
+            "distillation.nnodes": verl["teacher_nnodes"],
+            "distillation.distillation_loss.loss_mode": "k1",
+            "distillation.distillation_loss.use_policy_gradient": True,
+            "distillation.distillation_loss.use_task_rewards": False,
+            "distillation.distillation_loss.clip_ratio_low": per_method["clip_ratio_low"],
+            "distillation.distillation_loss.clip_ratio_high": per_method["clip_ratio_high"],
+        })
     if method == "effopd":
         if val_parquet is None:
             raise ValueError("verl effopd: needs the line-search validation set")
-        overrides["data.iterative_test_files"] = str(val_parquet)
-        overrides["trainer.max_test_iterations"] = training["effopd"]["max_iterations"]
+        overrides["trainer.v1.trainer_mode"] = "effopd"
     args = [f"{key}={value}" for key, value in overrides.items()]
     args += list(verl.get("common_overrides", []))
     args += list(verl.get("method_overrides", {}).get(method, []))
@@ -145,8 +171,9 @@ def run_verl(command: list[str], log_path: str | Path | None = None) -> None:
     """Run verl's trainer (verl resumes from its own latest checkpoint when restarted)."""
     if importlib.util.find_spec("verl") is None:
         raise ModuleNotFoundError(
-            "training.engine is 'verl' but verl is not installed; install verl 0.6.x (for OPD "
-            "and EffOPD: the authors' fork, see config/README.md) or use engine 'local'")
+            "training.engine is 'verl' but verl is not installed; build the verl environment "
+            "(make .venv-verl, or pip install -e '.[verl]' -c requirements-verl.lock; see "
+            "README.md) or use engine 'local'")
     log.info("running: %s", " ".join(command))
     subprocess.run(command, check=True)
 
@@ -160,6 +187,10 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
     The per-step metrics stay in verl's own logger; ``log_csv`` lists the
     exported steps only, and ``search_csv`` is left for verl's EffOPD log.
     """
+    if method == "effopd":
+        raise NotImplementedError(
+            "EffOPD on verl: the trainer-mode plug-in (trainer.v1.trainer_mode=effopd) is not "
+            "built yet; run opd and rl on verl, or effopd with training.engine: local")
     run_dir = Path(run_dir)
     instruction = prompt["instruction"]
     train_parquet = run_dir / "data" / "train.parquet"
