@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -35,6 +36,7 @@ import pandas as pd
 from effopd.io import atomic_path, read_jsonl
 from effopd.prompts import user_message
 from effopd.training.fsdp_export import export_fsdp_checkpoint
+from effopd.training.verl_metrics import write_verl_tables
 
 log = logging.getLogger(__name__)
 REWARD_MODULE = Path(__file__).with_name("verl_reward.py")
@@ -148,8 +150,8 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
     return [sys.executable, "-m", "verl.trainer.main_ppo", *args]
 
 
-def export_checkpoints(run_dir: str | Path, index_csv: str | Path) -> pd.DataFrame:
-    """Export every ``global_step_N/actor`` as a float32 HF checkpoint; write the index."""
+def export_checkpoints(run_dir: str | Path) -> pd.DataFrame:
+    """Export every ``global_step_N/actor`` as a float32 HF checkpoint; the index (step, path)."""
     run_dir = Path(run_dir)
     rows = []
     for step_dir in sorted((run_dir / "verl").glob("global_step_*")):
@@ -160,37 +162,45 @@ def export_checkpoints(run_dir: str | Path, index_csv: str | Path) -> pd.DataFra
         target = run_dir / "checkpoints" / f"step_{step:06d}"
         if not (target / "manifest.json").exists():
             export_fsdp_checkpoint(step_dir / "actor", target, metadata={"step": step})
-        rows.append({"step": step, "path": str(target), "wall_s": float("nan")})
-    table = pd.DataFrame(rows, columns=["step", "path", "wall_s"]).sort_values("step")
-    with atomic_path(index_csv) as tmp:
-        table.to_csv(tmp, index=False)
-    return table
+        rows.append({"step": step, "path": str(target)})
+    return pd.DataFrame(rows, columns=["step", "path"]).sort_values("step").reset_index(drop=True)
 
 
-def run_verl(command: list[str], log_path: str | Path | None = None) -> None:
-    """Run verl's trainer (verl resumes from its own latest checkpoint when restarted)."""
+def run_verl(command: list[str], metrics_jsonl: str | Path) -> None:
+    """Run verl's trainer (verl resumes from its own latest checkpoint when restarted).
+
+    verl's file logger writes its per-step metrics to ``metrics_jsonl``
+    (``VERL_FILE_LOGGER_PATH``); a resumed run appends nothing twice because
+    verl reopens the file, so the path is per run.
+    """
     if importlib.util.find_spec("verl") is None:
         raise ModuleNotFoundError(
             "training.engine is 'verl' but verl is not installed; build the verl environment "
-            "(make .venv-verl, or pip install -e '.[verl]' -c requirements-verl.lock; see "
+            "(make verl-env, or pip install -e '.[verl]' -c requirements-verl.lock; see "
             "README.md) or use engine 'local'")
     log.info("running: %s", " ".join(command))
-    subprocess.run(command, check=True)
+    env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(metrics_jsonl)}
+    subprocess.run(command, check=True, env=env)
 
 
 def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: dict[str, Any],
                     student: str | Path, teacher: str | Path | None, train_file: str | Path,
                     val_file: str | Path | None, run_dir: str | Path, log_csv: str | Path,
                     search_csv: str | Path, index_csv: str | Path) -> None:
-    """One verl run end to end: parquet inputs, verl, merged checkpoints, index and logs.
+    """One verl run end to end: parquet inputs, verl, float32 exports, the DAG's tables.
 
-    The per-step metrics stay in verl's own logger; ``log_csv`` lists the
-    exported steps only, and ``search_csv`` is left for verl's EffOPD log.
+    The overrides are first composed against verl's packaged config
+    (:func:`effopd.training.verl_compose.compose_verl_config`), so a bad key
+    fails before any GPU is allocated. ``log_csv``, the checkpoint index (with
+    wall times) and ``search_csv`` are derived from verl's own metrics by
+    :func:`effopd.training.verl_metrics.write_verl_tables`.
     """
     if method == "effopd":
         raise NotImplementedError(
             "EffOPD on verl: the trainer-mode plug-in (trainer.v1.trainer_mode=effopd) is not "
             "built yet; run opd and rl on verl, or effopd with training.engine: local")
+    from effopd.training.verl_compose import compose_verl_config
+
     run_dir = Path(run_dir)
     instruction = prompt["instruction"]
     train_parquet = run_dir / "data" / "train.parquet"
@@ -199,11 +209,13 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
     if val_file:
         val_parquet = run_dir / "data" / "val.parquet"
         write_verl_parquet(val_file, val_parquet, instruction, "val", problem_key="problem")
-    run_verl(verl_command(method, seed, training, prompt, student, teacher, train_parquet,
-                          val_parquet, run_dir))
-    index = export_checkpoints(run_dir, index_csv)
-    with atomic_path(log_csv) as tmp:
-        index[["step"]].assign(wall_s=float("nan")).to_csv(tmp, index=False)
-    with atomic_path(search_csv) as tmp:
-        pd.DataFrame(columns=["step", "iteration", "multiplier", "score", "accepted"]).to_csv(
-            tmp, index=False)
+    command = verl_command(method, seed, training, prompt, student, teacher, train_parquet,
+                           val_parquet, run_dir)
+    compose_verl_config(command[3:])
+    metrics_jsonl = run_dir / "verl_metrics.jsonl"
+    run_verl(command, metrics_jsonl)
+    per_method = training["rl"] if method == "rl" else training["opd"]
+    index = export_checkpoints(run_dir)
+    write_verl_tables(metrics_jsonl, index, per_method["prompts_per_step"],
+                      per_method.get("group_size", 1), log_csv, index_csv, search_csv,
+                      search_source=run_dir / "verl" / "effopd_search.csv")
