@@ -4,7 +4,7 @@
 # The venv takes the CPU build of torch 2.13.0 first (no multi-GB CUDA download),
 # then the project with the exact versions of requirements.lock.
 # `make test` also builds .venv-verl (verl 0.9.1, its own lock requirements-verl.lock:
-# verl pins transformers<5.11) and runs tests/verl there.
+# verl pins transformers<5.11) and runs tests/on_verl there.
 
 PYTHON ?= python3
 VENV := .venv
@@ -43,7 +43,7 @@ test: $(STAMP) $(STAMP_VERL)
 
 # The tests that need verl importable (no GPU), in the verl environment.
 test-verl: $(STAMP_VERL)
-	$(VENV_VERL)/bin/python -m pytest tests/verl $(PYTEST_VERL_ARGS)
+	$(VENV_VERL)/bin/python -m pytest tests/on_verl $(PYTEST_VERL_ARGS)
 
 # Reviewers: redraw every table and figure from the committed results (no training).
 figures: $(STAMP)

@@ -64,7 +64,7 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
     """``python -m verl.trainer.main_ppo`` and its Hydra overrides for one run (verl 0.9.1).
 
     Every key exists in verl 0.9.1's packaged ``ppo_trainer`` config (checked by
-    tests/verl/test_verl_config.py, which composes them). RL is GRPO
+    tests/on_verl/test_verl_config.py, which composes them). RL is GRPO
     (``algorithm.adv_estimator=grpo``, ``rollout.n`` = the group size). OPD is
     verl's native on-policy distillation: ``distillation.enabled``, the teacher
     in ``distillation.teacher_models.teacher_model``, ``loss_mode=k1`` with

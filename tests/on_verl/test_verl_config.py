@@ -1,11 +1,11 @@
 """Every override the suite hands verl composes against verl 0.9.1's packaged config.
 
-Runs in the verl environment (``make .venv-verl``; ``make test`` runs it there).
+Runs in the verl environment (``make verl-env``; ``make test`` runs it there).
 """
 
 import pytest
 
-pytest.importorskip("verl", reason="verl environment only (make .venv-verl; make test runs it)")
+pytest.importorskip("verl", reason="verl environment only (make verl-env; make test runs it)")
 
 from effopd.config import load_config  # noqa: E402
 from effopd.training.verl_compose import compose_verl_config  # noqa: E402

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-pytest.importorskip("verl", reason="verl environment only (make .venv-verl; make test runs it)")
+pytest.importorskip("verl", reason="verl environment only (make verl-env; make test runs it)")
 
 from effopd.reports.training import write_training_tables  # noqa: E402
 from effopd.training.verl_metrics import LOG_COLUMNS, write_verl_tables  # noqa: E402
