@@ -98,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
         train_with_verl(args.method, args.seed, args.training, args.prompt, args.student,
                         args.teacher, args.train, args.val, args.run_dir, args.log_csv,
-                        args.search_csv, args.index_csv)
+                        args.search_csv, args.index_csv, args.grading)
         return
     from effopd.training.trainer import Trainer, TrainSpec
 

@@ -9,7 +9,7 @@ from effopd.config import load_config
 from effopd.data.train_data import prepare_train_data
 from effopd.io import read_jsonl
 from effopd.training.verl_engine import verl_command, write_verl_parquet
-from effopd.training.verl_reward import compute_score
+from effopd.training.verl_reward import BatchGrader, compute_score
 
 
 @pytest.fixture
@@ -90,3 +90,16 @@ def test_verl_command_effopd_is_native_distillation_plus_trainer_mode(paper):
 def test_verl_reward_is_math_verify():
     assert compute_score("train", "so \\boxed{\\frac{1}{2}}", "0.5") == 1.0
     assert compute_score("train", "so \\boxed{3}", "0.5") == 0.0
+
+
+def test_verl_reward_grades_concurrent_calls_in_batches_with_hard_timeout():
+    from concurrent.futures import ThreadPoolExecutor
+
+    grader = BatchGrader(timeout_s=1.5, workers=3, linger_s=0.2)
+    items = [("0.5", "so \\boxed{\\frac{1}{2}}"), ("1", "\\boxed{10^{10^{10^{10}}}}"),
+             ("3", "\\boxed{3}"), ("3", "\\boxed{4}"), ("7", "no box")] * 2
+    with ThreadPoolExecutor(len(items)) as pool:  # as verl's reward loop: one thread per call
+        results = list(pool.map(lambda item: grader.grade(*item), items))
+    assert [r["correct"] for r in results] == [True, False, True, False, False] * 2
+    assert [r["status"] for r in results] == ["ok", "timeout", "ok", "ok", "no_answer"] * 2
+    assert sum(grader.batches) == len(items) and len(grader.batches) < len(items)

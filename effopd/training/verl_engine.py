@@ -166,7 +166,8 @@ def export_checkpoints(run_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "path"]).sort_values("step").reset_index(drop=True)
 
 
-def run_verl(command: list[str], metrics_jsonl: str | Path) -> None:
+def run_verl(command: list[str], metrics_jsonl: str | Path,
+             grading: dict[str, Any] | None = None) -> None:
     """Run verl's trainer (verl resumes from its own latest checkpoint when restarted).
 
     verl's file logger writes its per-step metrics to ``metrics_jsonl``
@@ -180,13 +181,17 @@ def run_verl(command: list[str], metrics_jsonl: str | Path) -> None:
             "README.md) or use engine 'local'")
     log.info("running: %s", " ".join(command))
     env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(metrics_jsonl)}
+    if grading:  # sizes verl_reward's batch grader in the reward workers (local Ray cluster)
+        env["EFFOPD_REWARD_TIMEOUT_S"] = str(grading["timeout_s"])
+        env["EFFOPD_REWARD_WORKERS"] = str(grading["workers"])
     subprocess.run(command, check=True, env=env)
 
 
 def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: dict[str, Any],
                     student: str | Path, teacher: str | Path | None, train_file: str | Path,
                     val_file: str | Path | None, run_dir: str | Path, log_csv: str | Path,
-                    search_csv: str | Path, index_csv: str | Path) -> None:
+                    search_csv: str | Path, index_csv: str | Path,
+                    grading: dict[str, Any] | None = None) -> None:
     """One verl run end to end: parquet inputs, verl, float32 exports, the DAG's tables.
 
     The overrides are first composed against verl's packaged config
@@ -213,7 +218,7 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
                            val_parquet, run_dir)
     compose_verl_config(command[3:])
     metrics_jsonl = run_dir / "verl_metrics.jsonl"
-    run_verl(command, metrics_jsonl)
+    run_verl(command, metrics_jsonl, grading)
     per_method = training["rl"] if method == "rl" else training["opd"]
     index = export_checkpoints(run_dir)
     write_verl_tables(metrics_jsonl, index, per_method["prompts_per_step"],
