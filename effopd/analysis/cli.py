@@ -52,7 +52,8 @@ def _settings(args: argparse.Namespace) -> EvalSettings:
                                  generation=args.generation, grading=args.grading,
                                  pass_k=tuple(args.pass_k),
                                  limit=args.limit if args.limit and args.limit > 0 else None,
-                                 n=args.n, device=args.device)
+                                 n=args.n, device=args.device,
+                                 min_cast_survival=args.min_cast_survival)
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
@@ -144,6 +145,9 @@ def _evaluation_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--limit", type=int, default=settings.EVAL_LIMIT,
                          help="score the first LIMIT problems (0: all)")
     command.add_argument("--n", type=int, default=settings.EVAL_N, help="samples per problem")
+    command.add_argument("--min-cast-survival", type=float, default=0.0,
+                         help="refuse a built intervention when fewer of its changed elements "
+                              "survive the cast to the evaluation dtype (0: never)")
     command.add_argument("--work-dir", required=True,
                          help="built checkpoints (deleted once scored), samples, score cache")
     command.add_argument("--out", required=True, help="one row per scored model (CSV)")

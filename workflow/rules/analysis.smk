@@ -56,6 +56,7 @@ rule evaluate_scaling:
         pass_k=numbers(config["evaluation"]["pass_k"]),
         limit=ANALYSIS["eval_limit"] or 0,
         n=ANALYSIS["eval_n"],
+        min_cast_survival=ANALYSIS["min_cast_survival"],
         alphas=numbers(ANALYSIS["scaling_alphas"]),
         early_fraction=ANALYSIS["early_fraction"],
         device=ANALYSIS["device"],
@@ -73,6 +74,7 @@ rule evaluate_scaling:
         "--benchmark {input.benchmark} --prompt {params.prompt:q} "
         "--generation {params.generation:q} --grading {params.grading:q} "
         "--pass-k {params.pass_k} --limit {params.limit} --n {params.n} "
+        "--min-cast-survival {params.min_cast_survival} "
         "--alphas {params.alphas} --early-fraction {params.early_fraction} "
         "--work-dir {params.work_dir} --out {output} --device {params.device} "
         "--threads {threads} > {log} 2>&1"
@@ -94,6 +96,7 @@ rule evaluate_modules:
         pass_k=numbers(config["evaluation"]["pass_k"]),
         limit=ANALYSIS["eval_limit"] or 0,
         n=ANALYSIS["eval_n"],
+        min_cast_survival=ANALYSIS["min_cast_survival"],
         window_size=ANALYSIS["window_size"],
         window_stride=ANALYSIS["window_stride"],
         device=ANALYSIS["device"],
@@ -111,6 +114,7 @@ rule evaluate_modules:
         "--benchmark {input.benchmark} --prompt {params.prompt:q} "
         "--generation {params.generation:q} --grading {params.grading:q} "
         "--pass-k {params.pass_k} --limit {params.limit} --n {params.n} "
+        "--min-cast-survival {params.min_cast_survival} "
         "--window-size {params.window_size} --window-stride {params.window_stride} "
         "--work-dir {params.work_dir} --out {output} --device {params.device} "
         "--threads {threads} > {log} 2>&1"
@@ -131,6 +135,7 @@ rule evaluate_rank_k:
         pass_k=numbers(config["evaluation"]["pass_k"]),
         limit=ANALYSIS["eval_limit"] or 0,
         n=ANALYSIS["eval_n"],
+        min_cast_survival=ANALYSIS["min_cast_survival"],
         ks=numbers(ANALYSIS["rank_ks"]),
         svd_method=ANALYSIS["svd_method"],
         device=ANALYSIS["device"],
@@ -148,5 +153,6 @@ rule evaluate_rank_k:
         "--benchmark {input.benchmark} --prompt {params.prompt:q} "
         "--generation {params.generation:q} --grading {params.grading:q} "
         "--pass-k {params.pass_k} --limit {params.limit} --n {params.n} "
+        "--min-cast-survival {params.min_cast_survival} "
         "--ks {params.ks} --svd-method {params.svd_method} --work-dir {params.work_dir} "
         "--out {output} --device {params.device} --threads {threads} > {log} 2>&1"
