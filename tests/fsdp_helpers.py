@@ -89,3 +89,69 @@ def spawn(worker, *args, world_size: int = 2, tmp: Path) -> None:
 
     rendezvous = str(tmp / f"rdzv-{os.getpid()}-{id(args)}")
     mp.spawn(worker, args=(world_size, rendezvous, *args), nprocs=world_size, join=True)
+
+
+def planted_anchor(model, rule: str) -> dict[str, torch.Tensor]:
+    """theta - 0.01 * N(0, 1), seeded per parameter: the same on every rank and unsharded."""
+    from effopd.training.extrapolation import is_extrapolated
+
+    anchor = {}
+    for index, (name, param) in enumerate(model.named_parameters()):
+        if is_extrapolated(name, rule):
+            noise = torch.randn(param.shape, generator=torch.Generator().manual_seed(index))
+            anchor[name] = param.detach().float() - 0.01 * noise
+    return anchor
+
+
+def planted_score(params: dict, anchor: dict, best_multiplier: float, reduce=None):
+    """-||theta - (theta_a + m* (theta_t - theta_a))||^2: maximal at the planted multiplier."""
+    direction = {n: params[n].detach().clone() - anchor[n] for n in params}
+    target = {n: anchor[n] + best_multiplier * direction[n] for n in params}
+
+    def score() -> float:
+        total = torch.zeros((), dtype=torch.float64)
+        for name, tensor in params.items():
+            total += ((tensor.double() - target[name].double()) ** 2).sum()
+        if reduce is not None:
+            reduce(total)
+        return -float(total)
+    return score
+
+
+def line_search_worker(rank: int, world_size: int, rendezvous: str, model_dir: str, out: str,
+                       version: int, rule: str) -> None:
+    """Shard the tiny model, run the shard line search, store the gathered result on rank 0."""
+    from effopd.integrations import verl_effopd
+
+    init_gloo(rank, world_size, rendezvous)
+    try:
+        model = shard(load_tiny(model_dir), version)
+        anchor_model = load_tiny(model_dir)
+        full_anchor = planted_anchor(anchor_model, rule)
+        with torch.no_grad():  # the anchor model holds the anchor; shard it the same way
+            for name, param in anchor_model.named_parameters():
+                if name in full_anchor:
+                    param.copy_(full_anchor[name])
+        anchor = verl_effopd.initial_anchor(shard(anchor_model, version), rule)
+        live = verl_effopd.local_block_params(model, rule)
+        score = planted_score(live, anchor, 7.0,
+                              reduce=lambda t: dist.all_reduce(t, op=dist.ReduceOp.SUM))
+        records, new_anchor = verl_effopd.shard_line_search(model, anchor, score, step=4,
+                                                            rule=rule)
+        path = verl_effopd.save_anchor(new_anchor, Path(out) / "actor")
+        reloaded = verl_effopd.load_anchor(Path(out) / "actor", model, rule)
+        assert all(torch.equal(reloaded[n], new_anchor[n]) for n in new_anchor), path
+        if version == 2:
+            full = {n: p.full_tensor().detach().clone() for n, p in model.named_parameters()}
+        else:
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+            with FSDP.summon_full_params(model):
+                full = {n.replace("_fsdp_wrapped_module.", ""): p.detach().clone()
+                        for n, p in model.named_parameters()}
+        if rank == 0:
+            torch.save({"records": [r.as_row() for r in records], "params": full},
+                       Path(out) / "result.pt")
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
