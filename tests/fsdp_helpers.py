@@ -138,6 +138,17 @@ def line_search_worker(rank: int, world_size: int, rendezvous: str, model_dir: s
                               reduce=lambda t: dist.all_reduce(t, op=dist.ReduceOp.SUM))
         records, new_anchor = verl_effopd.shard_line_search(model, anchor, score, step=4,
                                                             rule=rule)
+        # the RPC-shaped path verl's trainer drives: ShardSearch + search_multipliers
+        from effopd.training.extrapolation import search_multipliers
+
+        driven = shard(load_tiny(model_dir), version)
+        search = verl_effopd.ShardSearch(driven, anchor, rule)
+        score2 = planted_score(search.params, anchor, 7.0,
+                               reduce=lambda t: dist.all_reduce(t, op=dist.ReduceOp.SUM))
+        records2, best = search_multipliers(lambda m: (search.place(m), score2())[1], step=4)
+        anchor2 = search.finish(best)
+        assert [r.as_row() for r in records2] == [r.as_row() for r in records]
+        assert all(torch.equal(anchor2[n], new_anchor[n]) for n in new_anchor)
         path = verl_effopd.save_anchor(new_anchor, Path(out) / "actor")
         reloaded = verl_effopd.load_anchor(Path(out) / "actor", model, rule)
         assert all(torch.equal(reloaded[n], new_anchor[n]) for n in new_anchor), path

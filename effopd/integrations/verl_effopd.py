@@ -17,14 +17,10 @@ tests/test_verl_effopd.py): on each rank,
   verl's ``model_world_size_W_rank_R.pt`` (``effopd_anchor_world_size_W_rank_R.pt``),
   so a resumed run continues the search from the stored anchor.
 
-What is NOT built (needs verl's Ray workers and a vLLM rollout, i.e. GPUs): the
-trainer mode that calls this after the optimizer step of each power-of-two step
-(``trainer.v1.trainer_mode=effopd``, a ``register_trainer`` subclass of verl's
-``PPOTrainerSync`` whose ``on_step_end`` drives the search), the score callback
-that pushes each candidate to the rollout (``checkpoint_manager.update_weights``)
-and scores the validation set with one sample per prompt, and re-saving the
-checkpoint after the search (verl saves before ``on_step_end``). Until then
-:func:`effopd.training.verl_engine.train_with_verl` refuses ``effopd``.
+The trainer mode that drives these functions from verl's driver (one RPC per
+step of the search, the rollout push, verl's validation as the score, the
+re-save) is :mod:`effopd.integrations.verl_plugin`; it needs GPUs and has
+never run.
 """
 
 from __future__ import annotations
@@ -35,7 +31,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from effopd.training.extrapolation import SearchRecord, is_extrapolated, line_search, snapshot
+from effopd.training.extrapolation import (
+    SearchRecord,
+    is_extrapolated,
+    line_search,
+    move_to,
+    snapshot,
+)
 
 WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
 
@@ -81,6 +83,34 @@ def shard_line_search(model: torch.nn.Module, anchor: dict[str, torch.Tensor],
     """
     return line_search(local_block_params(model, rule), anchor, score, step,
                        max_iterations=max_iterations, initial_factor=initial_factor)
+
+
+class ShardSearch:
+    """One rank's side of a search driven from elsewhere (verl's trainer, one RPC each).
+
+    ``begin`` fixes d = theta_t - theta_a on this rank's shards; ``place(m)``
+    writes theta_a + m d (float32; m = 1 restores theta_t exactly); ``finish(m)``
+    leaves the weights at m and returns the new anchor. The same arithmetic as
+    :func:`effopd.training.extrapolation.line_search` (it calls the same
+    :func:`~effopd.training.extrapolation.move_to`).
+    """
+
+    def __init__(self, model: torch.nn.Module, anchor: dict[str, torch.Tensor],
+                 rule: str = "blocks") -> None:
+        self.params = local_block_params(model, rule)
+        missing = set(self.params) ^ set(anchor)
+        if missing:
+            raise ValueError(f"anchor and model differ in {sorted(missing)[:5]}")
+        self.anchor = anchor
+        self.current = snapshot(self.params)
+        self.direction = {n: self.current[n] - anchor[n].float() for n in self.params}
+
+    def place(self, multiplier: float) -> None:
+        move_to(self.params, self.anchor, self.direction, multiplier, self.current)
+
+    def finish(self, multiplier: float) -> dict[str, torch.Tensor]:
+        self.place(multiplier)
+        return snapshot(self.params)
 
 
 def initial_anchor(model: torch.nn.Module, rule: str = "blocks") -> dict[str, torch.Tensor]:

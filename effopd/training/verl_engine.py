@@ -72,8 +72,10 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
     A_t = log p_T(y_t) - log p_S(y_t) under the PPO clip (SPEC section 2). The
     task reward is still computed (math-verify), so ``batch_accuracy`` is
     logged for OPD too, but it does not enter the loss. EffOPD is OPD run
-    through an ``effopd`` trainer mode (``trainer.v1.trainer_mode=effopd``); that
-    plug-in is not built yet, so :func:`train_with_verl` refuses effopd.
+    through the ``effopd`` trainer mode (``trainer.v1.trainer_mode=effopd``,
+    :mod:`effopd.integrations.verl_plugin`, registered with verl through this
+    package's ``verl.plugins`` entry point), scored by verl's validation with
+    one sample per prompt at the rollout's temperature and top_p.
     """
     verl = training["verl"]
     per_method = training["rl"] if method == "rl" else training["opd"]
@@ -143,7 +145,17 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
     if method == "effopd":
         if val_parquet is None:
             raise ValueError("verl effopd: needs the line-search validation set")
-        overrides["trainer.v1.trainer_mode"] = "effopd"
+        effopd = training["effopd"]
+        overrides.update({
+            "trainer.v1.trainer_mode": "effopd",
+            "actor_rollout_ref.rollout.val_kwargs.n": 1,  # the search's score: 1 sample/prompt
+            "actor_rollout_ref.rollout.val_kwargs.do_sample": True,
+            "actor_rollout_ref.rollout.val_kwargs.temperature": training["temperature"],
+            "actor_rollout_ref.rollout.val_kwargs.top_p": training["top_p"],
+            "+effopd.max_iterations": effopd["max_iterations"],
+            "+effopd.initial_factor": effopd["initial_factor"],
+            "+effopd.param_rule": effopd["param_rule"],
+        })
     args = [f"{key}={value}" for key, value in overrides.items()]
     args += list(verl.get("common_overrides", []))
     args += list(verl.get("method_overrides", {}).get(method, []))
@@ -201,9 +213,9 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
     :func:`effopd.training.verl_metrics.write_verl_tables`.
     """
     if method == "effopd":
-        raise NotImplementedError(
-            "EffOPD on verl: the trainer-mode plug-in (trainer.v1.trainer_mode=effopd) is not "
-            "built yet; run opd and rl on verl, or effopd with training.engine: local")
+        log.warning("EffOPD on verl uses the effopd trainer mode "
+                    "(effopd.integrations.verl_plugin), which has never run on GPUs: check its "
+                    "search log and checkpoints before trusting the run")
     from effopd.training.verl_compose import compose_verl_config
 
     run_dir = Path(run_dir)

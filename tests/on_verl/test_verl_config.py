@@ -40,6 +40,10 @@ def test_every_override_composes_with_verl_0_9_1(paper, method):
     assert not config.actor_rollout_ref.actor.use_kl_loss
     assert config.reward.custom_reward_function.name == "compute_score"
     assert config.trainer.v1.trainer_mode == ("effopd" if method == "effopd" else "sync")
+    if method == "effopd":
+        val = config.actor_rollout_ref.rollout.val_kwargs
+        assert val.n == 1 and val.do_sample and val.temperature == 1.0
+        assert config.effopd.max_iterations == 5 and config.effopd.param_rule == "blocks"
 
 
 def test_paper_yaml_holds_no_fork_key(repo):
@@ -59,3 +63,25 @@ def test_paper_yaml_holds_no_fork_key(repo):
 def test_unknown_misspelt_or_mistyped_override_fails(paper, bad, message):
     with pytest.raises(ValueError, match=message):
         compose_verl_config([*overrides_of(paper, "opd"), bad])
+
+
+def test_effopd_trainer_mode_is_registered_with_verl_through_the_entry_point():
+    """``import verl`` loads the verl.plugins entry point; verl's registry then has effopd."""
+    import importlib.metadata
+
+    from verl.single_controller.base.decorator import MAGIC_ATTR
+    from verl.trainer.ppo.v1 import get_trainer_cls
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+    from verl.workers.engine_workers import ActorRolloutRefWorker
+
+    points = importlib.metadata.entry_points(group="verl.plugins")
+    assert [p.value for p in points if p.name == "effopd"] == [
+        "effopd.integrations.verl_plugin"]
+    from effopd.integrations.verl_plugin import EffOPDTrainer, EffOPDWorker
+
+    assert get_trainer_cls("effopd") is EffOPDTrainer
+    assert issubclass(EffOPDTrainer, PPOTrainerSync)
+    assert issubclass(EffOPDWorker, ActorRolloutRefWorker)
+    for rpc in ("effopd_init_anchor", "effopd_begin", "effopd_place", "effopd_finish",
+                "effopd_save_anchor"):
+        assert hasattr(getattr(EffOPDWorker, rpc), MAGIC_ATTR), rpc  # verl's @register
