@@ -95,7 +95,7 @@ def test_verl_reward_is_math_verify():
 def test_verl_reward_grades_concurrent_calls_in_batches_with_hard_timeout():
     from concurrent.futures import ThreadPoolExecutor
 
-    grader = BatchGrader(timeout_s=1.5, workers=3, linger_s=0.2)
+    grader = BatchGrader(timeout_s=4.0, workers=3, linger_s=0.2)  # ample for a loaded CPU
     items = [("0.5", "so \\boxed{\\frac{1}{2}}"), ("1", "\\boxed{10^{10^{10^{10}}}}"),
              ("3", "\\boxed{3}"), ("3", "\\boxed{4}"), ("7", "no box")] * 2
     with ThreadPoolExecutor(len(items)) as pool:  # as verl's reward loop: one thread per call
