@@ -103,3 +103,23 @@ def test_verl_reward_grades_concurrent_calls_in_batches_with_hard_timeout():
     assert [r["correct"] for r in results] == [True, False, True, False, False] * 2
     assert [r["status"] for r in results] == ["ok", "timeout", "ok", "ok", "no_answer"] * 2
     assert sum(grader.batches) == len(items) and len(grader.batches) < len(items)
+
+
+def test_a_resumed_verl_run_keeps_every_attempt_and_the_rerun_steps(tmp_path):
+    import json as _json
+
+    from effopd.training.verl_engine import metrics_parts
+    from effopd.training.verl_metrics import log_from_verl_metrics
+
+    def line(step, wall):
+        return _json.dumps({"step": step, "data": {
+            "timing_s/step": wall, "critic/score/mean": 0.5, "response_length/mean": 10.0,
+            "actor/loss": 0.1}}) + "\n"
+
+    last = tmp_path / "verl_metrics.jsonl"
+    (tmp_path / "verl_metrics.part0.jsonl").write_text(line(1, 1.0) + line(2, 1.0) + line(3, 9.0))
+    last.write_text(line(3, 2.0) + line(4, 2.0))  # resumed from the step-2 checkpoint
+    parts = metrics_parts(last)
+    assert [p.name for p in parts] == ["verl_metrics.part0.jsonl", "verl_metrics.jsonl"]
+    log = log_from_verl_metrics(parts, prompts_per_step=4, group_size=1)
+    assert log["wall_s"].tolist() == [1.0, 2.0, 4.0, 6.0]

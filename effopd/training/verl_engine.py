@@ -178,19 +178,32 @@ def export_checkpoints(run_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "path"]).sort_values("step").reset_index(drop=True)
 
 
+def metrics_parts(metrics_jsonl: str | Path) -> list[Path]:
+    """verl's metrics files of a run, oldest first: earlier attempts' parts, then the last."""
+    metrics_jsonl = Path(metrics_jsonl)
+    parts = sorted(metrics_jsonl.parent.glob(f"{metrics_jsonl.stem}.part*.jsonl"),
+                   key=lambda p: int(p.suffixes[-2].removeprefix(".part")))
+    return parts + ([metrics_jsonl] if metrics_jsonl.exists() else [])
+
+
 def run_verl(command: list[str], metrics_jsonl: str | Path,
              grading: dict[str, Any] | None = None) -> None:
     """Run verl's trainer (verl resumes from its own latest checkpoint when restarted).
 
     verl's file logger writes its per-step metrics to ``metrics_jsonl``
-    (``VERL_FILE_LOGGER_PATH``); a resumed run appends nothing twice because
-    verl reopens the file, so the path is per run.
+    (``VERL_FILE_LOGGER_PATH``). It opens the file with ``"wb"``, so a file left
+    by an earlier (interrupted) attempt is first renamed to
+    ``<name>.partN.jsonl``; :func:`metrics_parts` lists them in order.
     """
     if importlib.util.find_spec("verl") is None:
         raise ModuleNotFoundError(
             "training.engine is 'verl' but verl is not installed; build the verl environment "
             "(make verl-env, or pip install -e '.[verl]' -c requirements-verl.lock; see "
             "README.md) or use engine 'local'")
+    metrics_jsonl = Path(metrics_jsonl)
+    if metrics_jsonl.exists():
+        metrics_jsonl.rename(metrics_jsonl.with_suffix(f".part{len(metrics_parts(metrics_jsonl))}"
+                                                       ".jsonl"))
     log.info("running: %s", " ".join(command))
     env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(metrics_jsonl)}
     if grading:  # sizes verl_reward's batch grader in the reward workers (local Ray cluster)
@@ -233,6 +246,6 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
     run_verl(command, metrics_jsonl, grading)
     per_method = training["rl"] if method == "rl" else training["opd"]
     index = export_checkpoints(run_dir)
-    write_verl_tables(metrics_jsonl, index, per_method["prompts_per_step"],
+    write_verl_tables(metrics_parts(metrics_jsonl), index, per_method["prompts_per_step"],
                       per_method.get("group_size", 1), log_csv, index_csv, search_csv,
                       search_source=run_dir / "verl" / "effopd_search.csv")

@@ -50,8 +50,23 @@ SEARCH_COLUMNS = ["step", "iteration", "multiplier", "score", "accepted"]
 REQUIRED = ("timing_s/step", "critic/score/mean", "response_length/mean", "actor/loss")
 
 
-def read_verl_metrics(path: str | Path) -> dict[int, dict[str, Any]]:
-    """verl's file-logger JSONL as {step: merged metrics}; training lines win over others."""
+def read_verl_metrics(paths: str | Path | list[str | Path]) -> dict[int, dict[str, Any]]:
+    """verl's file-logger JSONL as {step: merged metrics}; training lines win over others.
+
+    Several files (the attempts of a resumed run, oldest first): a step logged
+    again by a later attempt replaces the earlier one (it was re-run from the
+    last checkpoint).
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    steps: dict[int, dict[str, Any]] = {}
+    for path in paths:
+        for step, data in _read_one(path).items():
+            steps[step] = data
+    return steps
+
+
+def _read_one(path: str | Path) -> dict[int, dict[str, Any]]:
     steps: dict[int, dict[str, Any]] = {}
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -75,7 +90,7 @@ def _number(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def log_from_verl_metrics(metrics_jsonl: str | Path, prompts_per_step: int,
+def log_from_verl_metrics(metrics_jsonl: str | Path | list[str | Path], prompts_per_step: int,
                           group_size: int) -> pd.DataFrame:
     """The local engine's ``log.csv`` rows from verl's metrics (mapping in the module doc)."""
     steps = read_verl_metrics(metrics_jsonl)
@@ -115,8 +130,9 @@ def index_with_wall_times(index: pd.DataFrame, log: pd.DataFrame) -> pd.DataFram
     return index.assign(wall_s=[float(wall[step]) for step in index["step"]])
 
 
-def write_verl_tables(metrics_jsonl: str | Path, index: pd.DataFrame, prompts_per_step: int,
-                      group_size: int, log_csv: str | Path, index_csv: str | Path,
+def write_verl_tables(metrics_jsonl: str | Path | list[str | Path], index: pd.DataFrame,
+                      prompts_per_step: int, group_size: int, log_csv: str | Path,
+                      index_csv: str | Path,
                       search_csv: str | Path, search_source: str | Path | None = None
                       ) -> pd.DataFrame:
     """Write log.csv, the checkpoint index (with wall times) and the search log of a verl run.
