@@ -3,15 +3,19 @@
 #   make test   create .venv if missing, then run the test suite
 # The venv takes the CPU build of torch 2.13.0 first (no multi-GB CUDA download),
 # then the project with the exact versions of requirements.lock.
+# `make test` also builds .venv-verl (verl 0.9.1, its own lock requirements-verl.lock:
+# verl pins transformers<5.11) and runs tests/on_verl there.
 
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
+VENV_VERL := .venv-verl
+STAMP_VERL := $(VENV_VERL)/.installed-stamp
 CORES ?= all
 SNAKEMAKE_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test lint figures report clean-venv
+.PHONY: run test test-verl verl-env lint figures report clean-venv
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -20,11 +24,26 @@ $(STAMP): pyproject.toml requirements.lock
 	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
+# The paper-scale environment: upstream verl 0.9.1 (CPU torch; GPUs bring their own).
+$(STAMP_VERL): pyproject.toml requirements-verl.lock
+	test -x $(VENV_VERL)/bin/python || $(PYTHON) -m venv $(VENV_VERL)
+	$(VENV_VERL)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_VERL)/bin/python -m pip install --quiet torch==2.13.0
+	$(VENV_VERL)/bin/python -m pip install --quiet -c requirements-verl.lock -e '.[verl]'
+	touch $(STAMP_VERL)
+
+verl-env: $(STAMP_VERL)
+
 run: $(STAMP)
 	snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(STAMP_VERL)
 	python -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-verl
+
+# The tests that need verl importable (no GPU), in the verl environment.
+test-verl: $(STAMP_VERL)
+	$(VENV_VERL)/bin/python -m pytest tests/on_verl $(PYTEST_VERL_ARGS)
 
 # Reviewers: redraw every table and figure from the committed results (no training).
 figures: $(STAMP)
@@ -35,4 +54,4 @@ lint: $(STAMP)
 	snakemake --lint
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VENV_VERL)

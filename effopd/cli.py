@@ -98,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
         train_with_verl(args.method, args.seed, args.training, args.prompt, args.student,
                         args.teacher, args.train, args.val, args.run_dir, args.log_csv,
-                        args.search_csv, args.index_csv)
+                        args.search_csv, args.index_csv, args.grading)
         return
     set_threads(args.threads)
     if args.training.get("engine") == "trl":
@@ -116,6 +116,15 @@ def cmd_train(args: argparse.Namespace) -> None:
                       args.prompt, args.run_dir, device=args.device)
     trainer.run(args.log_csv, args.search_csv, args.index_csv, stop_after=args.stop_after,
                 fresh=args.fresh or args.training.get("on_stale") == "fresh")
+
+
+def cmd_export_fsdp(args: argparse.Namespace) -> None:
+    from effopd.training.fsdp_export import export_fsdp_checkpoint
+
+    manifest = export_fsdp_checkpoint(args.actor_dir, args.out,
+                                      max_shard_bytes=int(args.max_shard_gb * 1024 ** 3))
+    log.info("exported %s (world size %d, %s) to %s as float32", args.actor_dir,
+             manifest["world_size"], manifest["source_dtypes"], args.out)
 
 
 def cmd_grade(args: argparse.Namespace) -> None:
@@ -260,6 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "refuse, naming the differing keys; config: training.on_stale)")
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--device", default=None)
+
+    c = add("export-fsdp", cmd_export_fsdp,
+            "verl FSDP shards (global_step_N/actor) -> float32 HF safetensors checkpoint")
+    c.add_argument("--actor-dir", required=True,
+                   help="verl's global_step_N/actor (model_world_size_W_rank_R.pt, huggingface/)")
+    c.add_argument("--out", required=True, help="output checkpoint directory")
+    c.add_argument("--max-shard-gb", type=float, default=4.0, help="largest safetensors file")
 
     c = add("grade", cmd_grade, "grade JSONL lines carrying gold and response with math-verify")
     c.add_argument("--input", required=True)

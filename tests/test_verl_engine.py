@@ -9,7 +9,7 @@ from effopd.config import load_config
 from effopd.data.train_data import prepare_train_data
 from effopd.io import read_jsonl
 from effopd.training.verl_engine import verl_command, write_verl_parquet
-from effopd.training.verl_reward import compute_score
+from effopd.training.verl_reward import BatchGrader, compute_score
 
 
 @pytest.fixture
@@ -70,15 +70,18 @@ def test_verl_command_grpo_baseline(paper):
     assert "+actor_rollout_ref.ref.model.path" not in o
 
 
-def test_verl_command_effopd_uses_teacher_fork_keys_and_validation(paper):
+def test_verl_command_effopd_is_native_distillation_plus_trainer_mode(paper):
     command = verl_command("effopd", 0, paper["training"], paper["prompt"], "student",
                            "teacher", "t.parquet", "v.parquet", "run")
     o = overrides(command)
-    assert o["+actor_rollout_ref.ref.model.path"] == "teacher"
+    assert o["distillation.enabled"] == "True"
+    assert o["distillation.teacher_models.teacher_model.model_path"] == "teacher"
+    assert o["distillation.distillation_loss.loss_mode"] == "k1"
+    assert o["distillation.distillation_loss.use_policy_gradient"] == "True"
+    assert o["distillation.distillation_loss.use_task_rewards"] == "False"
     assert o["actor_rollout_ref.rollout.n"] == "1" and o["data.train_batch_size"] == "1024"
-    assert o["trainer.enable_iterative_test"] == "True"
-    assert o["data.iterative_test_files"] == "v.parquet"
-    assert o["actor_rollout_ref.actor.policy_loss.only_reverse_kl_advantages"] == "True"
+    assert o["trainer.v1.trainer_mode"] == "effopd"
+    assert not any("only_reverse_kl" in key or "iterative_test" in key for key in o)
     with pytest.raises(ValueError, match="validation"):
         verl_command("effopd", 0, paper["training"], paper["prompt"], "s", "t", "t.parquet",
                      None, "run")
@@ -87,3 +90,36 @@ def test_verl_command_effopd_uses_teacher_fork_keys_and_validation(paper):
 def test_verl_reward_is_math_verify():
     assert compute_score("train", "so \\boxed{\\frac{1}{2}}", "0.5") == 1.0
     assert compute_score("train", "so \\boxed{3}", "0.5") == 0.0
+
+
+def test_verl_reward_grades_concurrent_calls_in_batches_with_hard_timeout():
+    from concurrent.futures import ThreadPoolExecutor
+
+    grader = BatchGrader(timeout_s=4.0, workers=3, linger_s=0.2)  # ample for a loaded CPU
+    items = [("0.5", "so \\boxed{\\frac{1}{2}}"), ("1", "\\boxed{10^{10^{10^{10}}}}"),
+             ("3", "\\boxed{3}"), ("3", "\\boxed{4}"), ("7", "no box")] * 2
+    with ThreadPoolExecutor(len(items)) as pool:  # as verl's reward loop: one thread per call
+        results = list(pool.map(lambda item: grader.grade(*item), items))
+    assert [r["correct"] for r in results] == [True, False, True, False, False] * 2
+    assert [r["status"] for r in results] == ["ok", "timeout", "ok", "ok", "no_answer"] * 2
+    assert sum(grader.batches) == len(items) and len(grader.batches) < len(items)
+
+
+def test_a_resumed_verl_run_keeps_every_attempt_and_the_rerun_steps(tmp_path):
+    import json as _json
+
+    from effopd.training.verl_engine import metrics_parts
+    from effopd.training.verl_metrics import log_from_verl_metrics
+
+    def line(step, wall):
+        return _json.dumps({"step": step, "data": {
+            "timing_s/step": wall, "critic/score/mean": 0.5, "response_length/mean": 10.0,
+            "actor/loss": 0.1}}) + "\n"
+
+    last = tmp_path / "verl_metrics.jsonl"
+    (tmp_path / "verl_metrics.part0.jsonl").write_text(line(1, 1.0) + line(2, 1.0) + line(3, 9.0))
+    last.write_text(line(3, 2.0) + line(4, 2.0))  # resumed from the step-2 checkpoint
+    parts = metrics_parts(last)
+    assert [p.name for p in parts] == ["verl_metrics.part0.jsonl", "verl_metrics.jsonl"]
+    log = log_from_verl_metrics(parts, prompts_per_step=4, group_size=1)
+    assert log["wall_s"].tolist() == [1.0, 2.0, 4.0, 6.0]

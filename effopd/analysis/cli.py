@@ -53,7 +53,8 @@ def _settings(args: argparse.Namespace) -> EvalSettings:
     return pipeline.EvalSettings(benchmark=Path(args.benchmark), prompt=args.prompt,
                                  generation=args.generation, grading=args.grading,
                                  pass_k=tuple(args.pass_k), limit=args.limit,
-                                 n=args.n, device=args.device)
+                                 n=args.n, device=args.device,
+                                 min_cast_survival=args.min_cast_survival)
 
 
 def limit_arg(text: str) -> int | None:
@@ -170,6 +171,9 @@ def _evaluation_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--limit", type=limit_arg, default=settings.EVAL_LIMIT,
                          help="score the first LIMIT problems ('all': every problem)")
     command.add_argument("--n", type=int, default=settings.EVAL_N, help="samples per problem")
+    command.add_argument("--min-cast-survival", type=float, default=0.0,
+                         help="refuse a built intervention when fewer of its changed elements "
+                              "survive the cast to the evaluation dtype (0: never)")
     command.add_argument("--work-dir", required=True,
                          help="built checkpoints (deleted once scored), samples, score cache")
     command.add_argument("--out", required=True, help="one row per scored model (CSV)")

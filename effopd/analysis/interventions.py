@@ -191,3 +191,32 @@ def num_layers(ckpt: CheckpointLike) -> int:
     indices = [layer for layer in layers if layer is not None]
     return 1 + max(indices) if indices else 0
 
+
+
+def cast_survival(base_dir: CheckpointLike, candidate_dir: CheckpointLike,
+                  dtype: torch.dtype) -> dict[str, float]:
+    """How much of an intervention survives the cast of the evaluation dtype.
+
+    Over every floating tensor, with theta_0 the base and c the candidate (both
+    read as float32)::
+
+        changed   = #{ c != theta_0 }
+        surviving = #{ c != theta_0  and  cast(c) != cast(theta_0) }
+        fraction  = surviving / changed          (1.0 when nothing changed)
+
+    ``cast`` rounds to ``dtype``; the evaluated model is cast(c) and the base
+    scores as cast(theta_0), so an element with cast(c) == cast(theta_0) was
+    erased (lr-1e-6 updates on O(1e-2) weights vanish in bf16).
+    """
+    base, candidate = open_checkpoint(base_dir), open_checkpoint(candidate_dir)
+    changed = surviving = 0
+    for name in base.names:
+        theta0 = read_tensor(base, name)
+        if not theta0.is_floating_point():
+            continue
+        value = read_tensor(candidate, name)
+        moved = value != theta0
+        changed += int(moved.sum())
+        surviving += int((moved & (value.to(dtype) != theta0.to(dtype))).sum())
+    return {"changed": changed, "surviving": surviving,
+            "fraction": surviving / changed if changed else 1.0}

@@ -61,6 +61,7 @@ from effopd.analysis.checkpoint_io import block_matrix_names, open_checkpoint, t
 from effopd.analysis.device import resolve_device
 from effopd.analysis.embedding_shift import embedding_cosine, embedding_projection
 from effopd.analysis.interventions import (
+    cast_survival,
     injected_update,
     is_attention,
     is_embedding,
@@ -347,6 +348,21 @@ class EvalSettings:
     n: int = EVAL_N
     device: str = "auto"
     isolate: bool | None = None
+    min_cast_survival: float = 0.0
+
+    def evaluation_dtype(self) -> torch.dtype:
+        """The dtype the weights are scored in: the generation block's ``dtype``.
+
+        ``auto``: with vLLM float16 for a float32 checkpoint (vLLM's documented
+        rule: FP16 for FP32 and FP16 models), with transformers bfloat16 on GPU
+        and float32 on CPU (:func:`effopd.generation.resolve_dtype`).
+        """
+        from effopd.generation import resolve_dtype
+
+        name = self.generation.get("dtype", "auto")
+        if name == "auto" and self.generation.get("backend") == "vllm":
+            return torch.float16
+        return resolve_dtype(name, resolve_device(self.device))
 
     @property
     def in_subprocess(self) -> bool:
@@ -436,6 +452,24 @@ def _cache_key(candidate: Candidate, settings: EvalSettings) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def check_cast_survival(candidate: Candidate, built: Path, settings: EvalSettings) -> float:
+    """The fraction of the built candidate's changed elements that survive the evaluation
+    dtype (:func:`effopd.analysis.interventions.cast_survival` against its first source,
+    theta_0); a ``ValueError`` when it is below ``settings.min_cast_survival``."""
+    dtype = settings.evaluation_dtype()
+    if dtype == torch.float32:
+        return 1.0
+    survival = cast_survival(candidate.sources[0], built, dtype)
+    if survival["fraction"] < settings.min_cast_survival:
+        raise ValueError(
+            f"intervention {candidate.label!r}: only {survival['surviving']} of the "
+            f"{survival['changed']} elements it changes ({survival['fraction']:.1%}) survive the "
+            f"cast to the evaluation dtype {str(dtype).removeprefix('torch.')}, below "
+            f"analysis.min_cast_survival = {settings.min_cast_survival}; score interventions "
+            "in float32 (generation.dtype: float32) or lower the threshold")
+    return survival["fraction"]
+
+
 def score_candidates(candidates: Sequence[Candidate], settings: EvalSettings,
                      work_dir: PathLike, keep_checkpoints: bool = False) -> pd.DataFrame:
     """Build (if needed), score and delete each candidate; one row per candidate.
@@ -466,6 +500,7 @@ def score_candidates(candidates: Sequence[Candidate], settings: EvalSettings,
                 if candidate.build is None:
                     raise ValueError(f"candidate {candidate.label!r} has neither model nor build")
                 built = model = candidate.build(work / "checkpoints" / candidate.label)
+                survival = check_cast_survival(candidate, built, settings)
             arguments = (model, benchmark, candidate.label, settings.prompt,
                          settings.generation_block, settings.grading, list(settings.pass_k),
                          settings.score_device)
@@ -479,6 +514,8 @@ def score_candidates(candidates: Sequence[Candidate], settings: EvalSettings,
             finally:
                 if built is not None and not keep_checkpoints:
                     shutil.rmtree(built, ignore_errors=True)
+            if built is not None:
+                metrics = {**metrics, "cast_survival": survival}
             atomic_write_jsonl(work / "samples" / f"{candidate.label}.jsonl", graded)
             atomic_write_json(cache, {"key": key, "metrics": metrics})
             log.info("[%d/%d] %s: avg@n = %.3f", number, len(candidates), candidate.label,

@@ -22,6 +22,7 @@ and the learning-rate schedule are not touched (the caller does not pass them).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
@@ -42,6 +43,26 @@ class SearchRecord:
         return asdict(self)
 
 
+# Which parameters move. "blocks": every tensor of a transformer block (model.layers.N.*),
+# what the local trainer does. "authors": the EffOPD authors' name rule, a parameter whose
+# name contains one of AUTHORS_KEYS: in Qwen3 that moves post_attention_layernorm, q_norm
+# and k_norm (their names contain "attention" / sit under self_attn) and leaves
+# input_layernorm, the embeddings, the head and the final norm alone.
+BLOCK_PREFIX = re.compile(r"^(model\.)?layers\.\d+\.")
+AUTHORS_KEYS = ("attn", "self_attn", "attention", "q_proj", "k_proj", "v_proj", "o_proj",
+                "mlp", "feed_forward", "ffn", "gate_proj", "up_proj", "down_proj")
+PARAM_RULES = ("blocks", "authors")
+
+
+def is_extrapolated(name: str, rule: str = "blocks") -> bool:
+    """Whether EffOPD moves parameter ``name`` under ``rule`` (see :data:`PARAM_RULES`)."""
+    if rule == "blocks":
+        return bool(BLOCK_PREFIX.match(name))
+    if rule == "authors":
+        return any(key in name for key in AUTHORS_KEYS)
+    raise ValueError(f"unknown parameter rule {rule!r}; expected one of {PARAM_RULES}")
+
+
 def is_power_of_two(step: int) -> bool:
     """True for 1, 2, 4, 8, ... (the steps after which EffOPD searches)."""
     return step >= 1 and step & (step - 1) == 0
@@ -58,6 +79,32 @@ def _assign(params: Mapping[str, torch.Tensor], values: Mapping[str, torch.Tenso
         tensor.copy_(values[name].to(tensor.dtype))
 
 
+def search_multipliers(score_at: Callable[[float], float], step: int, max_iterations: int = 5,
+                       initial_factor: float = 2.0) -> tuple[list[SearchRecord], float]:
+    """The greedy search over m in theta_a + m d; return its records and the chosen m.
+
+    ``score_at(m)`` puts the weights at theta_a + m d (d = theta_t - theta_a)
+    and scores them; m = 1 (the current weights) is scored first. From
+    theta = theta_a + m d, theta' = theta + f (theta - theta_a) = theta_a + m (1 + f) d;
+    accept when strictly better (then f = f / (1 + f)), else stop. The caller
+    leaves the weights at the returned m.
+    """
+    best_score = float(score_at(1.0))
+    records = [SearchRecord(step, 0, 1.0, best_score, True)]
+    factor, multiplier = initial_factor, 1.0
+    for iteration in range(1, max_iterations + 1):
+        candidate_multiplier = multiplier * (1.0 + factor)
+        candidate_score = float(score_at(candidate_multiplier))
+        accepted = candidate_score > best_score
+        records.append(SearchRecord(step, iteration, candidate_multiplier, candidate_score,
+                                    accepted))
+        if not accepted:
+            break
+        best_score, multiplier = candidate_score, candidate_multiplier
+        factor = factor / (1.0 + factor)
+    return records, multiplier
+
+
 @torch.no_grad()
 def line_search(params: Mapping[str, torch.Tensor], anchor: Mapping[str, torch.Tensor],
                 score: Callable[[], float], step: int, max_iterations: int = 5,
@@ -67,28 +114,35 @@ def line_search(params: Mapping[str, torch.Tensor], anchor: Mapping[str, torch.T
     ``params`` are the live tensors to move (transformer-block weights only);
     ``anchor`` holds float32 tensors with the same names. The first record
     (iteration 0, multiplier 1) is the score of the weights before the search.
+    Candidates are theta_a + m d computed in float32 (:func:`search_multipliers`);
+    the weights end at the best one (m = 1 restores theta_t exactly).
     """
     missing = set(params) ^ set(anchor)
     if missing:
         raise ValueError(f"line_search: params and anchor differ in {sorted(missing)[:5]}")
-    best = snapshot(params)
-    direction = {name: best[name] - anchor[name].to(torch.float32) for name in best}
-    best_score = float(score())
-    records = [SearchRecord(step, 0, 1.0, best_score, True)]
-    factor, multiplier = initial_factor, 1.0
-    for iteration in range(1, max_iterations + 1):
-        # theta' = theta + f (theta - theta_a) = theta_a + (m + f m) d, since theta = theta_a + m d
-        candidate_multiplier = multiplier * (1.0 + factor)
-        candidate = {name: anchor[name].to(torch.float32) + candidate_multiplier * direction[name]
-                     for name in best}
-        _assign(params, candidate)
-        candidate_score = float(score())
-        accepted = candidate_score > best_score
-        records.append(SearchRecord(step, iteration, candidate_multiplier, candidate_score,
-                                    accepted))
-        if not accepted:
-            _assign(params, best)
-            break
-        best, best_score, multiplier = candidate, candidate_score, candidate_multiplier
-        factor = factor / (1.0 + factor)
+    current = snapshot(params)
+    direction = {name: current[name] - anchor[name].to(torch.float32) for name in current}
+    placed = [1.0]
+
+    def score_at(multiplier: float) -> float:
+        if multiplier != placed[0]:
+            move_to(params, anchor, direction, multiplier, current)
+            placed[0] = multiplier
+        return score()
+
+    records, best = search_multipliers(score_at, step, max_iterations, initial_factor)
+    if best != placed[0]:
+        move_to(params, anchor, direction, best, current)
     return records, snapshot(params)
+
+
+@torch.no_grad()
+def move_to(params: Mapping[str, torch.Tensor], anchor: Mapping[str, torch.Tensor],
+            direction: Mapping[str, torch.Tensor], multiplier: float,
+            current: Mapping[str, torch.Tensor] | None = None) -> None:
+    """Write theta_a + m d into ``params`` (float32 arithmetic); m = 1 writes ``current``."""
+    if multiplier == 1.0 and current is not None:
+        _assign(params, current)
+        return
+    _assign(params, {name: anchor[name].to(torch.float32) + multiplier * direction[name]
+                     for name in params})

@@ -9,15 +9,12 @@ local engine. Three pieces:
 - :func:`verl_command` builds ``python -m verl.trainer.main_ppo`` with Hydra
   overrides taken from the config: the SPEC's recipe (token-mean PPO-clip, one
   mini-batch per batch, no KL, no entropy, AdamW, vLLM rollouts) plus the
-  per-method overrides of ``training.verl.method_overrides`` -- OPD and EffOPD
-  need the authors' verl fork (G-OPD's ``only_reverse_kl_advantages`` and
-  EffOPD's ``trainer.enable_iterative_test``), whose key names live in the
-  config, not here.
-- :func:`export_checkpoints` runs verl's model merger on every
-  ``global_step_N/actor`` and writes the checkpoint index the DAG reads.
-  verl's merger writes bfloat16; SPEC section 4 warns that a bf16 round trip
-  can erase lr-1e-6 updates, so the analyses of a verl run are only as exact
-  as those exports (noted in config/README.md).
+  per-method extras of ``training.verl.method_overrides``. Upstream verl 0.9.1,
+  no fork: OPD is verl's native ``distillation`` group, RL is GRPO.
+- :func:`export_checkpoints` turns every ``global_step_N/actor`` into a float32
+  Hugging Face checkpoint with :func:`effopd.training.fsdp_export.export_fsdp_checkpoint`
+  (never verl's model merger, which writes bfloat16 and can erase lr-1e-6
+  updates, SPEC section 4) and writes the checkpoint index the DAG reads.
 
 The reward of the RL baseline is :func:`effopd.training.verl_reward.compute_score`
 (math-verify on the last ``\\boxed{}``), passed as verl's custom reward function.
@@ -27,6 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -37,6 +35,8 @@ import pandas as pd
 
 from effopd.io import atomic_path, read_jsonl
 from effopd.prompts import user_message
+from effopd.training.fsdp_export import export_fsdp_checkpoint
+from effopd.training.verl_metrics import write_verl_tables
 
 log = logging.getLogger(__name__)
 REWARD_MODULE = Path(__file__).with_name("verl_reward.py")
@@ -61,22 +61,38 @@ def write_verl_parquet(problems_jsonl: str | Path, out: str | Path, instruction:
 def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[str, Any],
                  student: str | Path, teacher: str | Path | None, train_parquet: str | Path,
                  val_parquet: str | Path | None, run_dir: str | Path) -> list[str]:
-    """``python -m verl.trainer.main_ppo`` and its overrides for one run."""
+    """``python -m verl.trainer.main_ppo`` and its Hydra overrides for one run (verl 0.9.1).
+
+    Every key exists in verl 0.9.1's packaged ``ppo_trainer`` config (checked by
+    tests/on_verl/test_verl_config.py, which composes them). RL is GRPO
+    (``algorithm.adv_estimator=grpo``, ``rollout.n`` = the group size). OPD is
+    verl's native on-policy distillation: ``distillation.enabled``, the teacher
+    in ``distillation.teacher_models.teacher_model``, ``loss_mode=k1`` with
+    ``use_policy_gradient=True`` and ``use_task_rewards=False``: advantage
+    A_t = log p_T(y_t) - log p_S(y_t) under the PPO clip (SPEC section 2). The
+    task reward is still computed (math-verify), so ``batch_accuracy`` is
+    logged for OPD too, but it does not enter the loss. EffOPD is OPD run
+    through the ``effopd`` trainer mode (``trainer.v1.trainer_mode=effopd``,
+    :mod:`effopd.integrations.verl_plugin`, registered with verl through this
+    package's ``verl.plugins`` entry point), scored by verl's validation with
+    one sample per prompt at the rollout's temperature and top_p.
+    """
     verl = training["verl"]
     per_method = training["rl"] if method == "rl" else training["opd"]
     group = per_method.get("group_size", 1)
     batch = per_method["prompts_per_step"]
-    overrides = {
+    overrides: dict[str, Any] = {
         "algorithm.adv_estimator": "grpo",
         "algorithm.use_kl_in_reward": False,
         "data.train_files": str(train_parquet),
         "data.val_files": str(val_parquet or train_parquet),
         "data.train_batch_size": batch,
-        "data.max_prompt_length": verl.get("max_prompt_length", 2048),
+        "data.max_prompt_length": verl["max_prompt_length"],
         "data.max_response_length": training["max_new_tokens"],
         "data.seed": seed,
         "+data.apply_chat_template_kwargs.enable_thinking": prompt["enable_thinking"],
         "actor_rollout_ref.model.path": str(student),
+        "actor_rollout_ref.actor.strategy": verl["strategy"],
         "actor_rollout_ref.actor.optim.lr": training["lr"],
         "actor_rollout_ref.actor.optim.weight_decay": training["weight_decay"],
         "actor_rollout_ref.actor.optim.betas": f"[{training['betas'][0]},{training['betas'][1]}]",
@@ -93,37 +109,61 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
         "actor_rollout_ref.rollout.n": group,
         "actor_rollout_ref.rollout.temperature": training["temperature"],
         "actor_rollout_ref.rollout.top_p": training["top_p"],
-        "custom_reward_function.path": str(REWARD_MODULE),
-        "custom_reward_function.name": "compute_score",
+        "actor_rollout_ref.rollout.tensor_model_parallel_size": verl["rollout_tensor_parallel"],
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu": verl["micro_batch_per_gpu"],
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": verl["micro_batch_per_gpu"],
+        "reward.custom_reward_function.path": str(REWARD_MODULE),
+        "reward.custom_reward_function.name": "compute_score",
+        "trainer.use_v1": True,
         "trainer.total_training_steps": training["steps"],
         "trainer.save_freq": training["save_every"],
         "trainer.test_freq": -1,
-        "trainer.n_gpus_per_node": verl.get("n_gpus_per_node", 8),
-        "trainer.nnodes": verl.get("nnodes", 1),
+        "trainer.val_before_train": False,
+        "trainer.n_gpus_per_node": verl["n_gpus_per_node"],
+        "trainer.nnodes": verl["nnodes"],
         "trainer.default_local_dir": str(Path(run_dir) / "verl"),
         "trainer.project_name": "effopd-repro",
         "trainer.experiment_name": f"{method}-seed{seed}",
-        "trainer.logger": "['console']",
+        "trainer.logger": "[console,file]",
     }
     if method in ("opd", "effopd"):
         if teacher is None:
             raise ValueError(f"verl {method}: needs a teacher model")
-        overrides["+actor_rollout_ref.ref.model.path"] = str(teacher)
-        overrides["+actor_rollout_ref.model.base_model_path"] = str(student)
-        overrides["+actor_rollout_ref.ref.model.base_model_path"] = str(student)
+        teacher_key = "distillation.teacher_models.teacher_model"
+        overrides.update({
+            "distillation.enabled": True,
+            f"{teacher_key}.model_path": str(teacher),
+            f"{teacher_key}.inference.tensor_model_parallel_size": verl["teacher_tensor_parallel"],
+            "distillation.n_gpus_per_node": verl["teacher_gpus_per_node"],
+            "distillation.nnodes": verl["teacher_nnodes"],
+            "distillation.distillation_loss.loss_mode": "k1",
+            "distillation.distillation_loss.use_policy_gradient": True,
+            "distillation.distillation_loss.use_task_rewards": False,
+            "distillation.distillation_loss.clip_ratio_low": per_method["clip_ratio_low"],
+            "distillation.distillation_loss.clip_ratio_high": per_method["clip_ratio_high"],
+        })
     if method == "effopd":
         if val_parquet is None:
             raise ValueError("verl effopd: needs the line-search validation set")
-        overrides["data.iterative_test_files"] = str(val_parquet)
-        overrides["trainer.max_test_iterations"] = training["effopd"]["max_iterations"]
+        effopd = training["effopd"]
+        overrides.update({
+            "trainer.v1.trainer_mode": "effopd",
+            "actor_rollout_ref.rollout.val_kwargs.n": 1,  # the search's score: 1 sample/prompt
+            "actor_rollout_ref.rollout.val_kwargs.do_sample": True,
+            "actor_rollout_ref.rollout.val_kwargs.temperature": training["temperature"],
+            "actor_rollout_ref.rollout.val_kwargs.top_p": training["top_p"],
+            "+effopd.max_iterations": effopd["max_iterations"],
+            "+effopd.initial_factor": effopd["initial_factor"],
+            "+effopd.param_rule": effopd["param_rule"],
+        })
     args = [f"{key}={value}" for key, value in overrides.items()]
     args += list(verl.get("common_overrides", []))
     args += list(verl.get("method_overrides", {}).get(method, []))
     return [sys.executable, "-m", "verl.trainer.main_ppo", *args]
 
 
-def export_checkpoints(run_dir: str | Path, index_csv: str | Path) -> pd.DataFrame:
-    """Merge every ``global_step_N/actor`` into a Hugging Face checkpoint; write the index."""
+def export_checkpoints(run_dir: str | Path) -> pd.DataFrame:
+    """Export every ``global_step_N/actor`` as a float32 HF checkpoint; the index (step, path)."""
     run_dir = Path(run_dir)
     rows = []
     for step_dir in sorted((run_dir / "verl").glob("global_step_*")):
@@ -132,36 +172,65 @@ def export_checkpoints(run_dir: str | Path, index_csv: str | Path) -> pd.DataFra
             continue
         step = int(match.group(1))
         target = run_dir / "checkpoints" / f"step_{step:06d}"
-        if not (target / "config.json").exists():
-            subprocess.run([sys.executable, "-m", "verl.model_merger", "merge", "--backend",
-                            "fsdp", "--local_dir", str(step_dir / "actor"), "--target_dir",
-                            str(target)], check=True)
-        rows.append({"step": step, "path": str(target), "wall_s": float("nan")})
-    table = pd.DataFrame(rows, columns=["step", "path", "wall_s"]).sort_values("step")
-    with atomic_path(index_csv) as tmp:
-        table.to_csv(tmp, index=False)
-    return table
+        if not (target / "manifest.json").exists():
+            export_fsdp_checkpoint(step_dir / "actor", target, metadata={"step": step})
+        rows.append({"step": step, "path": str(target)})
+    return pd.DataFrame(rows, columns=["step", "path"]).sort_values("step").reset_index(drop=True)
 
 
-def run_verl(command: list[str], log_path: str | Path | None = None) -> None:
-    """Run verl's trainer (verl resumes from its own latest checkpoint when restarted)."""
+def metrics_parts(metrics_jsonl: str | Path) -> list[Path]:
+    """verl's metrics files of a run, oldest first: earlier attempts' parts, then the last."""
+    metrics_jsonl = Path(metrics_jsonl)
+    parts = sorted(metrics_jsonl.parent.glob(f"{metrics_jsonl.stem}.part*.jsonl"),
+                   key=lambda p: int(p.suffixes[-2].removeprefix(".part")))
+    return parts + ([metrics_jsonl] if metrics_jsonl.exists() else [])
+
+
+def run_verl(command: list[str], metrics_jsonl: str | Path,
+             grading: dict[str, Any] | None = None) -> None:
+    """Run verl's trainer (verl resumes from its own latest checkpoint when restarted).
+
+    verl's file logger writes its per-step metrics to ``metrics_jsonl``
+    (``VERL_FILE_LOGGER_PATH``). It opens the file with ``"wb"``, so a file left
+    by an earlier (interrupted) attempt is first renamed to
+    ``<name>.partN.jsonl``; :func:`metrics_parts` lists them in order.
+    """
     if importlib.util.find_spec("verl") is None:
         raise ModuleNotFoundError(
-            "training.engine is 'verl' but verl is not installed; install verl 0.6.x (for OPD "
-            "and EffOPD: the authors' fork, see config/README.md) or use engine 'local'")
+            "training.engine is 'verl' but verl is not installed; build the verl environment "
+            "(make verl-env, or pip install -e '.[verl]' -c requirements-verl.lock; see "
+            "README.md) or use engine 'local'")
+    metrics_jsonl = Path(metrics_jsonl)
+    if metrics_jsonl.exists():
+        metrics_jsonl.rename(metrics_jsonl.with_suffix(f".part{len(metrics_parts(metrics_jsonl))}"
+                                                       ".jsonl"))
     log.info("running: %s", " ".join(command))
-    subprocess.run(command, check=True)
+    env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(metrics_jsonl)}
+    if grading:  # sizes verl_reward's batch grader in the reward workers (local Ray cluster)
+        env["EFFOPD_REWARD_TIMEOUT_S"] = str(grading["timeout_s"])
+        env["EFFOPD_REWARD_WORKERS"] = str(grading["workers"])
+    subprocess.run(command, check=True, env=env)
 
 
 def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: dict[str, Any],
                     student: str | Path, teacher: str | Path | None, train_file: str | Path,
                     val_file: str | Path | None, run_dir: str | Path, log_csv: str | Path,
-                    search_csv: str | Path, index_csv: str | Path) -> None:
-    """One verl run end to end: parquet inputs, verl, merged checkpoints, index and logs.
+                    search_csv: str | Path, index_csv: str | Path,
+                    grading: dict[str, Any] | None = None) -> None:
+    """One verl run end to end: parquet inputs, verl, float32 exports, the DAG's tables.
 
-    The per-step metrics stay in verl's own logger; ``log_csv`` lists the
-    exported steps only, and ``search_csv`` is left for verl's EffOPD log.
+    The overrides are first composed against verl's packaged config
+    (:func:`effopd.training.verl_compose.compose_verl_config`), so a bad key
+    fails before any GPU is allocated. ``log_csv``, the checkpoint index (with
+    wall times) and ``search_csv`` are derived from verl's own metrics by
+    :func:`effopd.training.verl_metrics.write_verl_tables`.
     """
+    if method == "effopd":
+        log.warning("EffOPD on verl uses the effopd trainer mode "
+                    "(effopd.integrations.verl_plugin), which has never run on GPUs: check its "
+                    "search log and checkpoints before trusting the run")
+    from effopd.training.verl_compose import compose_verl_config
+
     run_dir = Path(run_dir)
     instruction = prompt["instruction"]
     train_parquet = run_dir / "data" / "train.parquet"
@@ -170,11 +239,13 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
     if val_file:
         val_parquet = run_dir / "data" / "val.parquet"
         write_verl_parquet(val_file, val_parquet, instruction, "val", problem_key="problem")
-    run_verl(verl_command(method, seed, training, prompt, student, teacher, train_parquet,
-                          val_parquet, run_dir))
-    index = export_checkpoints(run_dir, index_csv)
-    with atomic_path(log_csv) as tmp:
-        index[["step"]].assign(wall_s=float("nan")).to_csv(tmp, index=False)
-    with atomic_path(search_csv) as tmp:
-        pd.DataFrame(columns=["step", "iteration", "multiplier", "score", "accepted"]).to_csv(
-            tmp, index=False)
+    command = verl_command(method, seed, training, prompt, student, teacher, train_parquet,
+                           val_parquet, run_dir)
+    compose_verl_config(command[3:])
+    metrics_jsonl = run_dir / "verl_metrics.jsonl"
+    run_verl(command, metrics_jsonl, grading)
+    per_method = training["rl"] if method == "rl" else training["opd"]
+    index = export_checkpoints(run_dir)
+    write_verl_tables(metrics_parts(metrics_jsonl), index, per_method["prompts_per_step"],
+                      per_method.get("group_size", 1), log_csv, index_csv, search_csv,
+                      search_source=run_dir / "verl" / "effopd_search.csv")

@@ -61,6 +61,7 @@ rule evaluate_scaling:
         pass_k=numbers(config["evaluation"]["pass_k"]),
         limit=ANALYSIS["eval_limit"] or "all",
         n=ANALYSIS["eval_n"],
+        min_cast_survival=ANALYSIS["min_cast_survival"],
         alphas=numbers(ANALYSIS["scaling_alphas"]),
         early_alphas=(
             f"--early-alphas {numbers(ANALYSIS['early_alphas'])}"
@@ -85,6 +86,7 @@ rule evaluate_scaling:
         "--benchmark {input.benchmark} --prompt {params.prompt:q} "
         "--generation {params.generation:q} --grading {params.grading:q} "
         "--pass-k {params.pass_k} --limit {params.limit} --n {params.n} "
+        "--min-cast-survival {params.min_cast_survival} "
         "--alphas {params.alphas} {params.early_alphas} "
         "--selection-benchmark {input.selection} --early-fraction {params.early_fraction} "
         "--work-dir {params.work_dir} --out {output} --device {params.device} "
@@ -107,6 +109,7 @@ rule evaluate_modules:
         pass_k=numbers(config["evaluation"]["pass_k"]),
         limit=ANALYSIS["eval_limit"] or "all",
         n=ANALYSIS["eval_n"],
+        min_cast_survival=ANALYSIS["min_cast_survival"],
         window_size=ANALYSIS["window_size"],
         window_stride=ANALYSIS["window_stride"],
         device=ANALYSIS["device"],
@@ -126,6 +129,7 @@ rule evaluate_modules:
         "--benchmark {input.benchmark} --prompt {params.prompt:q} "
         "--generation {params.generation:q} --grading {params.grading:q} "
         "--pass-k {params.pass_k} --limit {params.limit} --n {params.n} "
+        "--min-cast-survival {params.min_cast_survival} "
         "--window-size {params.window_size} --window-stride {params.window_stride} "
         "--work-dir {params.work_dir} --out {output} --device {params.device} "
         "--threads {threads} > {log} 2>&1"
@@ -146,6 +150,7 @@ rule evaluate_rank_k:
         pass_k=numbers(config["evaluation"]["pass_k"]),
         limit=ANALYSIS["eval_limit"] or "all",
         n=ANALYSIS["eval_n"],
+        min_cast_survival=ANALYSIS["min_cast_survival"],
         ks=numbers(ANALYSIS["rank_ks"]),
         svd_method=ANALYSIS["svd_method"],
         device=ANALYSIS["device"],
@@ -165,5 +170,6 @@ rule evaluate_rank_k:
         "--benchmark {input.benchmark} --prompt {params.prompt:q} "
         "--generation {params.generation:q} --grading {params.grading:q} "
         "--pass-k {params.pass_k} --limit {params.limit} --n {params.n} "
+        "--min-cast-survival {params.min_cast_survival} "
         "--ks {params.ks} --svd-method {params.svd_method} --work-dir {params.work_dir} "
         "--out {output} --device {params.device} --threads {threads} > {log} 2>&1"
