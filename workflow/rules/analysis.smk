@@ -56,7 +56,7 @@ rule evaluate_scaling:
         f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/scaling.csv",
     params:
         prompt=config_json("prompt"),
-        generation=config_json("generation"),
+        generation=ANALYSIS_GENERATION,
         grading=config_json("grading"),
         pass_k=numbers(config["evaluation"]["pass_k"]),
         limit=ANALYSIS["eval_limit"] or "all",
@@ -104,7 +104,7 @@ rule evaluate_modules:
         f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/modules.csv",
     params:
         prompt=config_json("prompt"),
-        generation=config_json("generation"),
+        generation=ANALYSIS_GENERATION,
         grading=config_json("grading"),
         pass_k=numbers(config["evaluation"]["pass_k"]),
         limit=ANALYSIS["eval_limit"] or "all",
@@ -145,7 +145,7 @@ rule evaluate_rank_k:
         f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/rank_k.csv",
     params:
         prompt=config_json("prompt"),
-        generation=config_json("generation"),
+        generation=ANALYSIS_GENERATION,
         grading=config_json("grading"),
         pass_k=numbers(config["evaluation"]["pass_k"]),
         limit=ANALYSIS["eval_limit"] or "all",

@@ -5,6 +5,11 @@
 # artifacts/<experiment>/analysis/<method>/seed<seed>/<analysis>/.
 
 ANALYSIS = config["analysis"]
+# The intervention evaluations sample with the generation block, in analysis.eval_dtype.
+ANALYSIS_GENERATION = json.dumps(
+    {**config["generation"], "dtype": ANALYSIS["eval_dtype"] or config["generation"]["dtype"]},
+    sort_keys=True,
+)
 # The early checkpoint's best alpha is chosen on this benchmark, never on the series one.
 SELECTION_BENCHMARK = ANALYSIS["selection_benchmark"] or VALIDATION_BENCHMARK
 ANALYSIS_METHODS = [m for m in (ANALYSIS["methods"] or METHODS) if m in METHODS]
