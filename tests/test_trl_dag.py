@@ -42,5 +42,6 @@ def test_smoke_dag_trains_through_trl(tmp_path):
     assert all((Path(p) / "effopd_anchor.safetensors").exists() for p in index["path"])
     assert pd.read_csv(results / "train/opd/seed0/effopd_search.csv").empty
     speedup = pd.read_csv(results / "tables/effopd_speedup.csv")
-    assert list(speedup["seed"]) == ["0", "mean", "ci95_low", "ci95_high"]
+    assert list(zip(speedup["comparison"], speedup["row"], strict=True)) == [
+        ("effopd_vs_opd", "pair"), ("effopd_vs_opd", "summary")]
     assert (tmp_path / "paper_figures/smoke/training_curves.png").stat().st_size > 0
