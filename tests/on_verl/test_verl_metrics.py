@@ -61,15 +61,22 @@ def test_training_tables_build_from_verl_metrics(tmp_path, monkeypatch):
         pd.DataFrame({"step": [0, 2, 4], "train_wall_s": walls, "benchmark": "b",
                       "avg@n": [acc[0], acc[2], acc[4]], "pass@1": [acc[0], acc[2], acc[4]],
                       "seed": 42}).to_csv(run / "b.csv", index=False)
+        # and its per-problem counts: 20 problems, one sample each, the first 20 x acc right
+        pd.DataFrame([{"step": st, "n": 1, **{f"p{i}": int(i < round(20 * acc[st]))
+                                              for i in range(20)}} for st in (0, 2, 4)]
+                     ).to_csv(run / "b.problems.csv", index=False)
         evals.append(run / "b.csv")
         logs.append(run / "log.csv")
     out = tmp_path / "tables"
     write_training_tables(evals, logs, "b", out / "curves.csv", out / "speedup.csv",
                           out / "compute.csv")
-    speedup = pd.read_csv(out / "speedup.csv").set_index("seed")
-    # OPD ends at 0.5 (step 4, 40 s); EffOPD reaches 0.5 at step 2 after 2 x 12 s
-    assert speedup.loc["0", "speedup_steps"] == 2.0
-    assert speedup.loc["0", "speedup_wall"] == pytest.approx(40.0 / 24.0)
+    speedup = pd.read_csv(out / "speedup.csv")
+    pair = speedup[(speedup["comparison"] == "effopd_vs_opd") & (speedup["row"] == "pair")]
+    # OPD 0.1, 0.4, 0.5 and EffOPD 0.1, 0.5, 0.6 at steps 0, 2, 4: OPD's plateau 0.5, target
+    # 0.1 + 0.9 (0.5 - 0.1) = 0.46, reached by OPD at step 3.2 and by EffOPD at 1.8
+    assert pair["target_accuracy"].iloc[0] == pytest.approx(0.46)
+    assert pair["speedup_steps"].iloc[0] == pytest.approx(3.2 / 1.8)
+    assert math.isnan(pair["speedup_cpu_s"].iloc[0])  # verl records wall time only
     compute = pd.read_csv(out / "compute.csv").set_index("method")
     assert compute.loc["rl", "responses_per_step"] == 8
     assert compute.loc["effopd", "search_s_total"] == 6.0
