@@ -30,7 +30,6 @@ items of an evaluation never reach a worker.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import multiprocessing
@@ -45,7 +44,7 @@ from math_verify import parse, verify
 from math_verify.errors import TimeoutException
 from tqdm import tqdm
 
-from effopd.io import atomic_write_jsonl
+from effopd.io import atomic_write_jsonl, iter_jsonl
 
 STATUSES = ("ok", "no_answer", "error", "timeout")
 _VERDICTS: dict[tuple[str, str, int], bool] = {}  # (gold, extracted, mv_timeout) -> correct
@@ -308,21 +307,16 @@ def grade_file(input_path: str | os.PathLike[str], output_path: str | os.PathLik
     """
     records: list[dict[str, Any]] = []
     bad: dict[int, dict[str, Any]] = {}
-    with open(input_path, encoding="utf-8", errors="replace") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                row, fault = None, f"line {line_no}: not valid JSON ({err})"
-            else:
-                fault = None if isinstance(row, dict) else \
-                    f"line {line_no}: not a JSON object ({type(row).__name__})"
-            if fault is not None:
-                bad[len(records)] = {"line": line_no, "raw": line.rstrip("\n")[:200],
-                                     "correct": False, "status": "error", "error": fault}
-            records.append(row if fault is None else {})
+    for line_no, line, row, error in iter_jsonl(input_path, encoding_errors="replace"):
+        if error is not None:
+            fault = f"line {line_no}: not valid JSON ({error})"
+        else:
+            fault = None if isinstance(row, dict) else \
+                f"line {line_no}: not a JSON object ({type(row).__name__})"
+        if fault is not None:
+            bad[len(records)] = {"line": line_no, "raw": line.rstrip("\n")[:200],
+                                 "correct": False, "status": "error", "error": fault}
+        records.append(row if fault is None else {})
     good = [i for i in range(len(records)) if i not in bad]
     graded_good = iter(grade_records([records[i] for i in good], timeout_s=timeout_s,
                                      workers=workers))

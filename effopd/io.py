@@ -68,21 +68,30 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read a JSON-lines file; a malformed line raises with the file and line number."""
-    rows = []
-    with Path(path).open(encoding="utf-8") as handle:
+def iter_jsonl(path: str | os.PathLike[str], encoding_errors: str = "strict"
+               ) -> Iterator[tuple[int, str, Any, json.JSONDecodeError | None]]:
+    """``(line number, line, decoded value or None, decode error or None)`` for every
+    non-blank line of a JSON-lines file; the caller decides what a bad line means."""
+    with Path(path).open(encoding="utf-8", errors=encoding_errors) as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                yield line_no, line, json.loads(line), None
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: not valid JSON ({err})") from err
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{line_no}: expected a JSON object, "
-                                 f"got {type(row).__name__}")
-            rows.append(row)
+                yield line_no, line, None, err
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read a JSON-lines file; a malformed line raises with the file and line number."""
+    rows = []
+    for line_no, _, row, error in iter_jsonl(path):
+        if error is not None:
+            raise ValueError(f"{path}:{line_no}: not valid JSON ({error})") from error
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{line_no}: expected a JSON object, "
+                             f"got {type(row).__name__}")
+        rows.append(row)
     return rows
 
 
