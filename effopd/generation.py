@@ -1,6 +1,7 @@
 """Sampling completions, behind one interface with two backends.
 
-- ``transformers``: batched ``model.generate`` with left padding; CPU or one GPU.
+- ``transformers``: a KV-cached sampling loop over a Hugging Face model (left
+  padding; finished rows leave the batch); CPU or one GPU.
   Also used in-process by the trainers, which need token ids and a live model.
 - ``vllm``: GPU only, imported lazily so that CPU installs never need it. One
   ``LLM`` per call: the evaluation rule runs one process per checkpoint.
@@ -77,13 +78,86 @@ def stop_token_ids(config_eos: int | list[int] | None, tokenizer_eos: int | None
     return ids
 
 
+def sample_next_tokens(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """One token per row from ``softmax(logits / T)`` restricted to the nucleus.
+
+    The nucleus is the smallest set of most-probable tokens whose probability
+    sums to at least ``top_p`` (the most probable token always stays in);
+    ``temperature <= 0`` is greedy (argmax). Draws from torch's global generator.
+    """
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+        sorted_probs = sorted_probs.masked_fill(mass_before >= top_p, 0.0)
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    return torch.multinomial(probs, 1).squeeze(-1)
+
+
+@torch.no_grad()
+def _sample_batch(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                  spec: SamplingSpec, eos_ids: set[int]) -> list[list[int]]:
+    """Sample ``spec.n`` responses per prompt of a left-padded batch, up to
+    ``spec.max_new_tokens`` tokens each; rows come out prompt-major
+    (prompt 0's n responses, then prompt 1's, ...).
+
+    A KV-cached decoding loop: each prompt is encoded once and its cache
+    copied to its ``n`` rows; a row leaves the batch (and the cache) as soon
+    as it emits an end-of-sequence token, so that finished responses cost
+    nothing; positions come from the attention mask, as in ``generate``.
+    Returns each row's new token ids, the end-of-sequence token kept.
+    """
+    from transformers import DynamicCache
+
+    positions = (attention_mask.cumsum(dim=-1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    output = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                   past_key_values=cache, use_cache=True, logits_to_keep=1)
+    logits = output.logits[:, -1, :]
+    if spec.n > 1:
+        expand = torch.arange(input_ids.shape[0], device=input_ids.device)
+        expand = expand.repeat_interleave(spec.n)
+        cache.batch_select_indices(expand)
+        logits, attention_mask = logits[expand], attention_mask[expand]
+        positions = positions[expand]
+    rows = attention_mask.shape[0]
+    responses: list[list[int]] = [[] for _ in range(rows)]
+    alive = torch.arange(rows)
+    next_position = positions[:, -1:] + 1
+    eos = torch.tensor(sorted(eos_ids), device=input_ids.device)
+    for step in range(spec.max_new_tokens):
+        tokens = sample_next_tokens(logits, spec.temperature, spec.top_p)
+        for row, token in zip(alive.tolist(), tokens.tolist()):
+            responses[row].append(token)
+        if step + 1 == spec.max_new_tokens:
+            break
+        running = ~torch.isin(tokens, eos)
+        if not bool(running.all()):
+            if not bool(running.any()):
+                break
+            keep = running.nonzero().squeeze(-1)
+            cache.batch_select_indices(keep)
+            alive, tokens = alive[keep.cpu()], tokens[keep]
+            attention_mask, next_position = attention_mask[keep], next_position[keep]
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(alive), 1))],
+                                   dim=-1)
+        output = model(input_ids=tokens[:, None], attention_mask=attention_mask,
+                       position_ids=next_position, past_key_values=cache, use_cache=True)
+        logits = output.logits[:, -1, :]
+        next_position = next_position + 1
+    return responses
+
+
 @torch.no_grad()
 def sample_completions(model: PreTrainedModel, tokenizer: Any, prompts: list[str],
                        spec: SamplingSpec, generator_seed: int | None = None,
                        progress: bool = False) -> list[list[Completion]]:
     """Sample ``spec.n`` completions for every prompt with a live model.
 
-    Prompts are already rendered through the chat template. Returns one list
+    Prompts are already rendered through the chat template and sampled
+    ``spec.batch_size`` prompts at a time (``n`` rows each). Returns one list
     of ``n`` completions per prompt, in order.
     """
     torch.manual_seed(spec.seed if generator_seed is None else generator_seed)
@@ -96,19 +170,11 @@ def sample_completions(model: PreTrainedModel, tokenizer: Any, prompts: list[str
     for start in tqdm(batches, desc="generate", disable=not progress, mininterval=5):
         chunk = prompts[start: start + spec.batch_size]
         encoded = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
-        encoded = {k: v.to(model.device) for k, v in encoded.items()}
-        sampling = {"do_sample": True, "temperature": spec.temperature, "top_p": spec.top_p} \
-            if spec.temperature > 0 else {"do_sample": False}
-        output = model.generate(**encoded, max_new_tokens=spec.max_new_tokens,
-                                num_return_sequences=spec.n, pad_token_id=tokenizer.pad_token_id,
-                                eos_token_id=sorted(eos_ids), top_k=0, **sampling)
-        new_tokens = output[:, encoded["input_ids"].shape[1]:].tolist()
+        new_tokens = _sample_batch(model, encoded["input_ids"].to(model.device),
+                                   encoded["attention_mask"].to(model.device), spec, eos_ids)
         for prompt_index in range(len(chunk)):
-            group = []
-            for ids in new_tokens[prompt_index * spec.n: (prompt_index + 1) * spec.n]:
-                cut = next((i + 1 for i, t in enumerate(ids) if t in eos_ids), len(ids))
-                group.append(Completion(ids[:cut], tokenizer.decode(ids[:cut],
-                                                                    skip_special_tokens=True)))
+            group = [Completion(ids, tokenizer.decode(ids, skip_special_tokens=True))
+                     for ids in new_tokens[prompt_index * spec.n: (prompt_index + 1) * spec.n]]
             results.append(group)
     model.train(was_training)
     return results

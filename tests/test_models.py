@@ -66,3 +66,65 @@ def test_sampling_returns_n_completions_that_stop_at_eos(tiny_checkpoint):
         assert completion.text == tokenizer.decode(completion.token_ids, skip_special_tokens=True)
     again = sample_completions(model, tokenizer, prompts, spec)
     assert [[c.token_ids for c in g] for g in again] == [[c.token_ids for c in g] for g in groups]
+
+
+def _hf_generate(model, tokenizer, prompts, n, max_new_tokens, do_sample, seed):
+    """Reference: transformers' own ``generate`` on the same left-padded batch."""
+    tokenizer.padding_side = "left"
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    torch.manual_seed(seed)
+    sampling = {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0} if do_sample \
+        else {"do_sample": False}
+    output = model.generate(**encoded, max_new_tokens=max_new_tokens, num_return_sequences=n,
+                            pad_token_id=tokenizer.pad_token_id,
+                            eos_token_id=list(model.generation_config.eos_token_id), **sampling)
+    return output[:, encoded["input_ids"].shape[1]:].tolist()
+
+
+@pytest.fixture(scope="module")
+def sampler_setup(tiny_checkpoint):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(tiny_checkpoint).eval()
+    # prompts of different lengths: left padding and per-row positions are exercised
+    prompts = [render_prompt(tokenizer, f"Compute {'9' * (1 + i % 4)}+{i}.") for i in range(6)]
+    return model, tokenizer, prompts
+
+
+def test_greedy_sampling_equals_transformers_generate(sampler_setup):
+    model, tokenizer, prompts = sampler_setup
+    eos = set(model.generation_config.eos_token_id)
+    reference = [row for row in _hf_generate(model, tokenizer, prompts, 1, 16,
+                                              do_sample=False, seed=0) for _ in range(2)]
+    groups = sample_completions(model, tokenizer, prompts,
+                                SamplingSpec(n=2, max_new_tokens=16, batch_size=6, temperature=0))
+    ours = [c.token_ids for g in groups for c in g]
+    for mine, theirs in zip(ours, reference):
+        cut = next((i + 1 for i, t in enumerate(theirs) if t in eos), len(theirs))
+        assert mine == theirs[:cut]
+
+
+def test_sampled_tokens_equal_generate_while_no_row_has_finished(sampler_setup):
+    """Same seed, same draws: our loop consumes torch's generator exactly as ``generate``
+    does until the first row ends (then finished rows stop drawing in ours, not in theirs)."""
+    model, tokenizer, prompts = sampler_setup
+    eos = set(model.generation_config.eos_token_id)
+    spec = SamplingSpec(n=3, max_new_tokens=20, batch_size=6, seed=2)
+    reference = _hf_generate(model, tokenizer, prompts, 3, 20, do_sample=True, seed=2)
+    ours = [c.token_ids for g in sample_completions(model, tokenizer, prompts, spec) for c in g]
+    first_end = min((i for row in reference for i, t in enumerate(row) if t in eos),
+                    default=20)
+    assert first_end >= 4  # 18 rows x 5 steps compared (seed 2 of this random model)
+    assert [row[:first_end + 1] for row in ours] == [row[:first_end + 1] for row in reference]
+
+
+def test_nucleus_keeps_the_smallest_set_reaching_top_p():
+    from effopd.generation import sample_next_tokens
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]])).repeat(20000, 1)
+    torch.manual_seed(0)
+    assert set(sample_next_tokens(logits, 1.0, 0.5).tolist()) == {0}
+    draws = sample_next_tokens(logits, 1.0, 0.6)
+    assert set(draws.tolist()) == {0, 1}
+    share = (draws == 0).float().mean().item()
+    assert abs(share - 0.5 / 0.8) < 0.015  # renormalised over the nucleus: 0.625 (SE 0.0034)
+    assert (sample_next_tokens(logits, 0.0, 1.0) == 0).all()
