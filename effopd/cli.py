@@ -89,7 +89,8 @@ def cmd_evaluate_series(args: argparse.Namespace) -> None:
     evaluate_series(index_csv=args.index, base_model=args.base_model,
                     benchmark_file=args.benchmark, label=args.label, prompt=args.prompt,
                     generation=args.generation, grading=args.grading, pass_k=args.pass_k,
-                    out_csv=args.out, samples_dir=args.samples_dir, device=args.device)
+                    out_csv=args.out, samples_dir=args.samples_dir, device=args.device,
+                    base_scores=args.base_scores)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -246,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--pass-k", type=int, nargs="+", default=[1])
     c.add_argument("--out", required=True, help="one metrics row per step (CSV)")
     c.add_argument("--samples-dir", required=True)
+    c.add_argument("--base-scores", nargs=2, default=None, metavar=("SAMPLES", "METRICS"),
+                   help="the base model's grades (JSONL) and metrics (JSON) on this benchmark "
+                        "with these sampling settings (effopd evaluate): reused as step 0")
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--device", default=None)
 

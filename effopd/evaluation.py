@@ -141,10 +141,36 @@ def evaluate_model(model_dir: str | Path, benchmark_file: str | Path, label: str
     return metrics
 
 
+SAMPLING_KEYS = ("n", "temperature", "top_p", "max_new_tokens", "seed", "backend")
+
+
+def reuse_scores(samples_jsonl: str | Path, metrics_json: str | Path, benchmark_file: str | Path,
+                 generation: dict[str, Any], label: str
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Another job's scores of the same model (grades JSONL + metrics JSON), relabelled.
+
+    Refused, naming the key, unless they were sampled with these settings
+    (:data:`SAMPLING_KEYS`) on this benchmark (same sha256), so a reused score is
+    the score this job would have computed.
+    """
+    metrics = read_json(metrics_json)
+    spec = SamplingSpec.from_config(generation)
+    manifest = read_json(manifest_path(benchmark_file)) \
+        if manifest_path(benchmark_file).exists() else {}
+    expected = {**{key: getattr(spec, key) for key in SAMPLING_KEYS},
+                "benchmark_sha256": manifest.get("sha256")}
+    for key, value in expected.items():
+        if metrics.get(key) != value:
+            raise InputError(f"{metrics_json}: {key} = {metrics.get(key)!r}, but this "
+                             f"evaluation uses {value!r}; these scores cannot stand in for it")
+    return {**metrics, "model": label}, read_jsonl(samples_jsonl)
+
+
 def evaluate_series(index_csv: str | Path, base_model: str | Path, benchmark_file: str | Path,
                     label: str, prompt: dict[str, Any], generation: dict[str, Any],
                     grading: dict[str, Any], pass_k: list[int], out_csv: str | Path,
-                    samples_dir: str | Path, device: str | None = None) -> pd.DataFrame:
+                    samples_dir: str | Path, device: str | None = None,
+                    base_scores: tuple[str | Path, str | Path] | None = None) -> pd.DataFrame:
     """Score the base model (step 0) and every checkpoint of a training run's index.
 
     The index is the trainer's ``checkpoints.csv`` (step, path, wall_s). Writes
@@ -154,15 +180,22 @@ def evaluate_series(index_csv: str | Path, base_model: str | Path, benchmark_fil
     one per problem id; small, committed with the results: the speed-up's bootstrap
     over problems reads it). One process scores the whole series; with
     vLLM, :func:`effopd.generation.generate` runs each checkpoint's generation
-    in a fresh process, so the GPU is freed between checkpoints.
+    in a fresh process, so the GPU is freed between checkpoints. ``base_scores``
+    (grades JSONL, metrics JSON) of the base model on this benchmark with these
+    sampling settings stand in for step 0 (:func:`reuse_scores`): same model, same
+    seed, same samples.
     """
     index = pd.read_csv(index_csv)
     models = [(0, str(base_model), 0.0)] + list(index[["step", "path", "wall_s"]]
                                                  .itertuples(index=False, name=None))
     rows, per_problem = [], []
     for step, path, wall_s in models:
-        metrics, graded = score_model(path, benchmark_file, f"{label}/step_{step}", prompt,
-                                      generation, grading, pass_k, device)
+        if step == 0 and base_scores is not None:
+            metrics, graded = reuse_scores(*base_scores, benchmark_file, generation,
+                                           f"{label}/step_0")
+        else:
+            metrics, graded = score_model(path, benchmark_file, f"{label}/step_{step}",
+                                          prompt, generation, grading, pass_k, device)
         atomic_write_jsonl(Path(samples_dir) / f"step_{int(step):06d}.jsonl", graded)
         rows.append({"step": int(step), "train_wall_s": float(wall_s), **metrics})
         per_problem.append(correct_per_problem(graded, int(step), metrics["n"]))

@@ -352,6 +352,29 @@ def test_evaluate_scaling_command_line(tiny_series: dict[str, Path], accuracy_ru
         ("final", 0.0, 2), ("final", 1.0, 2)]
 
 
+def test_evaluate_interventions_equals_the_three_commands(tiny_series: dict[str, Path],
+                                                         accuracy_runs: dict,
+                                                         tmp_path: Path) -> None:
+    """One process for scaling, modules and rank-k: the same rows, the same scores."""
+    settings = accuracy_runs["settings"]
+    outs = {name: tmp_path / f"{name}.csv" for name in ("scaling", "modules", "rank_k")}
+    assert main(["evaluate-interventions", "--base", str(tiny_series["base"]),
+                 "--checkpoints", str(tiny_series["early"]), str(tiny_series["final"]),
+                 "--benchmark", str(settings.benchmark), "--generation",
+                 json.dumps(settings.generation), "--grading", '{"workers": 1}',
+                 "--pass-k", "1", "2", "--limit", "3", "--n", "1",
+                 "--alphas", "0", "0.5", "1", "2", "--early-alphas", "0", "0.5", "1", "2",
+                 "--early-fraction", "0.1", "--window-size", "1", "--window-stride", "1",
+                 "--ks", "1", "4", "64", "--work-dir", str(tmp_path / "work"),
+                 "--scaling-out", str(outs["scaling"]), "--modules-out", str(outs["modules"]),
+                 "--rank-k-out", str(outs["rank_k"]), "--device", "cpu"]) == 0
+    for name, out in outs.items():
+        table, reference = pd.read_csv(out), accuracy_runs[name]
+        assert table["label"].tolist() == reference["label"].tolist(), name
+        assert table["avg@n"].tolist() == reference["avg@n"].tolist(), name
+    assert {p.name for p in (tmp_path / "work").iterdir()} == {"scaling", "modules", "rank_k"}
+
+
 # --------------------------------------------------------------------------- tables
 
 

@@ -5,6 +5,8 @@
 - ``evaluate-scaling``  accuracy of theta_0 + alpha * Delta, final and early checkpoint
 - ``evaluate-modules``  accuracy with one part of the final update injected into theta_0
 - ``evaluate-rank-k``   accuracy of the rank-k rescaled final update
+- ``evaluate-interventions``  the three above in one process (the DAG's rule: one
+                        start-up, one load of the series, for all of a run's interventions)
 - ``tabulate-analysis`` the analysis tables of every run (mean and 95% CI over seeds)
 - ``plot-analysis``     the analysis figures, from those tables
 
@@ -83,10 +85,9 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     pipeline.log.info("wrote %s", ", ".join(str(p) for p in written.values()))
 
 
-def cmd_evaluate_scaling(args: argparse.Namespace) -> None:
+def _run_scaling(args: argparse.Namespace, series: Series, work_dir: str, out: str) -> None:
     from effopd.analysis import pipeline
 
-    set_threads(args.threads)
     selection = None
     if args.selection_benchmark:
         from dataclasses import replace
@@ -94,28 +95,55 @@ def cmd_evaluate_scaling(args: argparse.Namespace) -> None:
 
         selection = replace(_settings(args), benchmark=Path(args.selection_benchmark),
                             limit=None)
-    pipeline.run_scaling(_series(args), _settings(args), args.work_dir, args.out,
+    pipeline.run_scaling(series, _settings(args), work_dir, out,
                          alphas=args.alphas, early_fraction=args.early_fraction,
                          keep_checkpoints=args.keep_checkpoints,
                          early_alphas=args.early_alphas, selection=selection)
 
 
-def cmd_evaluate_modules(args: argparse.Namespace) -> None:
+def _run_modules(args: argparse.Namespace, series: Series, work_dir: str, out: str) -> None:
     from effopd.analysis import pipeline
 
-    set_threads(args.threads)
-    pipeline.run_modules(_series(args), _settings(args), args.work_dir, args.out,
+    pipeline.run_modules(series, _settings(args), work_dir, out,
                          window_size=args.window_size, window_stride=args.window_stride,
                          keep_checkpoints=args.keep_checkpoints)
 
 
-def cmd_evaluate_rank_k(args: argparse.Namespace) -> None:
+def _run_rank_k(args: argparse.Namespace, series: Series, work_dir: str, out: str) -> None:
     from effopd.analysis import pipeline
 
-    set_threads(args.threads)
-    pipeline.run_rank_k(_series(args), _settings(args), args.work_dir, args.out, ks=args.ks,
+    pipeline.run_rank_k(series, _settings(args), work_dir, out, ks=args.ks,
                         alpha=args.alpha, method=args.svd_method,
                         keep_checkpoints=args.keep_checkpoints)
+
+
+def cmd_evaluate_scaling(args: argparse.Namespace) -> None:
+    set_threads(args.threads)
+    _run_scaling(args, _series(args), args.work_dir, args.out)
+
+
+def cmd_evaluate_modules(args: argparse.Namespace) -> None:
+    set_threads(args.threads)
+    _run_modules(args, _series(args), args.work_dir, args.out)
+
+
+def cmd_evaluate_rank_k(args: argparse.Namespace) -> None:
+    set_threads(args.threads)
+    _run_rank_k(args, _series(args), args.work_dir, args.out)
+
+
+def cmd_evaluate_interventions(args: argparse.Namespace) -> None:
+    """Scaling, module and rank-k interventions of one series, in one process: each
+    writes its own CSV and keeps its own work directory (``WORK_DIR/<analysis>``),
+    exactly as the three separate commands would."""
+    from pathlib import Path
+
+    set_threads(args.threads)
+    series = _series(args)
+    work = Path(args.work_dir)
+    _run_scaling(args, series, str(work / "scaling"), args.scaling_out)
+    _run_modules(args, series, str(work / "modules"), args.modules_out)
+    _run_rank_k(args, series, str(work / "rank_k"), args.rank_k_out)
 
 
 def cmd_tabulate_analysis(args: argparse.Namespace) -> None:
@@ -161,7 +189,7 @@ def _series_arguments(command: argparse.ArgumentParser) -> None:
                               "(sizes and safetensors headers are always checked)")
 
 
-def _evaluation_arguments(command: argparse.ArgumentParser) -> None:
+def _evaluation_arguments(command: argparse.ArgumentParser, one_output: bool = True) -> None:
     command.add_argument("--benchmark", required=True, help="prepared benchmark JSONL")
     command.add_argument("--prompt", type=json_arg, default={}, help="the config's prompt block")
     command.add_argument("--generation", type=json_arg, default={},
@@ -176,9 +204,34 @@ def _evaluation_arguments(command: argparse.ArgumentParser) -> None:
                               "survive the cast to the evaluation dtype (0: never)")
     command.add_argument("--work-dir", required=True,
                          help="built checkpoints (deleted once scored), samples, score cache")
-    command.add_argument("--out", required=True, help="one row per scored model (CSV)")
+    if one_output:
+        command.add_argument("--out", required=True, help="one row per scored model (CSV)")
     command.add_argument("--keep-checkpoints", action="store_true",
                          help="keep the built checkpoints under WORK_DIR/checkpoints")
+
+
+def _scaling_arguments(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--alphas", type=float, nargs="+", default=list(settings.SCALING_ALPHAS))
+    c.add_argument("--early-alphas", type=float, nargs="+", default=None,
+                   help="alphas of the early checkpoint (default 0, 0.5, 1, 2, ..., "
+                        "ceil(1 / early fraction))")
+    c.add_argument("--selection-benchmark", default=None,
+                   help="validation benchmark on which the early checkpoint's best alpha "
+                        "is chosen (all its problems)")
+    c.add_argument("--early-fraction", type=float, default=settings.EARLY_FRACTION,
+                   help="the early checkpoint is the one closest to this fraction of training")
+
+
+def _module_arguments(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--window-size", type=int, default=settings.WINDOW_SIZE,
+                   help="layers per window (clipped to the number of layers)")
+    c.add_argument("--window-stride", type=int, default=settings.WINDOW_STRIDE)
+
+
+def _rank_k_arguments(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--ks", type=int, nargs="+", default=list(settings.RANK_KS))
+    c.add_argument("--alpha", type=float, default=1.0)
+    c.add_argument("--svd-method", default="gram", choices=["gram", "svd"])
 
 
 def _run_results_arguments(command: argparse.ArgumentParser) -> None:
@@ -212,32 +265,32 @@ def register_analysis_commands(add: AddCommand) -> None:
             "accuracy of theta_0 + alpha * Delta for the final and an early checkpoint")
     _series_arguments(c)
     _evaluation_arguments(c)
-    c.add_argument("--alphas", type=float, nargs="+", default=list(settings.SCALING_ALPHAS))
-    c.add_argument("--early-alphas", type=float, nargs="+", default=None,
-                   help="alphas of the early checkpoint (default 0, 0.5, 1, 2, ..., "
-                        "ceil(1 / early fraction))")
-    c.add_argument("--selection-benchmark", default=None,
-                   help="validation benchmark on which the early checkpoint's best alpha "
-                        "is chosen (all its problems)")
-    c.add_argument("--early-fraction", type=float, default=settings.EARLY_FRACTION,
-                   help="the early checkpoint is the one closest to this fraction of training")
+    _scaling_arguments(c)
 
     c = add("evaluate-modules", cmd_evaluate_modules,
             "accuracy of theta_0 plus one part of the final update (layer windows, MLP, "
             "attention, embeddings)")
     _series_arguments(c)
     _evaluation_arguments(c)
-    c.add_argument("--window-size", type=int, default=settings.WINDOW_SIZE,
-                   help="layers per window (clipped to the number of layers)")
-    c.add_argument("--window-stride", type=int, default=settings.WINDOW_STRIDE)
+    _module_arguments(c)
 
     c = add("evaluate-rank-k", cmd_evaluate_rank_k,
             "accuracy of theta_0 + alpha (|Delta|/|Delta_k|) Delta_k of the final update")
     _series_arguments(c)
     _evaluation_arguments(c)
-    c.add_argument("--ks", type=int, nargs="+", default=list(settings.RANK_KS))
-    c.add_argument("--alpha", type=float, default=1.0)
-    c.add_argument("--svd-method", default="gram", choices=["gram", "svd"])
+    _rank_k_arguments(c)
+
+    c = add("evaluate-interventions", cmd_evaluate_interventions,
+            "evaluate-scaling, evaluate-modules and evaluate-rank-k of one series in one "
+            "process")
+    _series_arguments(c)
+    _evaluation_arguments(c, one_output=False)
+    _scaling_arguments(c)
+    _module_arguments(c)
+    _rank_k_arguments(c)
+    c.add_argument("--scaling-out", required=True, help="scaling.csv")
+    c.add_argument("--modules-out", required=True, help="modules.csv")
+    c.add_argument("--rank-k-out", required=True, help="rank_k.csv")
 
     c = add("tabulate-analysis", cmd_tabulate_analysis,
             "analysis tables of every run: mean and 95%% CI over seeds (CSV + Markdown)")

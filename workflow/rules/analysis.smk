@@ -1,7 +1,8 @@
 # Analyses of the checkpoint series (SPEC section 4), for every analysed (method, seed):
-# the weight analyses in one streaming pass, then three accuracy analyses, each scoring
-# checkpoints built from theta_0 and the update in ONE process (built checkpoints are
-# deleted once scored; scores are cached under artifacts/, so a rerun resumes). Then the
+# the weight analyses in one streaming pass, then the accuracy interventions (scaling,
+# modules, rank-k), scoring checkpoints built from theta_0 and the update in ONE process
+# (built checkpoints are deleted once scored; scores are cached under artifacts/, so a
+# rerun resumes). Then the
 # tables and figures (analysis_report.smk). Helpers: analysis_helpers.smk.
 
 
@@ -43,17 +44,26 @@ rule analyze_run:
         "--device {params.device} --threads {threads} > {log} 2>&1"
 
 
-# Accuracy of theta_0 + alpha * Delta for the final and the early checkpoint; the early
-# checkpoint is also scored on the selection (validation) benchmark, where its best alpha
-# is chosen.
-rule evaluate_scaling:
+# The accuracy interventions of one run, in one process (one start-up and one load of
+# the series for all of them; each keeps its work directory under the run's, so a rerun
+# resumes from its score cache):
+# - scaling: theta_0 + alpha * Delta for the final and the early checkpoint; the early
+#   checkpoint is also scored on the selection (validation) benchmark, where its best
+#   alpha is chosen;
+# - modules: theta_0 plus one part of the final update: sliding layer windows
+#   (analysis.window_size layers, stride analysis.window_stride), MLP, attention,
+#   embeddings;
+# - rank_k: the rank-k truncated final update, rescaled to the full norm, per k.
+rule evaluate_interventions:
     input:
         index=f"{RESULTS}/train/{{method}}/seed{{seed}}/checkpoints.csv",
         base=f"{ARTIFACTS}/models/student",
         benchmark=f"{ARTIFACTS}/benchmarks/{ANALYSIS_BENCHMARK}.jsonl",
         selection=f"{ARTIFACTS}/benchmarks/{SELECTION_BENCHMARK}.jsonl",
     output:
-        f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/scaling.csv",
+        scaling=f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/scaling.csv",
+        modules=f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/modules.csv",
+        rank_k=f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/rank_k.csv",
     params:
         prompt=config_json("prompt"),
         generation=ANALYSIS_GENERATION,
@@ -69,107 +79,32 @@ rule evaluate_scaling:
             else ""
         ),
         early_fraction=ANALYSIS["early_fraction"],
+        window_size=ANALYSIS["window_size"],
+        window_stride=ANALYSIS["window_stride"],
+        ks=numbers(ANALYSIS["rank_ks"]),
+        svd_method=ANALYSIS["svd_method"],
         device=ANALYSIS["device"],
-        work_dir=f"{ANALYSIS_WORK}/{{method}}/seed{{seed}}/scaling",
+        work_dir=f"{ANALYSIS_WORK}/{{method}}/seed{{seed}}",
     threads: config["resources"]["threads"]
     resources:
         gpu=config["resources"]["gpus"],
         mem_mb=config["resources"]["mem_mb"],
     log:
-        f"{LOGS}/evaluate_scaling/{{method}}/seed{{seed}}.log",
+        f"{LOGS}/evaluate_interventions/{{method}}/seed{{seed}}.log",
     benchmark:
-        f"{BENCHMARK_DIR}/evaluate_scaling/{{method}}/seed{{seed}}.tsv",
+        f"{BENCHMARK_DIR}/evaluate_interventions/{{method}}/seed{{seed}}.tsv",
     conda:
         "../../environment.yml"
     shell:
-        "effopd evaluate-scaling --base {input.base} --index {input.index} "
+        "effopd evaluate-interventions --base {input.base} --index {input.index} "
         "--benchmark {input.benchmark} --prompt {params.prompt:q} "
         "--generation {params.generation:q} --grading {params.grading:q} "
         "--pass-k {params.pass_k} --limit {params.limit} --n {params.n} "
         "--min-cast-survival {params.min_cast_survival} "
         "--alphas {params.alphas} {params.early_alphas} "
         "--selection-benchmark {input.selection} --early-fraction {params.early_fraction} "
-        "--work-dir {params.work_dir} --out {output} --device {params.device} "
-        "--threads {threads} > {log} 2>&1"
-
-
-# Accuracy of theta_0 plus one part of the final update: sliding layer windows
-# (analysis.window_size layers, stride analysis.window_stride), MLP, attention, embeddings.
-rule evaluate_modules:
-    input:
-        index=f"{RESULTS}/train/{{method}}/seed{{seed}}/checkpoints.csv",
-        base=f"{ARTIFACTS}/models/student",
-        benchmark=f"{ARTIFACTS}/benchmarks/{ANALYSIS_BENCHMARK}.jsonl",
-    output:
-        f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/modules.csv",
-    params:
-        prompt=config_json("prompt"),
-        generation=ANALYSIS_GENERATION,
-        grading=config_json("grading"),
-        pass_k=numbers(config["evaluation"]["pass_k"]),
-        limit=ANALYSIS["eval_limit"] or "all",
-        n=ANALYSIS["eval_n"],
-        min_cast_survival=ANALYSIS["min_cast_survival"],
-        window_size=ANALYSIS["window_size"],
-        window_stride=ANALYSIS["window_stride"],
-        device=ANALYSIS["device"],
-        work_dir=f"{ANALYSIS_WORK}/{{method}}/seed{{seed}}/modules",
-    threads: config["resources"]["threads"]
-    resources:
-        gpu=config["resources"]["gpus"],
-        mem_mb=config["resources"]["mem_mb"],
-    log:
-        f"{LOGS}/evaluate_modules/{{method}}/seed{{seed}}.log",
-    benchmark:
-        f"{BENCHMARK_DIR}/evaluate_modules/{{method}}/seed{{seed}}.tsv",
-    conda:
-        "../../environment.yml"
-    shell:
-        "effopd evaluate-modules --base {input.base} --index {input.index} "
-        "--benchmark {input.benchmark} --prompt {params.prompt:q} "
-        "--generation {params.generation:q} --grading {params.grading:q} "
-        "--pass-k {params.pass_k} --limit {params.limit} --n {params.n} "
-        "--min-cast-survival {params.min_cast_survival} "
         "--window-size {params.window_size} --window-stride {params.window_stride} "
-        "--work-dir {params.work_dir} --out {output} --device {params.device} "
-        "--threads {threads} > {log} 2>&1"
-
-
-# Accuracy of the rank-k truncated final update, rescaled to the full norm, per k.
-rule evaluate_rank_k:
-    input:
-        index=f"{RESULTS}/train/{{method}}/seed{{seed}}/checkpoints.csv",
-        base=f"{ARTIFACTS}/models/student",
-        benchmark=f"{ARTIFACTS}/benchmarks/{ANALYSIS_BENCHMARK}.jsonl",
-    output:
-        f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/rank_k.csv",
-    params:
-        prompt=config_json("prompt"),
-        generation=ANALYSIS_GENERATION,
-        grading=config_json("grading"),
-        pass_k=numbers(config["evaluation"]["pass_k"]),
-        limit=ANALYSIS["eval_limit"] or "all",
-        n=ANALYSIS["eval_n"],
-        min_cast_survival=ANALYSIS["min_cast_survival"],
-        ks=numbers(ANALYSIS["rank_ks"]),
-        svd_method=ANALYSIS["svd_method"],
-        device=ANALYSIS["device"],
-        work_dir=f"{ANALYSIS_WORK}/{{method}}/seed{{seed}}/rank_k",
-    threads: config["resources"]["threads"]
-    resources:
-        gpu=config["resources"]["gpus"],
-        mem_mb=config["resources"]["mem_mb"],
-    log:
-        f"{LOGS}/evaluate_rank_k/{{method}}/seed{{seed}}.log",
-    benchmark:
-        f"{BENCHMARK_DIR}/evaluate_rank_k/{{method}}/seed{{seed}}.tsv",
-    conda:
-        "../../environment.yml"
-    shell:
-        "effopd evaluate-rank-k --base {input.base} --index {input.index} "
-        "--benchmark {input.benchmark} --prompt {params.prompt:q} "
-        "--generation {params.generation:q} --grading {params.grading:q} "
-        "--pass-k {params.pass_k} --limit {params.limit} --n {params.n} "
-        "--min-cast-survival {params.min_cast_survival} "
         "--ks {params.ks} --svd-method {params.svd_method} --work-dir {params.work_dir} "
-        "--out {output} --device {params.device} --threads {threads} > {log} 2>&1"
+        "--scaling-out {output.scaling} --modules-out {output.modules} "
+        "--rank-k-out {output.rank_k} --device {params.device} --threads {threads} "
+        "> {log} 2>&1"

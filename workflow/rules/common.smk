@@ -82,6 +82,18 @@ def train_inputs(wildcards):
     return inputs
 
 
+def base_scores_inputs(wildcards):
+    """The student's evaluate_model scores on this benchmark, which stand in for step 0
+    of every run's evaluation (same model and sampling settings); none when the
+    benchmark is not a base benchmark."""
+    if wildcards.benchmark not in BASE_BENCHMARKS or "student" not in ROLES:
+        return {}
+    return {
+        "base_samples": f"{ARTIFACTS}/eval/student/{wildcards.benchmark}.samples.jsonl",
+        "base_metrics": f"{RESULTS}/eval/student/{wildcards.benchmark}.json",
+    }
+
+
 def run_evaluations():
     return expand(
         f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{{benchmark}}.csv",

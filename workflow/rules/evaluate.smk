@@ -33,9 +33,12 @@ rule evaluate_model:
 
 
 # Evaluate the base student (step 0) and every checkpoint of one training run; the
-# per-problem counts feed the speed-up's bootstrap over problems.
+# per-problem counts feed the speed-up's bootstrap over problems. Step 0 reuses the
+# student's evaluate_model scores when the benchmark is one of the base benchmarks
+# (same model, same sampling settings and seed: the same samples).
 rule evaluate_run:
     input:
+        unpack(base_scores_inputs),
         index=f"{RESULTS}/train/{{method}}/seed{{seed}}/checkpoints.csv",
         base=f"{ARTIFACTS}/models/student",
         benchmark=f"{ARTIFACTS}/benchmarks/{{benchmark}}.jsonl",
@@ -48,6 +51,11 @@ rule evaluate_run:
         grading=config_json("grading"),
         pass_k=" ".join(str(k) for k in config["evaluation"]["pass_k"]),
         samples_dir=f"{ARTIFACTS}/eval/runs/{{method}}/seed{{seed}}/{{benchmark}}",
+        base_scores=lambda wildcards, input: (
+            f"--base-scores {input.base_samples} {input.base_metrics}"
+            if "base_metrics" in input.keys()
+            else ""
+        ),
     threads: config["resources"]["threads"]
     resources:
         gpu=config["resources"]["gpus"],
@@ -63,4 +71,5 @@ rule evaluate_run:
         "--benchmark {input.benchmark} --label {wildcards.method}/seed{wildcards.seed} "
         "--prompt {params.prompt:q} --generation {params.generation:q} "
         "--grading {params.grading:q} --pass-k {params.pass_k} --out {output.scores} "
-        "--samples-dir {params.samples_dir} --threads {threads} > {log} 2>&1"
+        "--samples-dir {params.samples_dir} {params.base_scores} --threads {threads} "
+        "> {log} 2>&1"
