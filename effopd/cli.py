@@ -148,6 +148,13 @@ def cmd_tabulate_training(args: argparse.Namespace) -> None:
                           args.speedup, args.compute, args.speedup_settings)
 
 
+def cmd_tabulate_ablation(args: argparse.Namespace) -> None:
+    from effopd.reports.ablation import write_ablation_table
+
+    write_ablation_table(args.eval_csvs, args.log_csvs, args.effopd, args.variants, args.out,
+                         args.speedup_settings)
+
+
 def cmd_plot_speedup(args: argparse.Namespace) -> None:
     import pandas as pd
 
@@ -301,6 +308,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--curves", required=True)
     c.add_argument("--speedup", required=True)
     c.add_argument("--compute", required=True)
+    c.add_argument("--speedup-settings", type=json_arg, default={},
+                   help="the config's speedup block (JSON)")
+
+    c = add("tabulate-ablation", cmd_tabulate_ablation,
+            "EffOPD's step-size ablation: speed-up over OPD and final accuracy per variant")
+    c.add_argument("--eval-csvs", nargs="+", required=True,
+                   help="per-run checkpoint scores of OPD, EffOPD and every variant")
+    c.add_argument("--log-csvs", nargs="+", required=True, help="the runs' log.csv, same order")
+    c.add_argument("--effopd", type=json_arg, required=True,
+                   help="the config's training.effopd block (JSON)")
+    c.add_argument("--variants", type=json_arg, required=True,
+                   help="the config's ablation.variants block (JSON)")
+    c.add_argument("--out", required=True, help="effopd_ablation.csv; .md goes beside it")
     c.add_argument("--speedup-settings", type=json_arg, default={},
                    help="the config's speedup block (JSON)")
 

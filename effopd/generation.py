@@ -129,7 +129,7 @@ def _sample_batch(model: PreTrainedModel, input_ids: torch.Tensor, attention_mas
     eos = torch.tensor(sorted(eos_ids), device=input_ids.device)
     for step in range(spec.max_new_tokens):
         tokens = sample_next_tokens(logits, spec.temperature, spec.top_p)
-        for row, token in zip(alive.tolist(), tokens.tolist()):
+        for row, token in zip(alive.tolist(), tokens.tolist(), strict=True):
             responses[row].append(token)
         if step + 1 == spec.max_new_tokens:
             break

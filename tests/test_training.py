@@ -202,3 +202,19 @@ def test_opd_rejects_teacher_with_other_vocabulary(tmp_path, tiny_checkpoint, da
     with pytest.raises(ValueError, match="different vocabularies"):
         Trainer(TrainSpec.from_config(TRAINING, "opd", GRADING), 0, tiny_checkpoint,
                 tmp_path / "t", data_files / "train.jsonl", None, PROMPT, tmp_path / "run")
+
+
+def test_search_schedules_and_their_checkpoints():
+    from effopd.training.extrapolation import is_search_step, require_authors_search
+    from effopd.training.trainer import save_steps
+
+    assert [s for s in range(1, 20) if is_search_step(s)] == [1, 2, 4, 8, 16]
+    assert [s for s in range(1, 20) if is_search_step(s, "every_k", 5)] == [5, 10, 15]
+    training = {"steps": 12, "save_every": 6,
+                "effopd": {"schedule": "every_k", "search_every": 4}}
+    assert save_steps(training, "effopd") == [4, 6, 8, 12]
+    assert save_steps(training, "opd") == [6, 12]
+    assert save_steps({**training, "effopd": {}}, "effopd") == [1, 2, 4, 6, 8, 12]
+    require_authors_search({"schedule": "powers_of_two", "validation_size": None}, "verl")
+    with pytest.raises(ValueError, match="engine trl runs the authors' search"):
+        require_authors_search({"validation_size": 16}, "trl")

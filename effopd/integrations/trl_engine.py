@@ -55,6 +55,7 @@ from effopd.grading import grade_records
 from effopd.integrations.trl import EffOPDCallback, checkpoint_dir
 from effopd.io import atomic_path, atomic_write_json, read_json, read_jsonl
 from effopd.prompts import user_message
+from effopd.training.extrapolation import require_authors_search
 from effopd.training.trainer import LOG_COLUMNS, SEARCH_COLUMNS, process_cpu_s, save_steps
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,7 @@ def train_with_trl(method: str, seed: int, training: dict[str, Any], grading: di
 
     if method not in ("opd", "effopd", "rl"):
         raise ValueError(f"training method {method!r} is not one of opd, effopd, rl")
+    require_authors_search(training["effopd"], "trl")
     run_dir = Path(run_dir)
     resolved = resolve_device(device or "auto")
     instruction, thinking = prompt["instruction"], prompt["enable_thinking"]

@@ -68,6 +68,30 @@ def is_power_of_two(step: int) -> bool:
     return step >= 1 and step & (step - 1) == 0
 
 
+SCHEDULES = ("powers_of_two", "every_k")
+
+
+def is_search_step(step: int, schedule: str = "powers_of_two", every: int = 1) -> bool:
+    """Whether EffOPD searches after ``step``: the authors' schedule searches after steps
+    1, 2, 4, 8, ... (``powers_of_two``); the ablation's ``every_k`` after steps
+    k, 2k, 3k, ... (``every`` = k)."""
+    if schedule == "powers_of_two":
+        return is_power_of_two(step)
+    if schedule == "every_k":
+        return step >= 1 and step % every == 0
+    raise ValueError(f"training.effopd.schedule: {schedule!r} is not one of {SCHEDULES}")
+
+
+def require_authors_search(effopd: Mapping[str, object], engine: str) -> None:
+    """Refuse the ablation's search knobs (schedule every_k, a validation subset) on an
+    engine that runs the authors' search only (verl, TRL)."""
+    if effopd.get("schedule", "powers_of_two") != "powers_of_two" \
+            or effopd.get("validation_size") is not None:
+        raise ValueError(f"training.effopd.schedule / validation_size: engine {engine} runs "
+                         "the authors' search (powers of two, the whole validation set); "
+                         "the ablation's variants need engine local")
+
+
 def snapshot(params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Float32 copies of ``params`` (used for anchors and for restoring)."""
     return {name: tensor.detach().to(torch.float32).clone() for name, tensor in params.items()}

@@ -60,7 +60,7 @@ from effopd.models.checkpoint import (
 )
 from effopd.prompts import render_prompt
 from effopd.provenance import directory_manifest, sha256_file
-from effopd.training.extrapolation import is_power_of_two, line_search, snapshot
+from effopd.training.extrapolation import is_search_step, line_search, snapshot
 from effopd.training.losses import (
     grpo_advantages,
     opd_advantages,
@@ -106,6 +106,9 @@ class TrainSpec:
     dynamic_sampling: bool = False
     search_iterations: int = 5
     search_initial_factor: float = 2.0
+    search_schedule: str = "powers_of_two"
+    search_every: int = 1
+    validation_size: int | None = None
     grading_timeout_s: float = 5.0
     grading_workers: int = 2
 
@@ -135,16 +138,22 @@ class TrainSpec:
             dynamic_sampling=per_method.get("dynamic_sampling", False),
             search_iterations=training["effopd"]["max_iterations"],
             search_initial_factor=training["effopd"]["initial_factor"],
+            search_schedule=training["effopd"].get("schedule", "powers_of_two"),
+            search_every=training["effopd"].get("search_every", 1),
+            validation_size=training["effopd"].get("validation_size"),
             grading_timeout_s=grading["timeout_s"], grading_workers=grading["workers"])
 
 
 def save_steps(training: dict[str, Any], method: str) -> list[int]:
     """Checkpoint steps: every ``save_every`` steps and the last step; for EffOPD
-    also every power of two (the steps right after a line search)."""
+    also every search step (:func:`is_search_step`: the steps right after a line search)."""
     total, every = training["steps"], training["save_every"]
     steps = set(range(every, total + 1, every)) | {total}
     if method == "effopd":
-        steps |= {s for s in range(1, total + 1) if is_power_of_two(s)}
+        effopd = training["effopd"]
+        steps |= {s for s in range(1, total + 1)
+                  if is_search_step(s, effopd.get("schedule", "powers_of_two"),
+                                    effopd.get("search_every", 1))}
     return sorted(steps)
 
 
@@ -269,6 +278,11 @@ class Trainer:
         self.train_rows = read_jsonl(train_file)
         self.prompt_settings = (instruction, thinking)  # train prompts are rendered when drawn
         self.val_rows = read_jsonl(val_file) if val_file else []
+        if spec.validation_size is not None:  # the first N problems (an ablation's smaller set)
+            if spec.validation_size > len(self.val_rows):
+                raise InputError(f"training.effopd.validation_size = {spec.validation_size}, "
+                                 f"but {val_file} has {len(self.val_rows)} problems")
+            self.val_rows = self.val_rows[:spec.validation_size]
         self.val_prompts = [render_prompt(self.tokenizer, r["problem"], instruction, thinking)
                             for r in self.val_rows]
         if spec.method == "effopd" and not self.val_rows:
@@ -482,7 +496,8 @@ class Trainer:
                 self.val_responses = self.val_tokens = 0
                 row = self.train_step()
                 search_started = time.perf_counter()
-                if self.spec.method == "effopd" and is_power_of_two(self.step):
+                if self.spec.method == "effopd" and is_search_step(
+                        self.step, self.spec.search_schedule, self.spec.search_every):
                     self.search()
                 row["search_s"] = time.perf_counter() - search_started
                 self.wall_s += time.perf_counter() - started

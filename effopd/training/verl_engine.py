@@ -225,6 +225,9 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
     wall times) and ``search_csv`` are derived from verl's own metrics by
     :func:`effopd.training.verl_metrics.write_verl_tables`.
     """
+    from effopd.training.extrapolation import require_authors_search
+
+    require_authors_search(training["effopd"], "verl")
     if method == "effopd":
         log.warning("EffOPD on verl uses the effopd trainer mode "
                     "(effopd.integrations.verl_plugin), which has never run on GPUs: check its "

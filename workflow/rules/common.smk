@@ -30,6 +30,10 @@ SEEDS = config["seeds"]
 SERIES_BENCHMARKS = config["evaluation"]["series_benchmarks"] or BASE_BENCHMARKS
 VALIDATION_BENCHMARK = TRAINING["effopd"]["validation_benchmark"]
 SPEEDUP_BENCHMARK = SERIES_BENCHMARKS[0]  # the benchmark of the speed-up and curves
+# EffOPD's step-size ablation: each variant is trained as method effopd-<name>.
+ABLATION = config["ablation"]
+VARIANTS = [f"effopd-{name}" for name in ABLATION["variants"]]
+ABLATION_SEEDS = ABLATION["seeds"] or SEEDS
 
 
 def alternation(names):
@@ -68,6 +72,21 @@ def train_prompts_file():
     return f"{ARTIFACTS}/data/train_prompts.jsonl"
 
 
+def trainer_method(method):
+    """The trainer's method of a DAG method: an ablation variant effopd-<name> is effopd."""
+    return "effopd" if method.startswith("effopd-") else method
+
+
+def training_json(wildcards):
+    """A params function: the training block as JSON; for an ablation variant, with its
+    training.effopd keys replaced."""
+    training = TRAINING
+    if wildcards.method.startswith("effopd-"):
+        overrides = ABLATION["variants"][wildcards.method.removeprefix("effopd-")]
+        training = {**TRAINING, "effopd": {**TRAINING["effopd"], **overrides}}
+    return json.dumps(training, sort_keys=True)
+
+
 def train_inputs(wildcards):
     """Inputs of one training run: the student, the training split, and for OPD
     and EffOPD the teacher, for EffOPD the line-search validation benchmark."""
@@ -75,9 +94,10 @@ def train_inputs(wildcards):
         "student": f"{ARTIFACTS}/models/student",
         "train": train_prompts_file(),
     }
-    if wildcards.method in ("opd", "effopd"):
+    method = trainer_method(wildcards.method)
+    if method in ("opd", "effopd"):
         inputs["teacher"] = f"{ARTIFACTS}/models/teacher"
-    if wildcards.method == "effopd":
+    if method == "effopd":
         inputs["val"] = f"{ARTIFACTS}/benchmarks/{VALIDATION_BENCHMARK}.jsonl"
     return inputs
 
@@ -120,7 +140,15 @@ def report_targets():
         *speedup_figure_targets(),
         *analysis_targets(),
         *claims_targets(),
+        *ablation_targets(),
     ]
+
+
+def ablation_targets():
+    """The step-size ablation's table, when variants are configured."""
+    if VARIANTS and {"opd", "effopd"} <= set(METHODS):
+        return [f"{RESULTS}/tables/effopd_ablation.csv"]
+    return []
 
 
 def speedup_figure_targets():

@@ -63,3 +63,41 @@ rule tabulate_training:
         "--benchmark {params.benchmark} --curves {output.curves} "
         "--speedup {output.speedup} --compute {output.compute} "
         "--speedup-settings {params.speedup:q} > {log} 2>&1"
+
+
+# EffOPD's step-size ablation: each variant's speed-up over OPD (steps, tokens, CPU s)
+# and final-accuracy difference, with intervals (config: ablation).
+rule tabulate_ablation:
+    input:
+        evals=lambda wildcards: expand(
+            f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{SPEEDUP_BENCHMARK}.csv",
+            method=["opd", "effopd", *VARIANTS],
+            seed=ABLATION_SEEDS,
+        ),
+        logs=lambda wildcards: expand(
+            f"{RESULTS}/train/{{method}}/seed{{seed}}/log.csv",
+            method=["opd", "effopd", *VARIANTS],
+            seed=ABLATION_SEEDS,
+        ),
+        problems=lambda wildcards: expand(
+            f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{SPEEDUP_BENCHMARK}.problems.csv",
+            method=["opd", "effopd", *VARIANTS],
+            seed=ABLATION_SEEDS,
+        ),
+    output:
+        csv=f"{RESULTS}/tables/effopd_ablation.csv",
+        md=f"{RESULTS}/tables/effopd_ablation.md",
+    params:
+        effopd=config_json("training/effopd"),
+        variants=config_json("ablation/variants"),
+        speedup=config_json("speedup"),
+    log:
+        f"{LOGS}/tabulate_ablation.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/tabulate_ablation.tsv",
+    conda:
+        "../../environment.yml"
+    shell:
+        "effopd tabulate-ablation --eval-csvs {input.evals} --log-csvs {input.logs} "
+        "--effopd {params.effopd:q} --variants {params.variants:q} --out {output.csv} "
+        "--speedup-settings {params.speedup:q} > {log} 2>&1"

@@ -14,7 +14,8 @@ rule train:
         search=f"{RESULTS}/train/{{method}}/seed{{seed}}/effopd_search.csv",
         index=f"{RESULTS}/train/{{method}}/seed{{seed}}/checkpoints.csv",
     params:
-        training=config_json("training"),
+        training=training_json,
+        method=lambda wildcards: trainer_method(wildcards.method),
         grading=config_json("grading"),
         prompt=config_json("prompt"),
         run_dir=f"{ARTIFACTS}/runs/{{method}}/seed{{seed}}",
@@ -35,7 +36,7 @@ rule train:
     conda:
         "../../environment.yml"
     shell:
-        "effopd train --method {wildcards.method} --seed {wildcards.seed} "
+        "effopd train --method {params.method} --seed {wildcards.seed} "
         "--training {params.training:q} --grading {params.grading:q} "
         "--prompt {params.prompt:q} --student {input.student} {params.teacher} "
         "--train {input.train} {params.val} --run-dir {params.run_dir} "
