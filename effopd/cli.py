@@ -90,7 +90,7 @@ def cmd_evaluate_series(args: argparse.Namespace) -> None:
                     benchmark_file=args.benchmark, label=args.label, prompt=args.prompt,
                     generation=args.generation, grading=args.grading, pass_k=args.pass_k,
                     out_csv=args.out, samples_dir=args.samples_dir, device=args.device,
-                    base_scores=args.base_scores)
+                    base_scores=args.base_scores, every=args.every)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -257,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--base-scores", nargs=2, default=None, metavar=("SAMPLES", "METRICS"),
                    help="the base model's grades (JSONL) and metrics (JSON) on this benchmark "
                         "with these sampling settings (effopd evaluate): reused as step 0")
+    c.add_argument("--every", type=int, default=None,
+                   help="score only the steps that are multiples of EVERY, and the last")
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--device", default=None)
 

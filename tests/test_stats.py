@@ -64,3 +64,11 @@ def test_percentile_interval_ranks_censored_lowest():
 ])
 def test_verdict_rule(low, high, direction, delta, expected):
     assert verdict(low, high, direction, delta) == expected
+
+
+def test_problem_mean_se_is_the_sd_of_problem_rates_over_root_p():
+    from effopd.reports.stats import problem_mean_se
+
+    rates = [0.0, 0.5, 1.0, 0.5]  # mean 0.5, sd (ddof 1) sqrt(1/6)
+    assert problem_mean_se(rates) == pytest.approx(math.sqrt(1 / 6) / 2)
+    assert math.isnan(problem_mean_se([0.5]))

@@ -123,6 +123,17 @@ def seeds_for_effect(effect: float, sd_a: float, sd_b: float, power: float = 0.8
     return None
 
 
+def problem_mean_se(rates) -> float:
+    """Standard error of an accuracy that is a mean over problems: sd(r_i) / sqrt(P),
+    r_i = problem i's fraction of correct samples (ddof 1). It counts the spread between
+    problems and the sampling noise of each r_i, i.e. the error of the accuracy as an
+    estimate over the problem distribution the benchmark was drawn from."""
+    values = _clean(rates)
+    if values.size < 2:
+        return math.nan
+    return float(values.std(ddof=1) / math.sqrt(values.size))
+
+
 def percentile_interval(replicates, confidence: float = 0.95) -> tuple[float, float]:
     """Percentile interval of bootstrap replicates (``inverted_cdf`` quantiles, so a bound is
     always one of the replicates). Censored replicates are ``-inf`` or ``+inf`` and rank

@@ -13,7 +13,9 @@ from typing import Any
 
 import pandas as pd
 
+from effopd.metrics import problems_csv
 from effopd.reports.runs import run_of
+from effopd.reports.stats import problem_mean_se
 from effopd.reports.speedup import (
     cumulative_costs,
     load_run,
@@ -21,7 +23,7 @@ from effopd.reports.speedup import (
     speedup_table,
 )
 
-CURVE_COLUMNS = ["method", "seed", "step", "train_wall_s", "benchmark", "avg@n"]
+CURVE_COLUMNS = ["method", "seed", "step", "train_wall_s", "benchmark", "avg@n", "accuracy_se"]
 
 
 def load_curves(eval_csvs: list[str | Path], log_csvs: list[str | Path]) -> pd.DataFrame:
@@ -38,6 +40,15 @@ def load_curves(eval_csvs: list[str | Path], log_csvs: list[str | Path]) -> pd.D
         merged = scores.merge(train_log[["step", "batch_accuracy", "reverse_kl", "loss"]]
                               .merge(costs, on="step"), on="step", how="left")
         merged.loc[merged["step"] == 0, list(costs.columns.drop("step"))] = 0.0
+        problems = problems_csv(eval_csv)
+        if Path(problems).exists():
+            counts = pd.read_csv(problems)
+            rates = counts.drop(columns=["step", "n"]).div(counts["n"], axis=0)
+            se = pd.DataFrame({"step": counts["step"],
+                               "accuracy_se": [problem_mean_se(r) for r in rates.to_numpy()]})
+            merged = merged.merge(se, on="step", how="left")
+        else:
+            merged["accuracy_se"] = float("nan")
         merged.insert(0, "seed", seed)
         merged.insert(0, "method", method)
         frames.append(merged)

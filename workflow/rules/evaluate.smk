@@ -56,6 +56,11 @@ rule evaluate_run:
             if "base_metrics" in input.keys()
             else ""
         ),
+        every=(
+            f"--every {TRAINING['save_every']}"
+            if config["evaluation"]["grid_only"]
+            else ""
+        ),
     threads: config["resources"]["threads"]
     resources:
         gpu=config["resources"]["gpus"],
@@ -71,5 +76,6 @@ rule evaluate_run:
         "--benchmark {input.benchmark} --label {wildcards.method}/seed{wildcards.seed} "
         "--prompt {params.prompt:q} --generation {params.generation:q} "
         "--grading {params.grading:q} --pass-k {params.pass_k} --out {output.scores} "
-        "--samples-dir {params.samples_dir} {params.base_scores} --threads {threads} "
+        "--samples-dir {params.samples_dir} {params.base_scores} {params.every} "
+        "--threads {threads} "
         "> {log} 2>&1"
