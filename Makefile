@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine (see README.md):
 #   make run    create .venv if missing, then run the tiny default DAG
+#   make study  the same DAG on config/study.yaml (sized to decide the claims)
 #   make test   create .venv if missing, then run the test suite
 # The venv takes the CPU build of torch 2.13.0 first (no multi-GB CUDA download),
 # then the project with the exact versions of requirements.lock.
@@ -15,7 +16,7 @@ CORES ?= all
 SNAKEMAKE_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test test-verl verl-env lint figures report clean-venv
+.PHONY: run study test test-verl verl-env lint figures report clean-venv
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +38,11 @@ verl-env: $(STAMP_VERL)
 run: $(STAMP)
 	snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
 
+# The study that decides the claims (config/study.yaml): under 2 hours on 2 CPU cores;
+# resumable (run it again after an interruption).
+study: $(STAMP)
+	snakemake --cores $(CORES) --configfile config/study.yaml $(SNAKEMAKE_ARGS)
+
 test: $(STAMP) $(STAMP_VERL)
 	python -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-verl
@@ -45,9 +51,12 @@ test: $(STAMP) $(STAMP_VERL)
 test-verl: $(STAMP_VERL)
 	$(VENV_VERL)/bin/python -m pytest tests/on_verl $(PYTEST_VERL_ARGS)
 
-# Reviewers: redraw every table and figure from the committed results (no training).
+# Reviewers: redraw every table and figure from the committed results (no training),
+# of the tiny default and, where its results are committed, of the study.
 figures: $(STAMP)
 	snakemake figures --cores 2 --forceall --config review=True
+	if [ -d results/study/eval ]; then snakemake figures --cores 2 --forceall \
+		--configfile config/study.yaml --config review=True; fi
 
 lint: $(STAMP)
 	ruff check effopd tests benchmarks
