@@ -128,3 +128,20 @@ def test_nucleus_keeps_the_smallest_set_reaching_top_p():
     share = (draws == 0).float().mean().item()
     assert abs(share - 0.5 / 0.8) < 0.015  # renormalised over the nucleus: 0.625 (SE 0.0034)
     assert (sample_next_tokens(logits, 0.0, 1.0) == 0).all()
+
+
+def test_sampling_benchmark_prints_its_table(tiny_checkpoint, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    problems = tmp_path / "test.jsonl"
+    problems.write_text("".join(json.dumps({"question": f"Compute {i}+1."}) + "\n"
+                                for i in range(3)))
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "sampling_speed.py"),
+                          "--model", str(tiny_checkpoint), "--problems", str(problems),
+                          "--repeats", "1"], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[1] for row in rows[2:]] == ["3", "12"]
