@@ -150,7 +150,7 @@ def save_steps(training: dict[str, Any], method: str) -> list[int]:
     total, every = training["steps"], training["save_every"]
     steps = set(range(every, total + 1, every)) | {total}
     if method == "effopd":
-        effopd = training["effopd"]
+        effopd = training.get("effopd", {})
         steps |= {s for s in range(1, total + 1)
                   if is_search_step(s, effopd.get("schedule", "powers_of_two"),
                                     effopd.get("search_every", 1))}
