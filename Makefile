@@ -39,9 +39,10 @@ run: $(STAMP)
 	snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
 
 # The study that decides the claims (config/study.yaml): under 2 hours on 2 CPU cores;
-# resumable (run it again after an interruption).
+# resumable: run it again after an interruption (a killed job's outputs are redone, its
+# training run resumes from its newest checkpoint).
 study: $(STAMP)
-	snakemake --cores $(CORES) --configfile config/study.yaml $(SNAKEMAKE_ARGS)
+	snakemake --cores $(CORES) --configfile config/study.yaml --rerun-incomplete $(SNAKEMAKE_ARGS)
 
 test: $(STAMP) $(STAMP_VERL)
 	python -m pytest $(PYTEST_ARGS)
