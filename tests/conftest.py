@@ -63,16 +63,17 @@ def tiny_checkpoint(tmp_path_factory, char_tokenizer) -> Path:
     return out
 
 
-def run_smoke_dag(workdir: Path, *extra: str, timeout: float = 1200
-                  ) -> subprocess.CompletedProcess:
-    """Run the real DAG on config/smoke.yaml with outputs under ``workdir``.
+def run_smoke_dag(workdir: Path, *extra: str, timeout: float = 1200,
+                  configfile: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real DAG on config/smoke.yaml (or ``configfile``) with outputs under
+    ``workdir``.
 
     ``extra`` goes first: ``--configfile`` takes several values and would read a
     target placed after it as another config file.
     """
     return run_cli("snakemake", *extra, "-s", str(REPO / "Snakefile"), "--directory",
-                   str(workdir), "--configfile", str(REPO / "config" / "smoke.yaml"),
-                   timeout=timeout)
+                   str(workdir), "--configfile",
+                   str(configfile or REPO / "config" / "smoke.yaml"), timeout=timeout)
 
 
 @pytest.fixture(scope="session")
