@@ -200,7 +200,7 @@ def train_with_trl(method: str, seed: int, training: dict[str, Any], grading: di
 
     if method not in ("opd", "effopd", "rl"):
         raise ValueError(f"training method {method!r} is not one of opd, effopd, rl")
-    require_authors_search(training["effopd"], "trl")
+    require_authors_search(training.get("effopd", {}), "trl")
     run_dir = Path(run_dir)
     resolved = resolve_device(device or "auto")
     instruction, thinking = prompt["instruction"], prompt["enable_thinking"]

@@ -227,7 +227,7 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
     """
     from effopd.training.extrapolation import require_authors_search
 
-    require_authors_search(training["effopd"], "verl")
+    require_authors_search(training.get("effopd", {}), "verl")
     if method == "effopd":
         log.warning("EffOPD on verl uses the effopd trainer mode "
                     "(effopd.integrations.verl_plugin), which has never run on GPUs: check its "
