@@ -40,9 +40,10 @@ def hf_generate(model, tokenizer, prompts: list[str], spec: SamplingSpec) -> int
     return tokens
 
 
-def timed(function) -> tuple[float, int]:
+def timed(function, *args, **kwargs):
+    """(CPU seconds, result) of one call."""
     start = time.process_time()
-    produced = function()
+    produced = function(*args, **kwargs)
     return time.process_time() - start, produced
 
 
@@ -66,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         theirs, ours, lengths = [], [], []
         for repeat in range(args.repeats):
             torch.manual_seed(repeat)
-            theirs.append(timed(lambda: hf_generate(model, tokenizer, prompts, spec))[0])
-            seconds, groups = timed(lambda: sample_completions(model, tokenizer, prompts, spec,
-                                                               generator_seed=repeat))
+            theirs.append(timed(hf_generate, model, tokenizer, prompts, spec)[0])
+            seconds, groups = timed(sample_completions, model, tokenizer, prompts, spec,
+                                    generator_seed=repeat)
             ours.append(seconds)
             lengths += [len(c.token_ids) for g in groups for c in g]
         hf_s, our_s = min(theirs), min(ours)

@@ -98,7 +98,7 @@ def test_greedy_sampling_equals_transformers_generate(sampler_setup):
     groups = sample_completions(model, tokenizer, prompts,
                                 SamplingSpec(n=2, max_new_tokens=16, batch_size=6, temperature=0))
     ours = [c.token_ids for g in groups for c in g]
-    for mine, theirs in zip(ours, reference):
+    for mine, theirs in zip(ours, reference, strict=True):
         cut = next((i + 1 for i, t in enumerate(theirs) if t in eos), len(theirs))
         assert mine == theirs[:cut]
 

@@ -15,13 +15,13 @@ import pandas as pd
 
 from effopd.metrics import problems_csv
 from effopd.reports.runs import run_of
-from effopd.reports.stats import problem_mean_se
 from effopd.reports.speedup import (
     cumulative_costs,
     load_run,
     speedup_markdown,
     speedup_table,
 )
+from effopd.reports.stats import problem_mean_se
 
 CURVE_COLUMNS = ["method", "seed", "step", "train_wall_s", "benchmark", "avg@n", "accuracy_se"]
 
