@@ -78,12 +78,17 @@ def stop_token_ids(config_eos: int | list[int] | None, tokenizer_eos: int | None
     return ids
 
 
-def sample_next_tokens(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+def sample_next_tokens(logits: torch.Tensor, temperature: float, top_p: float,
+                       noise: torch.Tensor | None = None) -> torch.Tensor:
     """One token per row from ``softmax(logits / T)`` restricted to the nucleus.
 
     The nucleus is the smallest set of most-probable tokens whose probability
     sums to at least ``top_p`` (the most probable token always stays in);
-    ``temperature <= 0`` is greedy (argmax). Draws from torch's global generator.
+    ``temperature <= 0`` is greedy (argmax). The draw is the exponential race
+    argmax_v p_v / E_v with E_v ~ Exp(1) i.i.d. (the Gumbel-max trick: exactly a
+    draw from p), using ``noise`` (E, same shape as ``logits``) when given, so that
+    a row's token depends on its own noise only; fresh noise from torch's global
+    generator otherwise.
     """
     if temperature <= 0:
         return logits.argmax(dim=-1)
@@ -93,12 +98,15 @@ def sample_next_tokens(logits: torch.Tensor, temperature: float, top_p: float) -
         mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
         sorted_probs = sorted_probs.masked_fill(mass_before >= top_p, 0.0)
         probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1).squeeze(-1)
+    if noise is None:
+        noise = torch.empty_like(probs).exponential_()
+    return (probs / noise).argmax(dim=-1)
 
 
 @torch.no_grad()
 def _sample_batch(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                  spec: SamplingSpec, eos_ids: set[int]) -> list[list[int]]:
+                  spec: SamplingSpec, eos_ids: set[int],
+                  generator: torch.Generator) -> list[list[int]]:
     """Sample ``spec.n`` responses per prompt of a left-padded batch, up to
     ``spec.max_new_tokens`` tokens each; rows come out prompt-major
     (prompt 0's n responses, then prompt 1's, ...).
@@ -106,7 +114,12 @@ def _sample_batch(model: PreTrainedModel, input_ids: torch.Tensor, attention_mas
     A KV-cached decoding loop: each prompt is encoded once and its cache
     copied to its ``n`` rows; a row leaves the batch (and the cache) as soon
     as it emits an end-of-sequence token, so that finished responses cost
-    nothing; positions come from the attention mask, as in ``generate``.
+    nothing; positions come from the attention mask, as in ``generate``. At every
+    step ``generator`` draws the noise of every row, running or not, so that a
+    row's tokens depend on its own prompt and noise only, never on when the
+    other rows end: the same seed gives the same prompt position the same
+    random numbers (common random numbers across checkpoints and across the
+    candidates of EffOPD's line search, like vLLM's per-request seeds).
     Returns each row's new token ids, the end-of-sequence token kept.
     """
     from transformers import DynamicCache
@@ -128,7 +141,9 @@ def _sample_batch(model: PreTrainedModel, input_ids: torch.Tensor, attention_mas
     next_position = positions[:, -1:] + 1
     eos = torch.tensor(sorted(eos_ids), device=input_ids.device)
     for step in range(spec.max_new_tokens):
-        tokens = sample_next_tokens(logits, spec.temperature, spec.top_p)
+        noise = torch.empty((rows, logits.shape[-1]), device=logits.device)
+        noise = noise.exponential_(generator=generator)[alive.to(logits.device)]
+        tokens = sample_next_tokens(logits, spec.temperature, spec.top_p, noise)
         for row, token in zip(alive.tolist(), tokens.tolist(), strict=True):
             responses[row].append(token)
         if step + 1 == spec.max_new_tokens:
@@ -160,7 +175,8 @@ def sample_completions(model: PreTrainedModel, tokenizer: Any, prompts: list[str
     ``spec.batch_size`` prompts at a time (``n`` rows each). Returns one list
     of ``n`` completions per prompt, in order.
     """
-    torch.manual_seed(spec.seed if generator_seed is None else generator_seed)
+    generator = torch.Generator(device=model.device)
+    generator.manual_seed(spec.seed if generator_seed is None else generator_seed)
     eos_ids = stop_token_ids(model.generation_config.eos_token_id, tokenizer.eos_token_id)
     was_training = model.training
     model.eval()
@@ -171,7 +187,8 @@ def sample_completions(model: PreTrainedModel, tokenizer: Any, prompts: list[str
         chunk = prompts[start: start + spec.batch_size]
         encoded = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
         new_tokens = _sample_batch(model, encoded["input_ids"].to(model.device),
-                                   encoded["attention_mask"].to(model.device), spec, eos_ids)
+                                   encoded["attention_mask"].to(model.device), spec, eos_ids,
+                                   generator)
         for prompt_index in range(len(chunk)):
             group = [Completion(ids, tokenizer.decode(ids, skip_special_tokens=True))
                      for ids in new_tokens[prompt_index * spec.n: (prompt_index + 1) * spec.n]]

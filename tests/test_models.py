@@ -103,18 +103,35 @@ def test_greedy_sampling_equals_transformers_generate(sampler_setup):
         assert mine == theirs[:cut]
 
 
-def test_sampled_tokens_equal_generate_while_no_row_has_finished(sampler_setup):
-    """Same seed, same draws: our loop consumes torch's generator exactly as ``generate``
-    does until the first row ends (then finished rows stop drawing in ours, not in theirs)."""
+def test_a_rows_samples_do_not_depend_on_the_other_rows(sampler_setup):
+    """Common random numbers: with one seed, a prompt position gets the same noise whatever
+    the other prompts are and whenever their rows end."""
+    import copy
+
     model, tokenizer, prompts = sampler_setup
-    eos = set(model.generation_config.eos_token_id)
+    model = copy.deepcopy(model)
+    with torch.no_grad():  # larger weights: peaked, prompt-dependent next-token distributions
+        for param in model.parameters():
+            param.mul_(4.0)
     spec = SamplingSpec(n=3, max_new_tokens=20, batch_size=6, seed=2)
-    reference = _hf_generate(model, tokenizer, prompts, 3, 20, do_sample=True, seed=2)
-    ours = [c.token_ids for g in sample_completions(model, tokenizer, prompts, spec) for c in g]
-    first_end = min((i for row in reference for i, t in enumerate(row) if t in eos),
-                    default=20)
-    assert first_end >= 4  # 18 rows x 5 steps compared (seed 2 of this random model)
-    assert [row[:first_end + 1] for row in ours] == [row[:first_end + 1] for row in reference]
+    other = [prompts[0], render_prompt(tokenizer, "Compute 55*3."), *prompts[2:]]
+    assert len(tokenizer(other[1])["input_ids"]) <= max(len(tokenizer(p)["input_ids"])
+                                                        for p in prompts)
+    first = [[c.token_ids for c in g] for g in sample_completions(model, tokenizer, prompts, spec)]
+    second = [[c.token_ids for c in g] for g in sample_completions(model, tokenizer, other, spec)]
+    lengths = {len(ids) for group in first for ids in group}
+    assert len(lengths) >= 3  # rows end at different steps
+    assert first[1] != second[1]
+    assert first[:1] + first[2:] == second[:1] + second[2:]
+
+
+def test_the_exponential_race_draws_from_p():
+    from effopd.generation import sample_next_tokens
+
+    torch.manual_seed(0)
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]])).repeat(40000, 1)
+    counts = torch.bincount(sample_next_tokens(logits, 1.0, 1.0), minlength=3).float() / 40000
+    assert torch.allclose(counts, torch.tensor([0.5, 0.3, 0.2]), atol=0.01)  # SE <= 0.0025
 
 
 def test_nucleus_keeps_the_smallest_set_reaching_top_p():
