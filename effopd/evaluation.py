@@ -83,6 +83,12 @@ def prepare_benchmark(spec: dict[str, Any], out: str | Path,
     return count
 
 
+def benchmark_manifest(benchmark_file: str | Path) -> dict[str, Any]:
+    """A prepared benchmark's manifest (revision, sha256), or {} for a file without one."""
+    path = manifest_path(benchmark_file)
+    return read_json(path) if path.exists() else {}
+
+
 def score_model(model_dir: str | Path, benchmark_file: str | Path, label: str,
                 prompt: dict[str, Any], generation: dict[str, Any], grading: dict[str, Any],
                 pass_k: list[int], device: str | None = None
@@ -115,8 +121,7 @@ def score_model(model_dir: str | Path, benchmark_file: str | Path, label: str,
                            workers=grading.get("workers", 2))
     grading_s = time.perf_counter() - start
     summary = summarize_grades(pd.DataFrame(graded), [k for k in pass_k if k <= spec.n])
-    manifest = read_json(manifest_path(benchmark_file)) \
-        if manifest_path(benchmark_file).exists() else {}
+    manifest = benchmark_manifest(benchmark_file)
     metrics = {
         "model": label, "benchmark": benchmark, **summary,
         "n": spec.n, "temperature": spec.temperature, "top_p": spec.top_p,
@@ -155,8 +160,7 @@ def reuse_scores(samples_jsonl: str | Path, metrics_json: str | Path, benchmark_
     """
     metrics = read_json(metrics_json)
     spec = SamplingSpec.from_config(generation)
-    manifest = read_json(manifest_path(benchmark_file)) \
-        if manifest_path(benchmark_file).exists() else {}
+    manifest = benchmark_manifest(benchmark_file)
     expected = {**{key: getattr(spec, key) for key in SAMPLING_KEYS},
                 "benchmark_sha256": manifest.get("sha256")}
     for key, value in expected.items():

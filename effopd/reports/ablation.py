@@ -12,14 +12,21 @@ difference and its non-inferiority verdict. One row per variant.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from effopd.reports.speedup import UNITS, Run, estimate, load_run
+from effopd.reports.speedup import (
+    UNITS,
+    Run,
+    estimate,
+    estimate_settings,
+    format_number,
+    interval_text,
+    load_run,
+)
 
 KNOBS = ("validation_size", "max_iterations", "initial_factor", "schedule", "search_every")
 
@@ -49,9 +56,7 @@ def ablation_table(runs: Sequence[Run], effopd: dict[str, Any],
                  if m == method and ("opd", s) in by]
         if not pairs:
             raise ValueError(f"ablation: no run of {method} with an OPD run of the same seed")
-        result = estimate(pairs, settings.get("plateau_fraction", 0.25),
-                          settings.get("bootstrap", 2000), settings.get("bootstrap_seed", 0),
-                          settings.get("confidence", 0.95), settings.get("target_fraction", 0.9))
+        result = estimate(pairs, **estimate_settings(settings))
         summary = result.summary
         margin = settings.get("non_inferiority_margin", 0.01)
         row = {"variant": name, "method": method,
@@ -74,16 +79,7 @@ def ablation_table(runs: Sequence[Run], effopd: dict[str, Any],
 
 def ablation_markdown(table: pd.DataFrame) -> pd.DataFrame:
     """The Markdown view: knobs, then each estimate with its interval inline."""
-    def number(x: Any) -> str:
-        return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}" \
-            if isinstance(x, float) else str(x)
-
-    def estimate_text(row: pd.Series, column: str) -> str:
-        side = row.get(f"{column}_censored")
-        text = f"censored ({side})" if side in ("below", "above") else number(row[column])
-        return (f"{text} [{number(row[f'{column}_ci95_low'])}, "
-                f"{number(row[f'{column}_ci95_high'])}]")
-
+    number, estimate_text = format_number, interval_text
     lines = []
     for _, row in table.iterrows():
         lines.append({

@@ -319,13 +319,19 @@ def seeds_for_effect_from_se(se: float, n: int, effect: float) -> int | None:
 # --------------------------------------------------------------------------- files
 
 
+def problem_rates(eval_csv: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, rates) from evaluate-series' per-problem file beside ``eval_csv``:
+    ``rates[g, i]`` = correct samples of problem i at step g / n."""
+    table = pd.read_csv(problems_csv(eval_csv))
+    counts = table.drop(columns=["step", "n"]).to_numpy(dtype=float)
+    return (table["step"].to_numpy(dtype=int),
+            counts / table["n"].to_numpy(dtype=float)[:, None])
+
+
 def load_run(eval_csv: str | Path, log_csv: str | Path | None) -> Run:
     """A Run from evaluate-series' per-problem file and the training log (costs)."""
     method, seed = run_of(Path(eval_csv).parent)
-    table = pd.read_csv(problems_csv(eval_csv))
-    steps = table["step"].to_numpy(dtype=int)
-    counts = table.drop(columns=["step", "n"]).to_numpy(dtype=float)
-    rates = counts / table["n"].to_numpy(dtype=float)[:, None]
+    steps, rates = problem_rates(eval_csv)
     costs, log_steps = {}, np.zeros(1)
     if log_csv is not None:
         cumulative = cumulative_costs(pd.read_csv(log_csv).sort_values("step"))
@@ -344,6 +350,16 @@ def cumulative_costs(train_log: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"step": train_log["step"], "generated_tokens": tokens.cumsum(),
                          "cpu_s": train_log["cpu_s"] if "cpu_s" in train_log
                          else float("nan")})
+
+
+def estimate_settings(speedup: dict | None) -> dict:
+    """:func:`estimate`'s keyword arguments from the config's ``speedup`` block."""
+    settings = speedup or {}
+    return {"plateau_fraction": settings.get("plateau_fraction", 0.25),
+            "n_bootstrap": settings.get("bootstrap", 2000),
+            "seed": settings.get("bootstrap_seed", 0),
+            "confidence": settings.get("confidence", 0.95),
+            "target_fraction": settings.get("target_fraction", 0.9)}
 
 
 def speedup_table(runs: Sequence[Run], plateau_fraction: float = 0.25,
@@ -397,11 +413,24 @@ def summary_row(table: pd.DataFrame, comparison: str = "effopd_vs_opd") -> pd.Se
     return rows.iloc[0]
 
 
+def format_number(x) -> str:
+    """Three significant digits; empty for a missing value."""
+    return "" if x is None or pd.isna(x) else f"{float(x):.3g}"
+
+
+def interval_text(row: pd.Series, column: str) -> str:
+    """A summary estimate with its interval inline: ``value [low, high]``, or
+    ``censored (below|above) [low, high]`` when the estimate itself is censored."""
+    side = row.get(f"{column}_censored")
+    text = f"censored ({side})" if side in ("below", "above") else format_number(row[column])
+    return (f"{text} [{format_number(row[f'{column}_ci95_low'])}, "
+            f"{format_number(row[f'{column}_ci95_high'])}]")
+
+
 def speedup_markdown(table: pd.DataFrame) -> pd.DataFrame:
     """The Markdown view: one line per pair and summary, intervals inline, censoring shown as
     ``< bound``."""
-    def number(x) -> str:
-        return "" if x is None or pd.isna(x) else f"{float(x):.3g}"
+    number = format_number
 
     def value(row: pd.Series, column: str) -> str:
         if row["row"] == "pair":
@@ -410,10 +439,7 @@ def speedup_markdown(table: pd.DataFrame) -> pd.DataFrame:
             if row["status"] == "trt only":
                 return f"> {number(row[f'{column}_bound'])} (OPD did not reach)"
             return number(row[column]) if row["status"] == "both" else row["status"]
-        side = row.get(f"{column}_censored")
-        text = f"censored ({side})" if side in ("below", "above") else number(row[column])
-        low, high = number(row[f"{column}_ci95_low"]), number(row[f"{column}_ci95_high"])
-        return f"{text} [{low}, {high}]"
+        return interval_text(row, column)
 
     lines = []
     for _, row in table.iterrows():
@@ -423,10 +449,8 @@ def speedup_markdown(table: pd.DataFrame) -> pd.DataFrame:
             check = "non-inferior" if bool(row["non_inferior"]) else "not shown non-inferior"
         elif summary:
             check = "contains 1" if bool(row["null_contains_1"]) else "DOES NOT contain 1"
-        diff = number(row["final_accuracy_diff"])
-        if summary:
-            diff += (f" [{number(row['final_accuracy_diff_ci95_low'])}, "
-                     f"{number(row['final_accuracy_diff_ci95_high'])}]")
+        diff = interval_text(row, "final_accuracy_diff") if summary \
+            else number(row["final_accuracy_diff"])
         lines.append({
             "comparison": row["comparison"],
             "seeds (ref / trt)": "median" if summary

@@ -17,7 +17,9 @@ from effopd.metrics import problems_csv
 from effopd.reports.runs import run_of
 from effopd.reports.speedup import (
     cumulative_costs,
+    estimate_settings,
     load_run,
+    problem_rates,
     speedup_markdown,
     speedup_table,
 )
@@ -40,12 +42,10 @@ def load_curves(eval_csvs: list[str | Path], log_csvs: list[str | Path]) -> pd.D
         merged = scores.merge(train_log[["step", "batch_accuracy", "reverse_kl", "loss"]]
                               .merge(costs, on="step"), on="step", how="left")
         merged.loc[merged["step"] == 0, list(costs.columns.drop("step"))] = 0.0
-        problems = problems_csv(eval_csv)
-        if Path(problems).exists():
-            counts = pd.read_csv(problems)
-            rates = counts.drop(columns=["step", "n"]).div(counts["n"], axis=0)
-            se = pd.DataFrame({"step": counts["step"],
-                               "accuracy_se": [problem_mean_se(r) for r in rates.to_numpy()]})
+        if Path(problems_csv(eval_csv)).exists():
+            steps, rates = problem_rates(eval_csv)
+            se = pd.DataFrame({"step": steps,
+                               "accuracy_se": [problem_mean_se(r) for r in rates]})
             merged = merged.merge(se, on="step", how="left")
         else:
             merged["accuracy_se"] = float("nan")
@@ -113,11 +113,8 @@ def write_training_tables(eval_csvs: list[str | Path], log_csvs: list[str | Path
     runs = [load_run(e, lg) for e, lg in zip(eval_csvs, log_csvs, strict=True)
             if Path(e).stem == benchmark]
     table = speedup_table(
-        runs, plateau_fraction=settings.get("plateau_fraction", 0.25),
-        n_bootstrap=settings.get("bootstrap", 2000), seed=settings.get("bootstrap_seed", 0),
-        confidence=settings.get("confidence", 0.95),
-        non_inferiority_margin=settings.get("non_inferiority_margin", 0.01),
-        target_fraction=settings.get("target_fraction", 0.9))
+        runs, non_inferiority_margin=settings.get("non_inferiority_margin", 0.01),
+        **estimate_settings(settings))
     with atomic_path(speedup_csv) as tmp:
         table.to_csv(tmp, index=False)
     atomic_write_text(Path(speedup_csv).with_suffix(".md"),

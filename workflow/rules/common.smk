@@ -34,6 +34,7 @@ SPEEDUP_BENCHMARK = SERIES_BENCHMARKS[0]  # the benchmark of the speed-up and cu
 ABLATION = config["ablation"]
 VARIANTS = [f"effopd-{name}" for name in ABLATION["variants"]]
 ABLATION_SEEDS = ABLATION["seeds"] or SEEDS
+ABLATION_METHODS = ["opd", "effopd", *VARIANTS]  # the ablation table's runs
 
 
 def alternation(names):

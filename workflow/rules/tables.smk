@@ -69,19 +69,19 @@ rule tabulate_training:
 # and final-accuracy difference, with intervals (config: ablation).
 rule tabulate_ablation:
     input:
-        evals=lambda wildcards: expand(
+        evals=expand(
             f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{SPEEDUP_BENCHMARK}.csv",
-            method=["opd", "effopd", *VARIANTS],
+            method=ABLATION_METHODS,
             seed=ABLATION_SEEDS,
         ),
-        logs=lambda wildcards: expand(
+        logs=expand(
             f"{RESULTS}/train/{{method}}/seed{{seed}}/log.csv",
-            method=["opd", "effopd", *VARIANTS],
+            method=ABLATION_METHODS,
             seed=ABLATION_SEEDS,
         ),
-        problems=lambda wildcards: expand(
+        problems=expand(
             f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{SPEEDUP_BENCHMARK}.problems.csv",
-            method=["opd", "effopd", *VARIANTS],
+            method=ABLATION_METHODS,
             seed=ABLATION_SEEDS,
         ),
     output:
