@@ -130,3 +130,59 @@ def test_claim_5_needs_speed_and_non_inferiority(speedup, final, expected):
            "n_a": 3, "n_b": 3}
     combined = combined_claim5({**row, "verdict": speedup}, {**row, "verdict": final})
     assert combined["verdict"] == expected and combined["metric"] == "claim_5"
+
+
+def opd_curves(finals, lates, base=0.30, base_se=0.005, last=32, late=24):
+    """OPD training curves: step 0 at ``base`` (shared), ``lates`` at step ``late``,
+    ``finals`` at step ``last``, one seed per entry."""
+    rows = [{"method": "opd", "seed": s, "step": step, "avg@n": value, "accuracy_se": base_se}
+            for s, (final, late_value) in enumerate(zip(finals, lates, strict=True))
+            for step, value in ((0, base), (8, base), (late, late_value), (last, final))]
+    return pd.DataFrame(rows)
+
+
+def test_preconditions_gain_counts_the_base_error_and_plateau_is_paired():
+    from scipy import stats
+
+    from effopd.reports.claims import precondition_rows
+
+    finals, lates = [0.40, 0.42, 0.44], [0.398, 0.42, 0.442]
+    gain, late = precondition_rows(opd_curves(finals, lates), 0.01, 0.01, 0.25)
+    # gains 0.10, 0.12, 0.14: mean 0.12, seed variance 0.0004 / 3, base SE 0.005
+    seed_var, base_var = 0.0004 / 3, 0.005 ** 2
+    se = math.sqrt(seed_var + base_var)
+    df = (seed_var + base_var) ** 2 / (seed_var ** 2 / 2)
+    assert gain["estimate"] == pytest.approx(0.12)
+    assert gain["ci95_high"] - gain["estimate"] == pytest.approx(stats.t.ppf(0.975, df) * se)
+    assert gain["verdict"] == "holds" and gain["claim"] == "0a"
+    # late gains +0.002, 0, -0.002 from step 24 (closest to 0.75 x 32): mean 0, SE 0.002/sqrt(3),
+    # half-width t_2 x SE = 0.005 < 0.01
+    half = stats.t.ppf(0.975, 2) * 0.002 / math.sqrt(3)
+    assert late["estimate"] == pytest.approx(0.0, abs=1e-12)
+    assert late["ci95_high"] == pytest.approx(half)
+    assert late["verdict"] == "holds" and "step 24 to step 32" in late["definition"]
+
+
+@pytest.mark.parametrize(("finals", "lates", "learned", "plateau"), [
+    ([0.301, 0.299, 0.300], [0.300, 0.300, 0.300], "does not hold", "holds"),  # no learning
+    ([0.40, 0.42, 0.44], [0.33, 0.352, 0.368], "holds", "does not hold"),       # still rising
+])
+def test_claims_are_not_assessable_without_learning_or_plateau(finals, lates, learned,
+                                                                 plateau):
+    values = pd.DataFrame([{"metric": m.key, "method": method, "seed": s,
+                            "value": 1.0 + (method == "opd") * 0.5 + s * 0.01}
+                           for m in METRICS for method in ("opd", "rl") for s in range(3)])
+    speedup_like = [{"claim": "5", "metric": "speedup_steps", "verdict": "holds"}]
+    table = claims_table(values, None, EFFECTS, curves=opd_curves(finals, lates))
+    from effopd.reports.claims import gate_verdicts
+    rows = table.set_index("metric")
+    assert rows.loc["opd_gain", "verdict"] == learned
+    assert rows.loc["opd_late_gain", "verdict"] == plateau
+    gated = gate_verdicts(speedup_like, table.iloc[:2].to_dict("records"))[0]
+    if learned != "holds":
+        assert set(table["verdict"].iloc[2:]) == {"not assessable (OPD's gain not shown)"}
+        assert gated["verdict"] == "not assessable (OPD's gain not shown)"
+    else:  # claims 1-4 keep their verdicts; claim 5 needs the plateau
+        assert rows.loc["scaling_slope", "verdict"] == "holds"
+        assert gated["verdict"] == "not assessable (OPD's plateau not shown)"
+    assert rows.loc["scaling_slope", "statistical_verdict"] == "holds"

@@ -42,6 +42,26 @@ problems (:mod:`effopd.reports.speedup`). The verdict rule is
 units (0.5: at least 1.5x); final accuracy is non-inferior when the interval's lower
 bound lies above -``speedup.non_inferiority_margin``.
 
+Preconditions (rows "0a" and "0b", from ``training_curves.csv``). The claims are about
+what OPD learns, so they are only assessable where OPD learned:
+
+0a. ``opd_gain``: OPD's final accuracy minus the base student's (step 0), mean over
+    seeds. Its interval counts the spread of the seeds' final accuracies and, in
+    full, the base evaluation's standard error (the base is one evaluation shared by
+    every seed): se = sqrt(s^2 / n + se_0^2), Welch-Satterthwaite degrees of freedom
+    (the base term counted as known). It must exceed ``claims.min_opd_gain``.
+0b. ``opd_late_gain``: what OPD still gains over the last ``speedup.plateau_fraction``
+    of the common grid (final accuracy minus the accuracy at the grid step closest to
+    (1 - plateau_fraction) x the last step), Student t over seeds: OPD is on a plateau
+    when the whole interval lies below ``claims.max_late_gain``. This interval is
+    conditional on the benchmark's problems (both checkpoints are scored on the same
+    ones with the same sampling seed), as is the speed-up's target it guards.
+
+Unless 0a holds, every verdict of claims 1-5 reads "not assessable (OPD's gain not
+shown)"; unless 0b holds as well, claim 5's read "not assessable (OPD's plateau not
+shown)", since its target is OPD's plateau. ``statistical_verdict`` keeps the
+verdict the interval alone gives.
+
 Power. Every row gives the minimum detectable effect at ``claims.power`` (80%) for the
 seeds used (Welch: noncentral t; bootstrap: 2.80 x its SE) and the number of seeds
 per method that would detect the effect taken as the paper's (``paper_effect``).
@@ -56,6 +76,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from effopd.reports.analysis import early_step
 from effopd.reports.runs import run_of
@@ -297,10 +318,76 @@ def combined_claim5(speedup: dict[str, Any], final: dict[str, Any]) -> dict[str,
             "verdict": combined}
 
 
+def _precondition_row(key: str, definition: str, direction: str, values: np.ndarray,
+                      estimate: float, se: float, df: float, threshold: float,
+                      sign: int, test: str) -> dict[str, Any]:
+    """One precondition row: ``estimate`` +- t_{0.975, df} x ``se``, judged by
+    :func:`verdict` against ``threshold`` in the direction ``sign``."""
+    half = float(stats.t.ppf(0.975, df) * se) if se > 0 and df > 0 else 0.0 if se == 0 \
+        else math.nan
+    low, high = estimate - half, estimate + half
+    return {"claim": "0a" if key == "opd_gain" else "0b", "metric": key,
+            "paper_statement": "precondition: OPD learns and ends on a plateau",
+            "definition": definition, "claimed_direction": direction, "a": "opd", "b": "",
+            "a_mean": estimate, "b_mean": math.nan, "estimate": estimate, "ci95_low": low,
+            "ci95_high": high, "effect_scale": "absolute", "min_effect": threshold,
+            "paper_effect": math.nan, "mde80": math.nan, "mde80_below_paper_effect": False,
+            "seeds_for_paper_effect": None, "n_a": int(values.size), "n_b": 0, "test": test,
+            "verdict": verdict(low, high, sign, sign * threshold)}
+
+
+def precondition_rows(curves: pd.DataFrame, min_gain: float, max_late_gain: float,
+                      plateau_fraction: float) -> list[dict[str, Any]]:
+    """Rows 0a (``opd_gain``) and 0b (``opd_late_gain``) of the module docstring, from the
+    training-curves table (columns method, seed, step, avg@n, accuracy_se) of OPD."""
+    opd = curves[curves["method"] == "opd"].pivot_table(index="step", columns="seed",
+                                                       values="avg@n")
+    se_by_step = curves[curves["method"] == "opd"].groupby("step")["accuracy_se"].mean()
+    steps = opd.index.to_numpy()
+    first, last = steps.min(), steps.max()
+    late = steps[np.argmin(np.abs(steps - (1 - plateau_fraction) * last))]
+    gains = (opd.loc[last] - opd.loc[first]).to_numpy(dtype=float)
+    n = gains.size
+    seed_var = float(gains.var(ddof=1)) / n if n > 1 else math.nan
+    base_var = float(se_by_step.loc[first]) ** 2
+    se = math.sqrt(seed_var + base_var)
+    df = (seed_var + base_var) ** 2 / (seed_var ** 2 / (n - 1)) if n > 1 and seed_var > 0 \
+        else math.inf
+    rows = [_precondition_row(
+        "opd_gain", f"OPD final accuracy (step {last}) - base student's (step {first})",
+        f"above {min_gain:g}", gains, float(gains.mean()), se, df, min_gain, +1,
+        "t over seeds, base evaluation's SE added")]
+    late_gains = (opd.loc[last] - opd.loc[late]).to_numpy(dtype=float)
+    late_se = float(late_gains.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    rows.append(_precondition_row(
+        "opd_late_gain", f"OPD accuracy gained from step {late} to step {last} (plateau)",
+        f"below {max_late_gain:g}", late_gains, float(late_gains.mean()), late_se, n - 1,
+        max_late_gain, -1, "t over seeds (paired checkpoints)"))
+    return rows
+
+
+def gate_verdicts(rows: list[dict[str, Any]], preconditions: list[dict[str, Any]]
+                  ) -> list[dict[str, Any]]:
+    """Claims 1-5 are "not assessable" unless OPD learned (0a holds); claim 5 also needs
+    OPD on a plateau (0b holds). ``statistical_verdict`` keeps the interval's verdict."""
+    learned, plateau = (row["verdict"] == "holds" for row in preconditions)
+    gated = []
+    for row in rows:
+        reason = ("not assessable (OPD's gain not shown)" if not learned else
+                  "not assessable (OPD's plateau not shown)"
+                  if row["claim"] == "5" and not plateau else None)
+        gated.append({**row, "statistical_verdict": row["verdict"],
+                      "verdict": reason or row["verdict"]})
+    return gated
+
+
 def claims_table(values: pd.DataFrame, speedup: pd.DataFrame | None,
                  effects: dict[str, dict[str, float]], power: float = 0.8,
-                 non_inferiority_margin: float = 0.01) -> pd.DataFrame:
-    """The claims table (module docstring): one row per metric."""
+                 non_inferiority_margin: float = 0.01, curves: pd.DataFrame | None = None,
+                 min_opd_gain: float = 0.01, max_late_gain: float = 0.01,
+                 plateau_fraction: float = 0.25) -> pd.DataFrame:
+    """The claims table (module docstring): the preconditions when the training curves
+    are given, then one row per metric, gated by them."""
     rows = []
     for metric in METRICS:
         data = values[values["metric"] == metric.key]
@@ -309,7 +396,11 @@ def claims_table(values: pd.DataFrame, speedup: pd.DataFrame | None,
         rows.append(comparison_row(metric, opd, rl, effects[metric.key], power))
     if speedup is not None and not speedup.empty:
         rows += speedup_rows(speedup, effects["speedup"], non_inferiority_margin)
-    return pd.DataFrame(rows)
+    if curves is None:
+        return pd.DataFrame(rows)
+    preconditions = precondition_rows(curves, min_opd_gain, max_late_gain, plateau_fraction)
+    preconditions = [{**row, "statistical_verdict": row["verdict"]} for row in preconditions]
+    return pd.DataFrame(preconditions + gate_verdicts(rows, preconditions))
 
 
 def claims_markdown(table: pd.DataFrame) -> pd.DataFrame:
@@ -328,20 +419,26 @@ def claims_markdown(table: pd.DataFrame) -> pd.DataFrame:
         "paper effect": table["paper_effect"].map(number),
         "seeds for paper effect": table["seeds_for_paper_effect"].map(
             lambda n: "" if n is None or pd.isna(n) else str(int(n))),
-        "seeds": [f"{a} vs {b}" for a, b in zip(table["n_a"], table["n_b"], strict=True)],
+        "seeds": [f"{a} vs {b}" if b else f"{a}"
+                  for a, b in zip(table["n_a"], table["n_b"], strict=True)],
         "verdict": table["verdict"],
     })
 
 
 def write_claims(run_dirs: list[str | Path], speedup_csv: str | Path | None,
                  out_csv: str | Path, k: int, early_fraction: float,
-                 claims: dict[str, Any], non_inferiority_margin: float) -> pd.DataFrame:
+                 claims: dict[str, Any], non_inferiority_margin: float,
+                 curves_csv: str | Path | None = None,
+                 plateau_fraction: float = 0.25) -> pd.DataFrame:
     """Write claims.csv (every column) and claims.md (:func:`claims_markdown`)."""
     from effopd.io import atomic_path, atomic_write_text, markdown_table
 
     speedup = pd.read_csv(speedup_csv) if speedup_csv else None
+    curves = pd.read_csv(curves_csv) if curves_csv else None
     table = claims_table(per_seed_values(run_dirs, k, early_fraction), speedup,
-                         claims["effects"], claims.get("power", 0.8), non_inferiority_margin)
+                         claims["effects"], claims.get("power", 0.8), non_inferiority_margin,
+                         curves, claims.get("min_opd_gain", 0.01),
+                         claims.get("max_late_gain", 0.01), plateau_fraction)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     atomic_write_text(Path(out_csv).with_suffix(".md"),

@@ -61,6 +61,7 @@ rule tabulate_claims:
         runs=analysis_run_files(),
         scores=analysis_eval_csvs(),
         speedup=f"{RESULTS}/tables/effopd_speedup.csv",
+        curves=f"{RESULTS}/tables/training_curves.csv",
     output:
         csv=report(
             f"{RESULTS}/tables/claims.csv",
@@ -81,6 +82,6 @@ rule tabulate_claims:
         "../../environment.yml"
     shell:
         "effopd tabulate-claims --run-dirs {params.run_dirs} --eval-csvs {input.scores} "
-        "--speedup {input.speedup} --claims {params.claims:q} "
+        "--speedup {input.speedup} --curves {input.curves} --claims {params.claims:q} "
         "--speedup-settings {params.speedup:q} --early-fraction {params.early_fraction} "
         "--out {output.csv} > {log} 2>&1"
