@@ -132,57 +132,78 @@ def test_claim_5_needs_speed_and_non_inferiority(speedup, final, expected):
     assert combined["verdict"] == expected and combined["metric"] == "claim_5"
 
 
-def opd_curves(finals, lates, base=0.30, base_se=0.005, last=32, late=24):
-    """OPD training curves: step 0 at ``base`` (shared), ``lates`` at step ``late``,
-    ``finals`` at step ``last``, one seed per entry."""
-    rows = [{"method": "opd", "seed": s, "step": step, "avg@n": value, "accuracy_se": base_se}
-            for s, (final, late_value) in enumerate(zip(finals, lates, strict=True))
-            for step, value in ((0, base), (8, base), (late, late_value), (last, final))]
-    return pd.DataFrame(rows)
 
-
-def test_preconditions_gain_counts_the_base_error_and_plateau_is_paired():
-    from scipy import stats
-
+def test_preconditions_are_paired_per_problem_with_seed_noise_added():
     from effopd.reports.claims import precondition_rows
 
-    finals, lates = [0.40, 0.42, 0.44], [0.398, 0.42, 0.442]
-    gain, late = precondition_rows(opd_curves(finals, lates), 0.01, 0.01, 0.25)
-    # gains 0.10, 0.12, 0.14: mean 0.12, seed variance 0.0004 / 3, base SE 0.005
-    seed_var, base_var = 0.0004 / 3, 0.005 ** 2
-    se = math.sqrt(seed_var + base_var)
-    df = (seed_var + base_var) ** 2 / (seed_var ** 2 / 2)
-    assert gain["estimate"] == pytest.approx(0.12)
-    assert gain["ci95_high"] - gain["estimate"] == pytest.approx(stats.t.ppf(0.975, df) * se)
+    grid = np.array([0, 10, 20, 32])  # the late step: below 32, nearest 0.75 x 32 = 24 -> 20
+    base = [0, 0.25, 0.5, 0.5]
+    seed0 = np.array([base, base, [0.25, 0.5, 0.5, 0.75], [0.25, 0.5, 0.5, 0.75]])
+    seed1 = np.array([base, base, [0.25, 0.25, 0.75, 0.5], [0.25, 0.25, 0.75, 0.75]])
+    gain, late = precondition_rows([(grid, seed0), (grid, seed1)], 0.01, 0.2, 0.25)
+    # D = (0.25, 0.125, 0.125, 0.25): mean 0.1875, var_i(D) / 4 = 1/768; both seeds gain
+    # 0.1875 (no seed term); df = 3; t_{0.975, 3} = 3.182446
+    assert gain["estimate"] == pytest.approx(0.1875)
+    assert gain["ci95_high"] - 0.1875 == pytest.approx(3.182446 * math.sqrt(1 / 768), rel=1e-6)
     assert gain["verdict"] == "holds" and gain["claim"] == "0a"
-    # late gains +0.002, 0, -0.002 from step 24 (closest to 0.75 x 32): mean 0, SE 0.002/sqrt(3),
-    # half-width t_2 x SE = 0.005 < 0.01
-    half = stats.t.ppf(0.975, 2) * 0.002 / math.sqrt(3)
-    assert late["estimate"] == pytest.approx(0.0, abs=1e-12)
-    assert late["ci95_high"] == pytest.approx(half)
-    assert late["verdict"] == "holds" and "step 24 to step 32" in late["definition"]
+    # late (step 20 -> 32): D = (0, 0, 0, 0.125), var_i / 4 = 1/1024; seeds 0 and 0.0625,
+    # var_s / 2 = 1/1024; se = sqrt(2/1024); df = 4 / (1/3 + 1) = 3
+    assert late["estimate"] == pytest.approx(0.03125)
+    assert late["ci95_high"] - 0.03125 == pytest.approx(3.182446 * math.sqrt(2 / 1024),
+                                                        rel=1e-6)
+    assert "step 20 to step 32" in late["definition"]
+    assert late["verdict"] == "holds"  # [-0.109, 0.172] inside +-0.2
+    _, tight = precondition_rows([(grid, seed0), (grid, seed1)], 0.01, 0.01, 0.25)
+    assert tight["verdict"] == "inconclusive"
 
 
-@pytest.mark.parametrize(("finals", "lates", "learned", "plateau"), [
-    ([0.301, 0.299, 0.300], [0.300, 0.300, 0.300], "does not hold", "holds"),  # no learning
-    ([0.40, 0.42, 0.44], [0.33, 0.352, 0.368], "holds", "does not hold"),       # still rising
+def planted_opd_runs(final_shift, late_shift, seeds=3, problems=400):
+    """OPD runs on a grid 0, 8, 16, 24, 32: base rates cycle 0, 0.25, 0.5, 0.75; seed s adds
+    ``late_shift`` at step 24 and ``final_shift`` at step 32 on problems whose index is
+    not s mod 4 (so problems and seeds both vary)."""
+    grid = np.array([0, 8, 16, 24, 32])
+    base = np.tile([0.0, 0.25, 0.5, 0.75], problems // 4)
+    runs = []
+    for s in range(seeds):
+        moved = (np.arange(problems) % 4 != s % 4).astype(float)
+        rates = np.stack([base, base, base, base + late_shift * moved,
+                          base + final_shift * moved])
+        runs.append((grid, np.clip(rates, 0, 1)))
+    return runs
+
+
+@pytest.mark.parametrize(("final", "late", "learned", "plateau"), [
+    (0.0, 0.0, "does not hold", "holds"),     # no learning: gain exactly 0
+    (0.25, 0.0, "holds", "does not hold"),    # still rising over the last quarter
+    (0.25, 0.25, "holds", "holds"),           # learned, flat from step 24
+    (0.25, 0.5, "holds", "does not hold"),    # falling from step 24 to 32
 ])
-def test_claims_are_not_assessable_without_learning_or_plateau(finals, lates, learned,
-                                                                 plateau):
+def test_claims_are_not_assessable_without_learning_or_plateau(final, late, learned, plateau):
     values = pd.DataFrame([{"metric": m.key, "method": method, "seed": s,
                             "value": 1.0 + (method == "opd") * 0.5 + s * 0.01}
                            for m in METRICS for method in ("opd", "rl") for s in range(3)])
-    speedup_like = [{"claim": "5", "metric": "speedup_steps", "verdict": "holds"}]
-    table = claims_table(values, None, EFFECTS, curves=opd_curves(finals, lates))
     from effopd.reports.claims import gate_verdicts
+    table = claims_table(values, None, EFFECTS, opd_runs=planted_opd_runs(final, late))
     rows = table.set_index("metric")
+    assert list(table["claim"])[:2] == ["0a", "0b"]
     assert rows.loc["opd_gain", "verdict"] == learned
     assert rows.loc["opd_late_gain", "verdict"] == plateau
-    gated = gate_verdicts(speedup_like, table.iloc[:2].to_dict("records"))[0]
+    assert rows.loc["scaling_slope", "statistical_verdict"] == "holds"
+    claim5 = gate_verdicts([{"claim": "5", "verdict": "holds"}], table.iloc[:2].to_dict("records"))
     if learned != "holds":
         assert set(table["verdict"].iloc[2:]) == {"not assessable (OPD's gain not shown)"}
-        assert gated["verdict"] == "not assessable (OPD's gain not shown)"
-    else:  # claims 1-4 keep their verdicts; claim 5 needs the plateau
+        assert claim5[0]["verdict"] == "not assessable (OPD's gain not shown)"
+    else:  # claims 1-4 keep their verdicts; claim 5 needs the plateau as well
         assert rows.loc["scaling_slope", "verdict"] == "holds"
-        assert gated["verdict"] == "not assessable (OPD's plateau not shown)"
-    assert rows.loc["scaling_slope", "statistical_verdict"] == "holds"
+        assert claim5[0]["verdict"] == ("holds" if plateau == "holds"
+                                        else "not assessable (OPD's plateau not shown)")
+
+
+def test_preconditions_refuse_a_grid_without_the_base_or_later_checkpoints():
+    from effopd.reports.claims import precondition_rows
+
+    runs = planted_opd_runs(0.25, 0.25)
+    with pytest.raises(ValueError, match="step 0"):
+        precondition_rows([(steps[1:], rates[1:]) for steps, rates in runs], 0.01, 0.01, 0.25)
+    with pytest.raises(ValueError, match="two later"):
+        precondition_rows([(steps[:2], rates[:2]) for steps, rates in runs], 0.01, 0.01, 0.25)

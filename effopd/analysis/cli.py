@@ -159,7 +159,7 @@ def cmd_tabulate_claims(args: argparse.Namespace) -> None:
 
     write_claims(args.run_dirs, args.speedup, args.out, args.claims["k"], args.early_fraction,
                  args.claims, args.speedup_settings.get("non_inferiority_margin", 0.01),
-                 args.curves, args.speedup_settings.get("plateau_fraction", 0.25))
+                 args.opd_evals, args.speedup_settings.get("plateau_fraction", 0.25))
 
 
 def cmd_plot_analysis(args: argparse.Namespace) -> None:
@@ -304,8 +304,9 @@ def register_analysis_commands(add: AddCommand) -> None:
             "the claims table: metric, measured value and verdict for each claim")
     _run_results_arguments(c)
     c.add_argument("--speedup", required=True, help="effopd_speedup.csv")
-    c.add_argument("--curves", default=None,
-                   help="training_curves.csv: adds the preconditions (OPD learns, on a plateau)")
+    c.add_argument("--opd-evals", nargs="+", default=None, metavar="CSV",
+                   help="OPD runs' evaluate-series CSVs (per-problem files beside them): adds "
+                        "the preconditions (OPD learns, ends on a plateau)")
     c.add_argument("--claims", type=json_arg, required=True,
                    help="the config's claims block (JSON, defaults filled)")
     c.add_argument("--speedup-settings", type=json_arg, default={},

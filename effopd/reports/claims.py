@@ -42,25 +42,28 @@ problems (:mod:`effopd.reports.speedup`). The verdict rule is
 units (0.5: at least 1.5x); final accuracy is non-inferior when the interval's lower
 bound lies above -``speedup.non_inferiority_margin``.
 
-Preconditions (rows "0a" and "0b", from ``training_curves.csv``). The claims are about
-what OPD learns, so they are only assessable where OPD learned:
+Preconditions (rows "0a" and "0b", from OPD's per-problem evaluation files). The claims
+are about what OPD learns, so they are only assessable where OPD learned. With r[s, g, i]
+the fraction of correct samples of problem i at grid step g of OPD seed s (every
+checkpoint scored on the same P problems), a quantity X is estimated paired per problem,
+D_i = mean_s (r[s, last, i] - r[s, g0, i]), as mean_i D_i with standard error
+sqrt(var_i(D_i) / P + var_s(X_s) / n), X_s = mean_i (r[s, last, i] - r[s, g0, i]): the
+first term counts the problems and the evaluation's sampling noise, the second the
+seeds' training noise (it counts some sampling noise twice: conservative); degrees of
+freedom by Welch-Satterthwaite; one seed gives no interval.
 
-0a. ``opd_gain``: OPD's final accuracy minus the base student's (step 0), mean over
-    seeds. Its interval counts the spread of the seeds' final accuracies and, in
-    full, the base evaluation's standard error (the base is one evaluation shared by
-    every seed): se = sqrt(s^2 / n + se_0^2), Welch-Satterthwaite degrees of freedom
-    (the base term counted as known). It must exceed ``claims.min_opd_gain``.
-0b. ``opd_late_gain``: what OPD still gains over the last ``speedup.plateau_fraction``
-    of the common grid (final accuracy minus the accuracy at the grid step closest to
-    (1 - plateau_fraction) x the last step), Student t over seeds: OPD is on a plateau
-    when the whole interval lies below ``claims.max_late_gain``. This interval is
-    conditional on the benchmark's problems (both checkpoints are scored on the same
-    ones with the same sampling seed), as is the speed-up's target it guards.
+0a. ``opd_gain`` (g0 = step 0, the base student): must exceed ``claims.min_opd_gain``
+    (the whole interval above it).
+0b. ``opd_late_gain`` (g0 = the grid step below the last that is nearest (1 -
+    ``speedup.plateau_fraction``) x the last step): OPD is on a plateau when the whole
+    interval lies inside +-``claims.max_late_gain`` (neither rising nor falling);
+    "does not hold" when it lies wholly outside.
 
 Unless 0a holds, every verdict of claims 1-5 reads "not assessable (OPD's gain not
 shown)"; unless 0b holds as well, claim 5's read "not assessable (OPD's plateau not
-shown)", since its target is OPD's plateau. ``statistical_verdict`` keeps the
-verdict the interval alone gives.
+shown)", since its target is OPD's plateau. ``statistical_verdict`` keeps the verdict
+the interval alone gives. Every checkpoint is scored with the same sampling seed, so
+both intervals are conditional on it as well as on the training seeds drawn.
 
 Power. Every row gives the minimum detectable effect at ``claims.power`` (80%) for the
 seeds used (Welch: noncentral t; bootstrap: 2.80 x its SE) and the number of seeds
@@ -80,7 +83,12 @@ from scipy import stats
 
 from effopd.reports.analysis import early_step
 from effopd.reports.runs import run_of
-from effopd.reports.speedup import mde_from_se, seeds_for_effect_from_se, summary_row
+from effopd.reports.speedup import (
+    mde_from_se,
+    problem_rates,
+    seeds_for_effect_from_se,
+    summary_row,
+)
 from effopd.reports.stats import seeds_for_effect, verdict, welch_ci, welch_mde
 
 
@@ -318,51 +326,82 @@ def combined_claim5(speedup: dict[str, Any], final: dict[str, Any]) -> dict[str,
             "verdict": combined}
 
 
-def _precondition_row(key: str, definition: str, direction: str, values: np.ndarray,
-                      estimate: float, se: float, df: float, threshold: float,
-                      sign: int, test: str) -> dict[str, Any]:
-    """One precondition row: ``estimate`` +- t_{0.975, df} x ``se``, judged by
-    :func:`verdict` against ``threshold`` in the direction ``sign``."""
-    half = float(stats.t.ppf(0.975, df) * se) if se > 0 and df > 0 else 0.0 if se == 0 \
-        else math.nan
-    low, high = estimate - half, estimate + half
+def paired_difference(rates: list[np.ndarray], g0: int, g1: int
+                      ) -> tuple[float, float, float]:
+    """(estimate, standard error, degrees of freedom) of mean_i D_i, D_i = mean_s (r[s, g1, i]
+    - r[s, g0, i]), for ``rates[s]`` of shape (grid steps, problems): the module
+    docstring's paired estimator. The error is NaN with fewer than two seeds."""
+    per_seed = np.stack([r[g1] - r[g0] for r in rates])  # (seeds, problems)
+    n, problems = per_seed.shape
+    by_problem = per_seed.mean(axis=0)
+    if n < 2 or problems < 2:
+        return float(by_problem.mean()), math.nan, math.nan
+    v_problems = float(by_problem.var(ddof=1)) / problems
+    v_seeds = float(per_seed.mean(axis=1).var(ddof=1)) / n
+    se = math.sqrt(v_problems + v_seeds)
+    terms = v_problems ** 2 / (problems - 1) + v_seeds ** 2 / (n - 1)
+    df = (v_problems + v_seeds) ** 2 / terms if terms > 0 else math.inf
+    return float(by_problem.mean()), se, df
+
+
+def _precondition_row(key: str, definition: str, direction: str, n: int, estimate: float,
+                      se: float, df: float, threshold: float, verdict_: str,
+                      low: float, high: float) -> dict[str, Any]:
     return {"claim": "0a" if key == "opd_gain" else "0b", "metric": key,
             "paper_statement": "precondition: OPD learns and ends on a plateau",
             "definition": definition, "claimed_direction": direction, "a": "opd", "b": "",
             "a_mean": estimate, "b_mean": math.nan, "estimate": estimate, "ci95_low": low,
             "ci95_high": high, "effect_scale": "absolute", "min_effect": threshold,
-            "paper_effect": math.nan, "mde80": math.nan, "mde80_below_paper_effect": False,
-            "seeds_for_paper_effect": None, "n_a": int(values.size), "n_b": 0, "test": test,
-            "verdict": verdict(low, high, sign, sign * threshold)}
+            "paper_effect": math.nan, "mde80": mde_from_se(se) if se == se else math.nan,
+            "mde80_below_paper_effect": False, "seeds_for_paper_effect": None, "n_a": n,
+            "n_b": 0, "test": "paired per problem; t, problems and seeds (Satterthwaite)",
+            "verdict": verdict_}
 
 
-def precondition_rows(curves: pd.DataFrame, min_gain: float, max_late_gain: float,
-                      plateau_fraction: float) -> list[dict[str, Any]]:
-    """Rows 0a (``opd_gain``) and 0b (``opd_late_gain``) of the module docstring, from the
-    training-curves table (columns method, seed, step, avg@n, accuracy_se) of OPD."""
-    opd = curves[curves["method"] == "opd"].pivot_table(index="step", columns="seed",
-                                                       values="avg@n")
-    se_by_step = curves[curves["method"] == "opd"].groupby("step")["accuracy_se"].mean()
-    steps = opd.index.to_numpy()
-    first, last = steps.min(), steps.max()
-    late = steps[np.argmin(np.abs(steps - (1 - plateau_fraction) * last))]
-    gains = (opd.loc[last] - opd.loc[first]).to_numpy(dtype=float)
-    n = gains.size
-    seed_var = float(gains.var(ddof=1)) / n if n > 1 else math.nan
-    base_var = float(se_by_step.loc[first]) ** 2
-    se = math.sqrt(seed_var + base_var)
-    df = (seed_var + base_var) ** 2 / (seed_var ** 2 / (n - 1)) if n > 1 and seed_var > 0 \
-        else math.inf
+def _interval(estimate: float, se: float, df: float) -> tuple[float, float]:
+    if math.isnan(se):
+        return math.nan, math.nan
+    half = float(stats.t.ppf(0.975, df) * se) if se > 0 else 0.0
+    return estimate - half, estimate + half
+
+
+def plateau_verdict(low: float, high: float, margin: float) -> str:
+    """"holds" when [low, high] lies inside (-margin, margin), "does not hold" when it lies
+    wholly outside it, "inconclusive" otherwise or without an interval."""
+    if math.isnan(low) or math.isnan(high):
+        return "inconclusive"
+    if -margin < low and high < margin:
+        return "holds"
+    if low >= margin or high <= -margin:
+        return "does not hold"
+    return "inconclusive"
+
+
+def precondition_rows(runs: list[tuple[np.ndarray, np.ndarray]], min_gain: float,
+                      max_late_gain: float, plateau_fraction: float) -> list[dict[str, Any]]:
+    """Rows 0a (``opd_gain``) and 0b (``opd_late_gain``) of the module docstring from OPD's
+    runs, each ``(steps, rates)`` as :func:`effopd.reports.speedup.problem_rates` reads
+    them; only the grid steps every run has are used, and step 0 must be one of them."""
+    grid = sorted(set.intersection(*(set(int(x) for x in steps) for steps, _ in runs)))
+    if not grid or grid[0] != 0 or len(grid) < 3:
+        raise ValueError(f"OPD's runs share the grid steps {grid}: the preconditions need "
+                         "step 0 (the base student) and at least two later checkpoints")
+    rates = [r[[list(steps).index(g) for g in grid]] for steps, r in runs]
+    last = len(grid) - 1
+    late = min(range(1, last), key=lambda g: abs(grid[g] - (1 - plateau_fraction) * grid[-1]))
+    n = len(rates)
+    gain, se, df = paired_difference(rates, 0, last)
+    low, high = _interval(gain, se, df)
     rows = [_precondition_row(
-        "opd_gain", f"OPD final accuracy (step {last}) - base student's (step {first})",
-        f"above {min_gain:g}", gains, float(gains.mean()), se, df, min_gain, +1,
-        "t over seeds, base evaluation's SE added")]
-    late_gains = (opd.loc[last] - opd.loc[late]).to_numpy(dtype=float)
-    late_se = float(late_gains.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+        "opd_gain", f"OPD final accuracy (step {grid[last]}) - base student's (step 0)",
+        f"above {min_gain:g}", n, gain, se, df, min_gain, verdict(low, high, +1, min_gain),
+        low, high)]
+    drift, se, df = paired_difference(rates, late, last)
+    low, high = _interval(drift, se, df)
     rows.append(_precondition_row(
-        "opd_late_gain", f"OPD accuracy gained from step {late} to step {last} (plateau)",
-        f"below {max_late_gain:g}", late_gains, float(late_gains.mean()), late_se, n - 1,
-        max_late_gain, -1, "t over seeds (paired checkpoints)"))
+        "opd_late_gain", f"OPD accuracy change from step {grid[late]} to step {grid[last]}",
+        f"within +-{max_late_gain:g}", n, drift, se, df, max_late_gain,
+        plateau_verdict(low, high, max_late_gain), low, high))
     return rows
 
 
@@ -383,10 +422,11 @@ def gate_verdicts(rows: list[dict[str, Any]], preconditions: list[dict[str, Any]
 
 def claims_table(values: pd.DataFrame, speedup: pd.DataFrame | None,
                  effects: dict[str, dict[str, float]], power: float = 0.8,
-                 non_inferiority_margin: float = 0.01, curves: pd.DataFrame | None = None,
+                 non_inferiority_margin: float = 0.01,
+                 opd_runs: list[tuple[np.ndarray, np.ndarray]] | None = None,
                  min_opd_gain: float = 0.01, max_late_gain: float = 0.01,
                  plateau_fraction: float = 0.25) -> pd.DataFrame:
-    """The claims table (module docstring): the preconditions when the training curves
+    """The claims table (module docstring): the preconditions when OPD's per-problem runs
     are given, then one row per metric, gated by them."""
     rows = []
     for metric in METRICS:
@@ -396,9 +436,9 @@ def claims_table(values: pd.DataFrame, speedup: pd.DataFrame | None,
         rows.append(comparison_row(metric, opd, rl, effects[metric.key], power))
     if speedup is not None and not speedup.empty:
         rows += speedup_rows(speedup, effects["speedup"], non_inferiority_margin)
-    if curves is None:
+    if opd_runs is None:
         return pd.DataFrame(rows)
-    preconditions = precondition_rows(curves, min_opd_gain, max_late_gain, plateau_fraction)
+    preconditions = precondition_rows(opd_runs, min_opd_gain, max_late_gain, plateau_fraction)
     preconditions = [{**row, "statistical_verdict": row["verdict"]} for row in preconditions]
     return pd.DataFrame(preconditions + gate_verdicts(rows, preconditions))
 
@@ -428,16 +468,16 @@ def claims_markdown(table: pd.DataFrame) -> pd.DataFrame:
 def write_claims(run_dirs: list[str | Path], speedup_csv: str | Path | None,
                  out_csv: str | Path, k: int, early_fraction: float,
                  claims: dict[str, Any], non_inferiority_margin: float,
-                 curves_csv: str | Path | None = None,
+                 opd_evals: list[str | Path] | None = None,
                  plateau_fraction: float = 0.25) -> pd.DataFrame:
     """Write claims.csv (every column) and claims.md (:func:`claims_markdown`)."""
     from effopd.io import atomic_path, atomic_write_text, markdown_table
 
     speedup = pd.read_csv(speedup_csv) if speedup_csv else None
-    curves = pd.read_csv(curves_csv) if curves_csv else None
+    opd_runs = [problem_rates(path) for path in opd_evals] if opd_evals else None
     table = claims_table(per_seed_values(run_dirs, k, early_fraction), speedup,
                          claims["effects"], claims.get("power", 0.8), non_inferiority_margin,
-                         curves, claims.get("min_opd_gain", 0.01),
+                         opd_runs, claims.get("min_opd_gain", 0.01),
                          claims.get("max_late_gain", 0.01), plateau_fraction)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)

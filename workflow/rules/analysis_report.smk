@@ -61,7 +61,13 @@ rule tabulate_claims:
         runs=analysis_run_files(),
         scores=analysis_eval_csvs(),
         speedup=f"{RESULTS}/tables/effopd_speedup.csv",
-        curves=f"{RESULTS}/tables/training_curves.csv",
+        opd_evals=expand(
+            f"{RESULTS}/eval/runs/opd/seed{{seed}}/{SPEEDUP_BENCHMARK}.csv", seed=SEEDS
+        ),
+        opd_problems=expand(
+            f"{RESULTS}/eval/runs/opd/seed{{seed}}/{SPEEDUP_BENCHMARK}.problems.csv",
+            seed=SEEDS,
+        ),
     output:
         csv=report(
             f"{RESULTS}/tables/claims.csv",
@@ -82,6 +88,6 @@ rule tabulate_claims:
         "../../environment.yml"
     shell:
         "effopd tabulate-claims --run-dirs {params.run_dirs} --eval-csvs {input.scores} "
-        "--speedup {input.speedup} --curves {input.curves} --claims {params.claims:q} "
+        "--speedup {input.speedup} --opd-evals {input.opd_evals} --claims {params.claims:q} "
         "--speedup-settings {params.speedup:q} --early-fraction {params.early_fraction} "
         "--out {output.csv} > {log} 2>&1"
