@@ -79,7 +79,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from effopd.reports.analysis import early_step
 from effopd.reports.runs import run_of
@@ -89,7 +88,14 @@ from effopd.reports.speedup import (
     seeds_for_effect_from_se,
     summary_row,
 )
-from effopd.reports.stats import seeds_for_effect, verdict, welch_ci, welch_mde
+from effopd.reports.stats import (
+    satterthwaite_df,
+    seeds_for_effect,
+    t_interval,
+    verdict,
+    welch_ci,
+    welch_mde,
+)
 
 
 @dataclass(frozen=True)
@@ -339,9 +345,7 @@ def paired_difference(rates: list[np.ndarray], g0: int, g1: int
     v_problems = float(by_problem.var(ddof=1)) / problems
     v_seeds = float(per_seed.mean(axis=1).var(ddof=1)) / n
     se = math.sqrt(v_problems + v_seeds)
-    terms = v_problems ** 2 / (problems - 1) + v_seeds ** 2 / (n - 1)
-    df = (v_problems + v_seeds) ** 2 / terms if terms > 0 else math.inf
-    return float(by_problem.mean()), se, df
+    return float(by_problem.mean()), se, satterthwaite_df([v_problems, v_seeds], [problems, n])
 
 
 def _precondition_row(key: str, definition: str, direction: str, n: int, estimate: float,
@@ -356,13 +360,6 @@ def _precondition_row(key: str, definition: str, direction: str, n: int, estimat
             "mde80_below_paper_effect": False, "seeds_for_paper_effect": None, "n_a": n,
             "n_b": 0, "test": "paired per problem; t, problems and seeds (Satterthwaite)",
             "verdict": verdict_}
-
-
-def _interval(estimate: float, se: float, df: float) -> tuple[float, float]:
-    if math.isnan(se):
-        return math.nan, math.nan
-    half = float(stats.t.ppf(0.975, df) * se) if se > 0 else 0.0
-    return estimate - half, estimate + half
 
 
 def plateau_verdict(low: float, high: float, margin: float) -> str:
@@ -391,13 +388,13 @@ def precondition_rows(runs: list[tuple[np.ndarray, np.ndarray]], min_gain: float
     late = min(range(1, last), key=lambda g: abs(grid[g] - (1 - plateau_fraction) * grid[-1]))
     n = len(rates)
     gain, se, df = paired_difference(rates, 0, last)
-    low, high = _interval(gain, se, df)
+    low, high = t_interval(gain, se, df)
     rows = [_precondition_row(
         "opd_gain", f"OPD final accuracy (step {grid[last]}) - base student's (step 0)",
         f"above {min_gain:g}", n, gain, se, df, min_gain, verdict(low, high, +1, min_gain),
         low, high)]
     drift, se, df = paired_difference(rates, late, last)
-    low, high = _interval(drift, se, df)
+    low, high = t_interval(drift, se, df)
     rows.append(_precondition_row(
         "opd_late_gain", f"OPD accuracy change from step {grid[late]} to step {grid[last]}",
         f"within +-{max_late_gain:g}", n, drift, se, df, max_late_gain,

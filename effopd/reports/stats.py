@@ -59,6 +59,24 @@ class Welch:
     n_b: int
 
 
+def satterthwaite_df(variances: list[float], sizes: list[int]) -> float:
+    """Welch-Satterthwaite degrees of freedom of a sum of independent variance terms,
+    each v_k = s_k^2 / n_k the variance of a mean of n_k values:
+    df = (sum_k v_k)^2 / sum_k (v_k^2 / (n_k - 1)); infinite when every term is 0."""
+    denominator = sum(v ** 2 / (n - 1) for v, n in zip(variances, sizes, strict=True))
+    return sum(variances) ** 2 / denominator if denominator > 0 else math.inf
+
+
+def t_interval(estimate: float, se: float, df: float,
+               confidence: float = 0.95) -> tuple[float, float]:
+    """estimate -/+ t_{(1+confidence)/2, df} se; the point itself when se is 0, NaN bounds
+    when se is NaN."""
+    if math.isnan(se):
+        return math.nan, math.nan
+    half = float(stats.t.ppf((1 + confidence) / 2, df)) * se if se > 0 else 0.0
+    return estimate - half, estimate + half
+
+
 def welch_ci(a, b, confidence: float = 0.95) -> Welch:
     """mean(a) - mean(b) with Welch's interval.
 
@@ -77,9 +95,9 @@ def welch_ci(a, b, confidence: float = 0.95) -> Welch:
     se = math.sqrt(va + vb)
     if se == 0:
         return Welch(difference, difference, difference, 0.0, math.inf, a.size, b.size)
-    df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
-    half = float(stats.t.ppf((1 + confidence) / 2, df)) * se
-    return Welch(difference, difference - half, difference + half, se, df, a.size, b.size)
+    df = satterthwaite_df([va, vb], [a.size, b.size])
+    low, high = t_interval(difference, se, df, confidence)
+    return Welch(difference, low, high, se, df, a.size, b.size)
 
 
 def t_test_power(effect: float, se: float, df: float, alpha: float = 0.05) -> float:
