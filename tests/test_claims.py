@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from effopd.reports.claims import (
     METRICS,
@@ -133,7 +134,7 @@ def test_claim_5_needs_speed_and_non_inferiority(speedup, final, expected):
 
 
 
-def test_preconditions_are_paired_per_problem_with_seed_noise_added():
+def test_preconditions_are_paired_per_problem_in_a_crossed_design():
     from effopd.reports.claims import precondition_rows
 
     grid = np.array([0, 10, 20, 32])  # the late step: below 32, nearest 0.75 x 32 = 24 -> 20
@@ -141,20 +142,47 @@ def test_preconditions_are_paired_per_problem_with_seed_noise_added():
     seed0 = np.array([base, base, [0.25, 0.5, 0.5, 0.75], [0.25, 0.5, 0.5, 0.75]])
     seed1 = np.array([base, base, [0.25, 0.25, 0.75, 0.5], [0.25, 0.25, 0.75, 0.75]])
     gain, late = precondition_rows([(grid, seed0), (grid, seed1)], 0.01, 0.2, 0.25)
-    # D = (0.25, 0.125, 0.125, 0.25): mean 0.1875, var_i(D) / 4 = 1/768; both seeds gain
-    # 0.1875 (no seed term); df = 3; t_{0.975, 3} = 3.182446
+    # gain y = (0.25, 0.25, 0, 0.25 | 0.25, 0, 0.25, 0.25): mean 0.1875; row means equal
+    # (MS_A = 0), column means (0.25, 0.125, 0.125, 0.25): MS_B = 2 x 0.0625 / 3 = 1/96;
+    # residuals +-0.125 on problems 1, 2: MS_E = 0.0625 / 3 = 1/48 > both, so both
+    # components truncate: Var = MS_E / 8 = 1/384 with MS_E's 3 df; t_{0.975, 3} = 3.182446
     assert gain["estimate"] == pytest.approx(0.1875)
-    assert gain["ci95_high"] - 0.1875 == pytest.approx(3.182446 * math.sqrt(1 / 768), rel=1e-6)
+    assert gain["ci95_high"] - 0.1875 == pytest.approx(3.182446 * math.sqrt(1 / 384), rel=1e-6)
     assert gain["verdict"] == "holds" and gain["claim"] == "0a"
-    # late (step 20 -> 32): D = (0, 0, 0, 0.125), var_i / 4 = 1/1024; seeds 0 and 0.0625,
-    # var_s / 2 = 1/1024; se = sqrt(2/1024); df = 4 / (1/3 + 1) = 3
+    # late (step 20 -> 32): y = (0, 0, 0, 0 | 0, 0, 0, 0.25), mean 0.03125; MS_A = 4 x 2 x
+    # 0.03125^2 = 1/128, MS_B = 2 x (3 x 0.03125^2 + 0.09375^2) / 3 = 1/128, MS_E = 1/128:
+    # neither component is positive, Var = 1/1024, df 3
     assert late["estimate"] == pytest.approx(0.03125)
-    assert late["ci95_high"] - 0.03125 == pytest.approx(3.182446 * math.sqrt(2 / 1024),
-                                                        rel=1e-6)
+    assert late["ci95_high"] - 0.03125 == pytest.approx(3.182446 / 32, rel=1e-6)
     assert "step 20 to step 32" in late["definition"]
-    assert late["verdict"] == "holds"  # [-0.109, 0.172] inside +-0.2
+    assert late["verdict"] == "holds"  # [-0.068, 0.131] inside +-0.2
     _, tight = precondition_rows([(grid, seed0), (grid, seed1)], 0.01, 0.01, 0.25)
     assert tight["verdict"] == "inconclusive"
+
+
+def test_crossed_mean_standard_error_is_unbiased_and_covers():
+    """Planted components sigma_a = 0.02 (seeds), sigma_b = 0.3 (problems), sigma_e = 0.4:
+    Var(grand mean) = 0.02^2/6 + 0.3^2/200 + 0.4^2/1200 exactly; the estimated variance
+    averages to it (no component truncates at these sizes) and the 95% t interval covers
+    the mean at its nominal rate; adding var_s / S and var_i / P instead overstates it by
+    sigma_e^2 / (S P)."""
+    from effopd.reports.stats import crossed_mean
+
+    rng = np.random.default_rng(0)
+    seeds, problems, reps = 6, 200, 4000
+    true_var = 0.02 ** 2 / seeds + 0.3 ** 2 / problems + 0.4 ** 2 / (seeds * problems)
+    variances, covered, naive = [], 0, []
+    for _ in range(reps):
+        y = (rng.normal(0, 0.02, (seeds, 1)) + rng.normal(0, 0.3, (1, problems))
+             + rng.normal(0, 0.4, (seeds, problems)))
+        mean, se, df = crossed_mean(y)
+        variances.append(se ** 2)
+        half = float(stats.t.ppf(0.975, df)) * se
+        covered += abs(mean) <= half
+        naive.append(y.mean(axis=1).var(ddof=1) / seeds + y.mean(axis=0).var(ddof=1) / problems)
+    assert np.mean(variances) == pytest.approx(true_var, rel=0.03)
+    assert np.mean(naive) - true_var == pytest.approx(0.4 ** 2 / (seeds * problems), rel=0.1)
+    assert covered / reps == pytest.approx(0.95, abs=0.012)
 
 
 def planted_opd_runs(final_shift, late_shift, seeds=3, problems=400):

@@ -45,12 +45,13 @@ bound lies above -``speedup.non_inferiority_margin``.
 Preconditions (rows "0a" and "0b", from OPD's per-problem evaluation files). The claims
 are about what OPD learns, so they are only assessable where OPD learned. With r[s, g, i]
 the fraction of correct samples of problem i at grid step g of OPD seed s (every
-checkpoint scored on the same P problems), a quantity X is estimated paired per problem,
-D_i = mean_s (r[s, last, i] - r[s, g0, i]), as mean_i D_i with standard error
-sqrt(var_i(D_i) / P + var_s(X_s) / n), X_s = mean_i (r[s, last, i] - r[s, g0, i]): the
-first term counts the problems and the evaluation's sampling noise, the second the
-seeds' training noise (it counts some sampling noise twice: conservative); degrees of
-freedom by Welch-Satterthwaite; one seed gives no interval.
+checkpoint scored on the same P problems), a change is estimated paired per problem as
+the grand mean of y[s, i] = r[s, last, i] - r[s, g0, i] over n seeds and P problems,
+seeds and problems crossed random effects (:func:`effopd.reports.stats.crossed_mean`):
+Var = sigma_seeds^2 / n + sigma_problems^2 / P + sigma_residual^2 / (n P), the components
+from the two-way ANOVA mean squares (truncated at 0), so training noise, the problems'
+spread and the evaluation's sampling noise each count once; degrees of freedom by
+Satterthwaite; one seed gives no interval.
 
 0a. ``opd_gain`` (g0 = step 0, the base student): must exceed ``claims.min_opd_gain``
     (the whole interval above it).
@@ -89,7 +90,7 @@ from effopd.reports.speedup import (
     summary_row,
 )
 from effopd.reports.stats import (
-    satterthwaite_df,
+    crossed_mean,
     seeds_for_effect,
     t_interval,
     verdict,
@@ -334,18 +335,10 @@ def combined_claim5(speedup: dict[str, Any], final: dict[str, Any]) -> dict[str,
 
 def paired_difference(rates: list[np.ndarray], g0: int, g1: int
                       ) -> tuple[float, float, float]:
-    """(estimate, standard error, degrees of freedom) of mean_i D_i, D_i = mean_s (r[s, g1, i]
-    - r[s, g0, i]), for ``rates[s]`` of shape (grid steps, problems): the module
-    docstring's paired estimator. The error is NaN with fewer than two seeds."""
-    per_seed = np.stack([r[g1] - r[g0] for r in rates])  # (seeds, problems)
-    n, problems = per_seed.shape
-    by_problem = per_seed.mean(axis=0)
-    if n < 2 or problems < 2:
-        return float(by_problem.mean()), math.nan, math.nan
-    v_problems = float(by_problem.var(ddof=1)) / problems
-    v_seeds = float(per_seed.mean(axis=1).var(ddof=1)) / n
-    se = math.sqrt(v_problems + v_seeds)
-    return float(by_problem.mean()), se, satterthwaite_df([v_problems, v_seeds], [problems, n])
+    """(estimate, standard error, degrees of freedom) of mean_{s,i} (r[s, g1, i] - r[s, g0, i])
+    for ``rates[s]`` of shape (grid steps, problems): seeds and problems crossed
+    (:func:`effopd.reports.stats.crossed_mean`). The error is NaN with fewer than two seeds."""
+    return crossed_mean(np.stack([r[g1] - r[g0] for r in rates]))
 
 
 def _precondition_row(key: str, definition: str, direction: str, n: int, estimate: float,

@@ -6,6 +6,8 @@ Every interval, power figure and verdict of the tables is defined here once:
 - :func:`welch_ci`: difference of two means with Welch's unequal-variance
   interval, for runs that share no randomness (OPD and RL seeds draw different
   prompts and samples, so they are compared unpaired);
+- :func:`crossed_mean`: the grand mean of a seeds x problems table with the standard
+  error of the crossed random-effects design (paired per problem across seeds);
 - :func:`welch_mde`: the minimum detectable effect of that test at a power,
   from the noncentral t distribution;
 - :func:`seeds_for_effect`: how many seeds per method that test needs to
@@ -59,12 +61,53 @@ class Welch:
     n_b: int
 
 
+def combination_df(terms: list[float], dfs: list[float]) -> float:
+    """Satterthwaite's degrees of freedom of a linear combination of independent mean
+    squares, each term a_k = c_k MS_k (c_k of either sign) with df_k degrees of freedom:
+    df = (sum_k a_k)^2 / sum_k (a_k^2 / df_k); infinite when every term is 0."""
+    denominator = sum(a ** 2 / df for a, df in zip(terms, dfs, strict=True))
+    return sum(terms) ** 2 / denominator if denominator > 0 else math.inf
+
+
 def satterthwaite_df(variances: list[float], sizes: list[int]) -> float:
     """Welch-Satterthwaite degrees of freedom of a sum of independent variance terms,
     each v_k = s_k^2 / n_k the variance of a mean of n_k values:
-    df = (sum_k v_k)^2 / sum_k (v_k^2 / (n_k - 1)); infinite when every term is 0."""
-    denominator = sum(v ** 2 / (n - 1) for v, n in zip(variances, sizes, strict=True))
-    return sum(variances) ** 2 / denominator if denominator > 0 else math.inf
+    df = (sum_k v_k)^2 / sum_k (v_k^2 / (n_k - 1)) (:func:`combination_df`)."""
+    return combination_df(variances, [n - 1 for n in sizes])
+
+
+def crossed_mean(y) -> tuple[float, float, float]:
+    """(mean, standard error, df) of the grand mean m of ``y`` (S seeds x P problems),
+    seeds and problems crossed random effects: y[s, i] = mu + a_s + b_i + e_si.
+
+    Var(m) = sigma_a^2 / S + sigma_b^2 / P + sigma_e^2 / (S P), with the variance
+    components from the two-way ANOVA mean squares (S - 1, P - 1 and (S - 1)(P - 1) df)
+    MS_A = P var_s(row means), MS_B = S var_i(column means), MS_E the interaction's:
+    sigma_e^2 = MS_E, sigma_a^2 = (MS_A - MS_E) / P, sigma_b^2 = (MS_B - MS_E) / S, each of
+    the last two truncated at 0, so
+    Var(m) = (MS_E + max(0, MS_A - MS_E) + max(0, MS_B - MS_E)) / (S P)
+    (unbiased when neither is truncated; adding var_s/S and var_i/P instead counts
+    sigma_e^2 / (S P) twice). df by Satterthwaite over the mean squares used
+    (:func:`combination_df`). Fewer than two seeds or problems: NaN error and df.
+    """
+    y = np.asarray(y, dtype=float)
+    seeds, problems = y.shape
+    mean = float(y.mean())
+    if seeds < 2 or problems < 2:
+        return mean, math.nan, math.nan
+    rows, columns = y.mean(axis=1), y.mean(axis=0)
+    df_a, df_b, df_e = seeds - 1, problems - 1, (seeds - 1) * (problems - 1)
+    ms_a = problems * float(((rows - mean) ** 2).sum()) / df_a
+    ms_b = seeds * float(((columns - mean) ** 2).sum()) / df_b
+    residual = y - rows[:, None] - columns[None, :] + mean
+    ms_e = float((residual ** 2).sum()) / df_e
+    kept = [(ms, df) for ms, df in ((ms_a, df_a), (ms_b, df_b)) if ms > ms_e]
+    # each positive component adds MS - MS_E: sum of the kept MS + (1 - #kept) MS_E
+    pairs = [*kept, ((1 - len(kept)) * ms_e, df_e)]
+    terms = [t for t, _ in pairs if t != 0] or [0.0]
+    dfs = [d for t, d in pairs if t != 0] or [df_e]
+    variance = sum(terms) / (seeds * problems)
+    return mean, math.sqrt(variance), combination_df(terms, dfs)
 
 
 def t_interval(estimate: float, se: float, df: float,
