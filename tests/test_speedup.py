@@ -175,3 +175,24 @@ def test_load_run_reads_problems_and_costs(tmp_path):
     assert run.rates.tolist() == [[0.0, 0.5], [1.0, 1.0]]
     assert run.cost("tokens", 1.5) == pytest.approx(15 + 20 / 2)
     assert run.cost("cpu_s", 2) == pytest.approx(2.5)
+
+
+def test_final_accuracy_difference_is_paired_per_problem_and_seed():
+    """Two pairs, four problems, the last checkpoint differs by y = (0.25, 0.25, 0, 0.25 |
+    0.25, 0, 0.25, 0.25): mean 0.1875; equal pair means (MS_A = 0), column means
+    (0.25, 0.125, 0.125, 0.25) so MS_B = 1/96 < MS_E = 1/48: both components truncate,
+    Var = MS_E / (2 x 4) = 1/384 on 3 df (t_{0.975, 3} = 3.182446)."""
+    grid = np.array([0, 24, 48])
+    base = np.array([0.0, 0.25, 0.5, 0.5])
+    pairs = []
+    for seed, gain in enumerate(([0.25, 0.25, 0, 0.25], [0.25, 0, 0.25, 0.25])):
+        opd = np.stack([base, base + 0.25, base + 0.25])
+        eff = np.stack([base, base + 0.25, base + 0.25 + np.asarray(gain)])
+        log_steps = np.arange(0, 49, dtype=float)
+        pairs.append((Run("opd", seed, grid, opd, log_steps), Run("effopd", seed, grid, eff,
+                                                                   log_steps)))
+    summary = estimate(pairs, n_bootstrap=100).summary
+    assert summary["final_accuracy_diff"] == pytest.approx(0.1875)
+    assert summary["final_accuracy_diff_se"] == pytest.approx(math.sqrt(1 / 384))
+    assert summary["final_accuracy_diff_ci95_low"] == pytest.approx(
+        0.1875 - 3.182446 * math.sqrt(1 / 384), rel=1e-6)
