@@ -8,7 +8,7 @@ import yaml
 from effopd.config import ConfigError, load_config, validate_config
 from tests.conftest import run_cli
 
-CONFIGS = ["config/config.yaml", "config/smoke.yaml", "config/paper.yaml"]
+CONFIGS = ["config/config.yaml", "config/smoke.yaml", "config/paper.yaml", "config/study.yaml"]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
