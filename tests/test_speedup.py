@@ -157,6 +157,9 @@ def test_table_has_null_control_and_non_inferiority(tmp_path):
     table = speedup_table(runs, n_bootstrap=200, non_inferiority_margin=0.5)
     null = summary_row(table, "null_opd_vs_opd")
     assert null["n_pairs"] == 4 and isinstance(null["null_contains_1"], bool | np.bool_)
+    # cyclic null pairs: the mean final-accuracy difference is 0 by construction, no interval
+    assert null["final_accuracy_diff"] == pytest.approx(0, abs=1e-12)
+    assert math.isnan(null["final_accuracy_diff_ci95_low"])
     main = summary_row(table)
     assert main["non_inferior"]  # a 50-point margin: trivially non-inferior
     assert {f"speedup_{u}_ci95_low" for u in ("steps", "tokens", "cpu_s")} <= set(table)

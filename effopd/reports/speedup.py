@@ -46,8 +46,11 @@ Definitions (knobs in the config's ``speedup`` block; choices in config/README.m
 - **Final accuracy.** EffOPD's last-checkpoint accuracy minus OPD's, mean over
   pairs and problems of the per-problem differences, seeds (pairs) and problems
   crossed (:func:`effopd.reports.stats.crossed_mean`: each noise source counted
-  once, where the two-level bootstrap counts the sampling noise twice), with a t
+  once; resampling problems and pairs would count the sampling noise 2-3 times,
+  shrink the seeds' part by (S - 1) / S and use normal quantiles), with a t
   interval; non-inferior when the lower bound is above -``non_inferiority_margin``.
+  The null control's pairs are cyclic (seed s against s + 1), so its mean
+  final-accuracy difference is 0 by construction and gets no interval.
 """
 
 from __future__ import annotations
@@ -399,7 +402,10 @@ def speedup_table(runs: Sequence[Run], plateau_fraction: float = 0.25,
         if name == "effopd_vs_opd":
             summary["non_inferior"] = bool(
                 summary["final_accuracy_diff_ci95_low"] > -non_inferiority_margin)
-        else:
+        else:  # cyclic pairs: the mean final-accuracy difference is 0 by construction
+            for column in ("final_accuracy_diff_ci95_low", "final_accuracy_diff_ci95_high",
+                           "final_accuracy_diff_se"):
+                summary[column] = math.nan
             summary["null_contains_1"] = bool(
                 summary["speedup_steps_ci95_low"] <= 1 <= summary["speedup_steps_ci95_high"])
         frames += [rows, pd.DataFrame([summary])]
@@ -450,8 +456,10 @@ def speedup_markdown(table: pd.DataFrame) -> pd.DataFrame:
             check = "non-inferior" if bool(row["non_inferior"]) else "not shown non-inferior"
         elif summary:
             check = "contains 1" if bool(row["null_contains_1"]) else "DOES NOT contain 1"
-        diff = interval_text(row, "final_accuracy_diff") if summary \
-            else number(row["final_accuracy_diff"])
+        diff = number(row["final_accuracy_diff"])
+        if summary:  # the null's mean is 0 by construction (cyclic pairs): no interval
+            diff = (interval_text(row, "final_accuracy_diff")
+                    if row["comparison"] == "effopd_vs_opd" else f"{diff} (by construction)")
         lines.append({
             "comparison": row["comparison"],
             "seeds (ref / trt)": "median" if summary

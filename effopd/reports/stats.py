@@ -88,7 +88,10 @@ def crossed_mean(y) -> tuple[float, float, float]:
     Var(m) = (MS_E + max(0, MS_A - MS_E) + max(0, MS_B - MS_E)) / (S P)
     (unbiased when neither is truncated; adding var_s/S and var_i/P instead counts
     sigma_e^2 / (S P) twice). df by Satterthwaite over the mean squares used
-    (:func:`combination_df`). Fewer than two seeds or problems: NaN error and df.
+    (:func:`combination_df`); the 95% t interval's coverage, simulated: 0.95-0.97 at 6
+    seeds, 0.93 at 3 seeds when the seeds' variance dominates (a cap of S - 1 df would
+    mend that but over-widen the usual case, where the problems' term dominates). Fewer
+    than two seeds or problems: NaN error and df.
     """
     y = np.asarray(y, dtype=float)
     seeds, problems = y.shape
