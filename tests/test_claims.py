@@ -242,3 +242,23 @@ def test_preconditions_refuse_a_grid_without_the_base_or_later_checkpoints():
         precondition_rows([(steps[1:], rates[1:]) for steps, rates in runs], 0.01, 0.01, 0.25)
     with pytest.raises(ValueError, match="two later"):
         precondition_rows([(steps[:2], rates[:2]) for steps, rates in runs], 0.01, 0.01, 0.25)
+
+
+def test_a_pinned_bootstrap_gives_no_minimum_detectable_effect():
+    """Three of five EffOPD runs identical to OPD's pin the bootstrap median at 1: a bootstrap
+    SE of 0 is no measurement of power, so claim 5's speed-up rows carry no MDE."""
+    from effopd.reports.claims import speedup_rows
+
+    summary = {"comparison": "effopd_vs_opd", "row": "summary", "n_pairs": 5, "reached": "5/5",
+               "final_accuracy_diff": 0.0, "final_accuracy_diff_ci95_low": -0.01,
+               "final_accuracy_diff_ci95_high": 0.01, "final_accuracy_diff_se": 0.005}
+    for unit, se in (("steps", 0.0), ("tokens", 0.1), ("cpu_s", 0.1)):
+        summary |= {f"speedup_{unit}": 1.0, f"speedup_{unit}_ci95_low": 0.0,
+                    f"speedup_{unit}_ci95_high": 1.9, f"speedup_{unit}_se": se}
+    rows = {r["metric"]: r for r in speedup_rows(pd.DataFrame([summary]),
+                                                  {"min_effect": 0.5, "paper_effect": 2.0}, 0.01)}
+    assert math.isnan(rows["speedup_steps"]["mde80"])
+    assert rows["speedup_steps"]["seeds_for_paper_effect"] is None
+    assert not rows["speedup_steps"]["mde80_below_paper_effect"]
+    assert rows["speedup_tokens"]["mde80"] == pytest.approx(2.8016 * 0.1, rel=1e-4)
+    assert rows["final_accuracy"]["test"].startswith("paired per seed and problem")
