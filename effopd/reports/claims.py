@@ -279,9 +279,7 @@ def speedup_rows(speedup: pd.DataFrame, effect: dict[str, float],
         value, low, high = (float(row[column]), float(row[f"{column}_ci95_low"]),
                             float(row[f"{column}_ci95_high"]))
         se = float(row[f"{column}_se"])
-        # a bootstrap SE of 0 means the median is pinned (e.g. runs identical to OPD's),
-        # not infinite power: no MDE then
-        mde = mde_from_se(se) if se > 0 else math.nan
+        mde = mde_from_se(se)
         rows.append({
             "claim": "5", "metric": column, "paper_statement": SPEC_CLAIMS["5"],
             "definition": f"speed-up to OPD's plateau in {label} (EffOPD / OPD, median over "
@@ -291,8 +289,7 @@ def speedup_rows(speedup: pd.DataFrame, effect: dict[str, float],
             "ci95_low": low, "ci95_high": high, "effect_scale": "speed-up - 1",
             "min_effect": effect["min_effect"], "paper_effect": effect["paper_effect"],
             "mde80": mde, "mde80_below_paper_effect": bool(mde < effect["paper_effect"]),
-            "seeds_for_paper_effect": (seeds_for_effect_from_se(se, n, effect["paper_effect"])
-                                       if se > 0 else None),
+            "seeds_for_paper_effect": seeds_for_effect_from_se(se, n, effect["paper_effect"]),
             "n_a": n, "n_b": n, "test": "bootstrap over seeds and problems (paired seeds)",
             "verdict": verdict(low - 1, high - 1, +1, effect["min_effect"]),
         })
@@ -352,7 +349,7 @@ def _precondition_row(key: str, definition: str, direction: str, n: int, estimat
             "definition": definition, "claimed_direction": direction, "a": "opd", "b": "",
             "a_mean": estimate, "b_mean": math.nan, "estimate": estimate, "ci95_low": low,
             "ci95_high": high, "effect_scale": "absolute", "min_effect": threshold,
-            "paper_effect": math.nan, "mde80": mde_from_se(se) if se == se else math.nan,
+            "paper_effect": math.nan, "mde80": mde_from_se(se),
             "mde80_below_paper_effect": False, "seeds_for_paper_effect": None, "n_a": n,
             "n_b": 0, "test": "paired per problem; t, problems and seeds (Satterthwaite)",
             "verdict": verdict_}

@@ -308,14 +308,17 @@ def bootstrap_se(replicates: Sequence[float]) -> float:
 
 
 def mde_from_se(se: float) -> float:
-    """Minimum detectable effect at 80% power, two-sided 5% level, normal theory: 2.80 se."""
-    return Z_POWER_80 * se
+    """Minimum detectable effect at 80% power, two-sided 5% level, normal theory: 2.80 se;
+    NaN unless se is positive and finite (an SE of 0, e.g. a bootstrap median pinned by runs
+    identical to OPD's, measures no power)."""
+    return Z_POWER_80 * se if 0 < se < math.inf else math.nan
 
 
 def seeds_for_effect_from_se(se: float, n: int, effect: float) -> int | None:
     """Seeds needed for an MDE of ``effect`` when ``n`` seeds give standard error ``se``
-    (se shrinks as 1 / sqrt(n)): ceil(n (2.80 se / effect)^2), at least 2."""
-    if not (effect > 0) or not math.isfinite(se) or math.isnan(se):
+    (se shrinks as 1 / sqrt(n)): ceil(n (2.80 se / effect)^2), at least 2; None unless se
+    is positive and finite (:func:`mde_from_se`)."""
+    if not (effect > 0) or not (0 < se < math.inf):
         return None
     return max(2, math.ceil(n * (Z_POWER_80 * se / effect) ** 2))
 
