@@ -60,7 +60,7 @@ figures: $(STAMP)
 		--configfile config/study.yaml --config review=True; fi
 
 lint: $(STAMP)
-	ruff check effopd tests benchmarks
+	ruff check effopd tests benchmarks pilots
 	snakemake --lint
 
 clean-venv:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -90,7 +91,7 @@ def cmd_evaluate_series(args: argparse.Namespace) -> None:
                     benchmark_file=args.benchmark, label=args.label, prompt=args.prompt,
                     generation=args.generation, grading=args.grading, pass_k=args.pass_k,
                     out_csv=args.out, samples_dir=args.samples_dir, device=args.device,
-                    base_scores=args.base_scores, every=args.every)
+                    base_scores=args.base_scores, steps=args.steps)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -168,8 +169,11 @@ def cmd_plot_training(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from effopd.plots.training import plot_training_curves
+    from effopd.reports.training import base_accuracy
 
-    plot_training_curves(pd.read_csv(args.curves), args.benchmark, args.out)
+    teacher = (base_accuracy(args.base_models, "teacher", args.benchmark)
+               if args.base_models else None)
+    plot_training_curves(pd.read_csv(args.curves), args.benchmark, args.out, teacher)
 
 
 def cmd_record_provenance(args: argparse.Namespace) -> None:
@@ -257,8 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--base-scores", nargs=2, default=None, metavar=("SAMPLES", "METRICS"),
                    help="the base model's grades (JSONL) and metrics (JSON) on this benchmark "
                         "with these sampling settings (effopd evaluate): reused as step 0")
-    c.add_argument("--every", type=int, default=None,
-                   help="score only the steps that are multiples of EVERY, and the last")
+    c.add_argument("--steps", type=int, nargs="+", default=None,
+                   help="score only these checkpoint steps (the grid every method shares)")
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--device", default=None)
 
@@ -330,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
             "figure: accuracy vs optimizer steps, generated tokens and CPU time")
     c.add_argument("--curves", required=True, help="training_curves.csv")
     c.add_argument("--benchmark", required=True)
+    c.add_argument("--base-models", default=None, metavar="CSV",
+                   help="base_models.csv: draw the teacher's accuracy as a reference line")
     c.add_argument("--out", required=True, help="PNG path; the PDF goes beside it")
 
     c = add("plot-speedup", cmd_plot_speedup,
@@ -359,6 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from effopd.cpu_kernels import ENV_KEY, pin_cpu_kernels
+
+    # The DAG passes its level (resources.cpu_kernels) in the environment; run by hand,
+    # a command pins the default (avx2) too, so its CPU numbers equal the DAG's.
+    pin_cpu_kernels(os.environ.get(ENV_KEY, "avx2"))
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

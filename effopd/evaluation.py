@@ -175,7 +175,7 @@ def evaluate_series(index_csv: str | Path, base_model: str | Path, benchmark_fil
                     grading: dict[str, Any], pass_k: list[int], out_csv: str | Path,
                     samples_dir: str | Path, device: str | None = None,
                     base_scores: tuple[str | Path, str | Path] | None = None,
-                    every: int | None = None) -> pd.DataFrame:
+                    steps: list[int] | None = None) -> pd.DataFrame:
     """Score the base model (step 0) and every checkpoint of a training run's index.
 
     The index is the trainer's ``checkpoints.csv`` (step, path, wall_s). Writes
@@ -188,13 +188,16 @@ def evaluate_series(index_csv: str | Path, base_model: str | Path, benchmark_fil
     in a fresh process, so the GPU is freed between checkpoints. ``base_scores``
     (grades JSONL, metrics JSON) of the base model on this benchmark with these
     sampling settings stand in for step 0 (:func:`reuse_scores`): same model, same
-    seed, same samples. ``every``: score only the steps that are multiples of it and
-    the last step (EffOPD's extra checkpoints after each search are then skipped).
+    seed, same samples. ``steps``: score only these steps of the index (the grid all
+    methods share; EffOPD's extra checkpoints after each search are then skipped); a
+    grid step missing from the index is an error.
     """
     index = pd.read_csv(index_csv)
-    if every is not None:
-        last = index["step"].max()
-        index = index[(index["step"] % every == 0) | (index["step"] == last)]
+    if steps is not None:
+        missing = sorted(set(steps) - set(index["step"]))
+        if missing:
+            raise ValueError(f"{index_csv}: no checkpoint at grid step(s) {missing}")
+        index = index[index["step"].isin(steps)]
     models = [(0, str(base_model), 0.0)] + list(index[["step", "path", "wall_s"]]
                                                  .itertuples(index=False, name=None))
     rows, per_problem = [], []

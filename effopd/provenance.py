@@ -88,6 +88,7 @@ def write_provenance(config: dict, model_dirs: list[str | Path],
     manifest (origin, revision, sha256 of every file), each prepared data set's
     manifest and hash, and the sha256 of every table and figure it covers.
     """
+    from effopd.cpu_kernels import kernel_provenance
     from effopd.io import atomic_write_json, read_json
 
     record = {
@@ -99,6 +100,7 @@ def write_provenance(config: dict, model_dirs: list[str | Path],
         "data": {Path(p).name: read_json(p) for p in data_manifests},
         "data_sha256": {Path(p).name: sha256_file(p) for p in data_files},
         "outputs_sha256": {str(p): sha256_file(p) for p in outputs},
+        "cpu_kernels": kernel_provenance(),
     }
     atomic_write_json(out, record)
     return record

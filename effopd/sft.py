@@ -78,10 +78,13 @@ def lr_at(step: int, spec: SFTSpec) -> float:
 
 def supervised_finetune(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                         examples: list[dict[str, Any]], spec: SFTSpec, log_csv: str | Path,
-                        instruction: str = DEFAULT_INSTRUCTION) -> PreTrainedModel:
+                        instruction: str = DEFAULT_INSTRUCTION,
+                        stop_after: int | None = None) -> PreTrainedModel:
     """Fine-tune ``model`` in place on ``examples`` (dicts with question and solution).
 
     Writes one CSV row every ``log_every`` steps: step, lr, loss, tokens/s, wall seconds.
+    ``stop_after``: end after that many steps of the full schedule (the first rows of
+    the log, exactly as a full run writes them).
     """
     encoded = encode_examples(tokenizer, examples, instruction)
     rng = random.Random(spec.seed)
@@ -98,7 +101,8 @@ def supervised_finetune(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
         writer = csv.writer(handle)
         writer.writerow(["step", "lr", "loss", "tokens_per_s", "wall_s"])
         running_loss, running_tokens, window_start = 0.0, 0, time.perf_counter()
-        for step in tqdm(range(spec.steps), desc="sft", mininterval=5):
+        for step in tqdm(range(min(spec.steps, stop_after or spec.steps)), desc="sft",
+                         mininterval=5):
             batch = collate(rng.sample(encoded, spec.batch_size), tokenizer.pad_token_id)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, spec)

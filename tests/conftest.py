@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from effopd.cpu_kernels import pin_cpu_kernels
+
+# The suite's default CPU kernels, before any test imports torch (effopd/cpu_kernels.py).
+pin_cpu_kernels("avx2")
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 

@@ -161,6 +161,24 @@ def test_preconditions_are_paired_per_problem_in_a_crossed_design():
     assert late["verdict"] == "inconclusive"  # [-0.31, 0.56]
 
 
+def test_gain_row_states_the_share_of_the_teacher_student_gap():
+    from effopd.reports.claims import gap_share, precondition_rows
+
+    # gain 0.2 [0.1, 0.3] over a base of 0.3 with a teacher at 0.7: 50% [25%, 75%]
+    assert gap_share(0.2, 0.1, 0.3, 0.3, 0.7) == pytest.approx((0.5, 0.25, 0.75))
+    assert all(math.isnan(x) for x in gap_share(0.2, 0.1, 0.3, 0.7, 0.7))
+    grid = np.array([0, 10, 20, 32])
+    base = [0, 0.25, 0.5, 0.5]  # step-0 mean 0.3125 in both seeds
+    seed0 = np.array([base, base, [0.25, 0.5, 0.5, 0.5], [0.25, 0.5, 0.5, 0.75]])
+    seed1 = np.array([base, base, [0.25, 0.0, 0.5, 0.5], [0.25, 0.25, 0.75, 0.75]])
+    gain, _ = precondition_rows([(grid, seed0), (grid, seed1)], 0.01, 0.2, 0.25,
+                                teacher_accuracy=0.6875)
+    # gain 0.1875 (hand-computed above) over a gap of 0.6875 - 0.3125 = 0.375: one half
+    assert gain["gap_closed"] == pytest.approx(0.5)
+    assert gain["gap_closed_high"] == pytest.approx(gain["ci95_high"] / 0.375)
+    assert "50% [" in gain["definition"] and "teacher 68.8%" in gain["definition"]
+
+
 @pytest.mark.parametrize(("seeds", "sigma_seed", "low", "high"), [
     (6, 0.1, 0.94, 0.975),   # seeds dominate, 6 of them
     (3, 0.1414, 0.91, 0.96),  # P sigma_a^2 / sigma_e^2 = 25, 3 seeds: about 0.93 (documented)

@@ -55,11 +55,15 @@ def test_base_scores_sampled_otherwise_are_refused(tiny_checkpoint, bench, tmp_p
                 base_scores=(samples, metrics))
 
 
-def test_every_scores_the_grid_and_the_last_step(tiny_checkpoint, bench, tmp_path):
+def test_steps_scores_only_the_grid(tiny_checkpoint, bench, tmp_path):
     index = tmp_path / "checkpoints.csv"
     index.write_text("step,path,wall_s\n" + "".join(
         f"{s},{tiny_checkpoint},{s}\n" for s in (1, 2, 4, 6, 8, 12, 13)))
     table = evaluate_series(index, tiny_checkpoint, bench, "run", {},
                             {**GENERATION, "n": 1}, GRADING, [1], tmp_path / "s.csv",
-                            tmp_path / "samples", every=6)
+                            tmp_path / "samples", steps=[6, 12, 13])
     assert table["step"].tolist() == [0, 6, 12, 13]
+    with pytest.raises(ValueError, match=r"no checkpoint at grid step\(s\) \[5\]"):
+        evaluate_series(index, tiny_checkpoint, bench, "run", {}, {**GENERATION, "n": 1},
+                        GRADING, [1], tmp_path / "s.csv", tmp_path / "samples",
+                        steps=[5, 6])

@@ -11,12 +11,18 @@ from effopd.reports.speedup import (
     censored_median,
     crossing,
     estimate,
+    interpolant,
     isotonic,
     load_run,
     pair_speedup,
+    plateau,
     run_target,
+    speedup_markdown,
     speedup_table,
     summary_row,
+    timescale,
+    timescale_loss,
+    timescale_summary,
 )
 
 GRID = np.arange(0, 49, 6)
@@ -199,3 +205,167 @@ def test_final_accuracy_difference_is_paired_per_problem_and_seed():
     assert summary["final_accuracy_diff_se"] == pytest.approx(math.sqrt(1 / 384))
     assert summary["final_accuracy_diff_ci95_low"] == pytest.approx(
         0.1875 - 3.182446 * math.sqrt(1 / 384), rel=1e-6)
+
+
+# --------------------------------------------------------------------------- time scale
+
+# the study's grid: saves every 16 steps to 128 united with the powers of two
+DENSE = np.array([0, 1, 2, 4, 8, 16, 32, 48, 64, 80, 96, 112, 128], dtype=float)
+
+
+def line(t):
+    return 0.3 + 0.002 * np.asarray(t, dtype=float)
+
+
+def saturating(t):
+    return 0.26 + 0.08 * (1 - np.exp(-np.asarray(t, dtype=float) / 35))
+
+
+def test_plateau_is_the_last_quarter_of_training_not_of_the_grid_points():
+    # dense early grid: the last quarter of 64 steps is t >= 48, two of the nine points
+    steps = np.array([0, 1, 2, 4, 8, 16, 32, 48, 64])
+    fitted = np.array([0, 1, 2, 3, 4, 5, 6, 7, 9], dtype=float)
+    assert plateau(steps, fitted, 0.25) == pytest.approx(8.0)
+    # an evenly spaced grid: the last ceil(0.25 x 9) = 3 points, as before
+    assert plateau(GRID, np.arange(9.0), 0.25) == pytest.approx(7.0)
+    assert plateau(GRID, np.arange(9.0), 0.0) == pytest.approx(8.0)  # at least the last
+
+
+def test_interpolant_passes_through_the_points_and_reads_lines_exactly():
+    f = interpolant([0, 1, 2, 3], [0, 2, 1, 3])
+    assert f([0, 1, 2, 3]) == pytest.approx([0, 2, 1, 3])
+    assert 1 <= float(f(1.5)) <= 2  # no overshoot between a peak and a dip
+    assert math.isnan(float(f(3.5)))  # no extrapolation
+    g = interpolant(DENSE, line(DENSE))
+    assert g([0.5, 24, 100]) == pytest.approx(line([0.5, 24, 100]), abs=1e-12)
+
+
+def test_interpolant_reads_a_concave_curve_above_its_chord():
+    f = interpolant(DENSE, saturating(DENSE))
+    chord = (saturating(16) + saturating(32)) / 2
+    assert chord < float(f(24)) <= saturating(24) + 1e-4
+
+
+def test_timescale_loss_by_hand():
+    """ref y = x / 10 and trt y = x / 5 on x = 0, 10, 20, at s = 1.5. Treatment points with
+    1.5 x <= 20: x = 10, residual 2 - 1.5 = 0.5: mean 1/4. Reference points with
+    x / 1.5 <= 20: both, residuals 1 - 4/3 = -1/3 and 2 - 8/3 = -2/3: mean (1/9 + 4/9) / 2
+    = 5/18. Q = (1/4 + 5/18) / 2 = 19/72. At s = 8 no treatment point maps inside
+    (8 x 10 > 20): the reference direction alone, residuals 1 - 0.25 and 2 - 0.5:
+    (0.5625 + 2.25) / 2 = 1.40625."""
+    x = np.array([0.0, 10.0, 20.0])
+    assert timescale_loss(1.5, x, x / 10, x, x / 5) == pytest.approx(19 / 72, abs=1e-12)
+    assert timescale_loss(8.0, x, x / 10, x, x / 5) == pytest.approx(1.40625, abs=1e-12)
+    assert timescale_loss(2.0, x, x / 10, x, x / 5) == pytest.approx(0.0, abs=1e-15)
+    assert timescale_loss(np.array([1.5, 2.0]), x, x / 10, x, x / 5) == pytest.approx(
+        [19 / 72, 0.0], abs=1e-12)
+
+
+def test_timescale_recovers_a_planted_factor_exactly():
+    # f a line (the interpolant reproduces it), g(t) = f(2 t): Q(2) = 0 and only there
+    assert timescale(DENSE, line(DENSE), DENSE, line(2 * DENSE)) == pytest.approx(2, abs=1e-6)
+    assert timescale(DENSE, line(DENSE), DENSE, line(DENSE / 2)) == pytest.approx(0.5,
+                                                                                 abs=1e-6)
+    # identical curves, whatever their shape: s = 1
+    curve = saturating(DENSE)
+    assert timescale(DENSE, curve, DENSE, curve) == pytest.approx(1, abs=1e-6)
+
+
+def test_timescale_is_antisymmetric_in_the_runs():
+    """Swapping the runs maps Q(s) onto Q(1 / s): the estimate turns into its reciprocal."""
+    rng = np.random.default_rng(5)
+    a = saturating(DENSE) + rng.normal(0, 0.005, DENSE.size)
+    b = saturating(2 * DENSE) + rng.normal(0, 0.005, DENSE.size)
+    assert timescale(DENSE, a, DENSE, b) * timescale(DENSE, b, DENSE, a) == pytest.approx(
+        1, abs=1e-6)
+
+
+def test_timescale_in_cost_units():
+    """EffOPD twice as fast in steps but 1.5x the tokens per step: in tokens, s = 2 / 1.5."""
+    ref_tokens, trt_tokens = 100 * DENSE, 150 * DENSE
+    assert timescale(ref_tokens, line(DENSE), trt_tokens, line(2 * DENSE)) == pytest.approx(
+        4 / 3, abs=1e-6)
+
+
+def test_timescale_has_no_value_without_a_gain():
+    flat = np.full(DENSE.size, 0.3)
+    assert math.isnan(timescale(DENSE, flat, DENSE, line(DENSE)))
+    assert math.isnan(timescale(DENSE, line(DENSE), DENSE, flat))
+
+
+def test_timescale_summary_is_a_t_interval_on_the_log_scale():
+    """log s = log 2 + (-0.1, 0, 0.1, 0.2): mean log 2 + 0.05, sd sqrt(0.05 / 3), se = sd / 2,
+    t_{0.975, 3} = 3.182446."""
+    logs = math.log(2) + np.array([-0.1, 0.0, 0.1, 0.2])
+    out = timescale_summary(np.exp(logs).tolist() + [math.nan])
+    se_log = math.sqrt(0.05 / 3) / 2
+    center = 2 * math.exp(0.05)
+    assert out["n"] == 4
+    assert out["estimate"] == pytest.approx(center)
+    assert out["low"] == pytest.approx(center * math.exp(-3.182446 * se_log), rel=1e-6)
+    assert out["high"] == pytest.approx(center * math.exp(3.182446 * se_log), rel=1e-6)
+    assert out["se"] == pytest.approx(center * se_log)
+    assert math.isnan(timescale_summary([2.0])["low"])
+
+
+def test_estimate_gives_the_planted_per_pair_factors_and_their_interval():
+    """Noise-free linear curves, EffOPD of seed i exactly s_i times faster: each pair gives
+    s_i, the summary the t interval of the planted log s_i."""
+    logs = math.log(2) + np.array([-0.1, 0.0, 0.1, 0.2])
+    steps = np.arange(0, 129, dtype=float)
+    pairs = [(curve_run("opd", i, line(DENSE), steps=DENSE),
+              curve_run("effopd", i, line(math.exp(v) * DENSE), steps=DENSE,
+                        costs={"tokens": 100 * steps}))
+             for i, v in enumerate(logs)]
+    result = estimate(pairs, n_bootstrap=20)
+    assert result.pairs["timescale_steps"].to_numpy() == pytest.approx(np.exp(logs), abs=1e-6)
+    assert result.pairs["timescale_tokens"].isna().all()  # OPD's run has no token costs
+    expected = timescale_summary(np.exp(logs).tolist())
+    summary = result.summary
+    for key, column in (("estimate", "timescale_steps"), ("low", "timescale_steps_ci95_low"),
+                        ("high", "timescale_steps_ci95_high"), ("se", "timescale_steps_se")):
+        assert summary[column] == pytest.approx(expected[key], rel=1e-5)
+    assert summary["timescale_steps_n_pairs"] == 4
+    assert math.isnan(summary["timescale_tokens"])
+
+
+def test_timescale_interval_on_planted_noise():
+    """Curves f(t) and f(2 t) plus independent N(0, 0.006^2) noise per checkpoint (the
+    study's 1024 x 2 samples give about 0.01 on an accuracy, a gain of 0.08): over 60
+    studies of 6 pairs the interval covers 2 in at least 88% (nominal 95%), the median
+    estimate is within 10% of 2, and the reported SE on the log scale matches the spread of
+    the estimates within 30%."""
+    rng = np.random.default_rng(0)
+    estimates, covered, se_log = [], [], []
+    for _ in range(60):
+        values = [timescale(DENSE, saturating(DENSE) + rng.normal(0, 0.006, DENSE.size),
+                            DENSE, saturating(2 * DENSE) + rng.normal(0, 0.006, DENSE.size))
+                  for _ in range(6)]
+        out = timescale_summary(values)
+        estimates.append(out["estimate"])
+        covered.append(out["low"] <= 2 <= out["high"])
+        se_log.append(out["se"] / out["estimate"])
+    assert np.mean(covered) >= 0.88
+    assert abs(np.median(estimates) / 2 - 1) < 0.10
+    spread = np.std(np.log(estimates), ddof=1)
+    assert 0.7 < np.sqrt(np.mean(np.square(se_log))) / spread < 1.3
+
+
+def test_table_and_markdown_carry_the_timescale_columns():
+    rng = np.random.default_rng(3)
+    runs = [run for pair in simulated_pairs(rng, 1.0, 4) for run in pair]
+    table = speedup_table(runs, n_bootstrap=50)
+    for column in ("timescale_steps", "timescale_steps_ci95_low", "timescale_steps_ci95_high",
+                   "timescale_steps_se", "timescale_tokens", "timescale_cpu_s"):
+        assert column in table
+    null = summary_row(table, "null_opd_vs_opd")
+    assert isinstance(null["null_timescale_contains_1"], bool | np.bool_)
+    markdown = speedup_markdown(table)
+    assert {"time-scale, steps", "time-scale, tokens", "time-scale, CPU s"} <= set(markdown)
+    line_ = markdown[(markdown["comparison"] == "effopd_vs_opd")
+                     & (markdown["seeds (ref / trt)"] == "median")].iloc[0]
+    assert line_["time-scale, steps"].count("[") == 1
+    # a table written before the time-scale columns existed still renders
+    old = table.drop(columns=[c for c in table if c.startswith("timescale")
+                              or c == "null_timescale_contains_1"])
+    assert (speedup_markdown(old)["time-scale, steps"] == "").all()

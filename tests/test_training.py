@@ -101,6 +101,17 @@ def test_line_search_computes_in_float32_for_bf16_weights():
     assert params["w"].float().item() == pytest.approx(1.0 + 3 * 2**-7, abs=2**-7)
 
 
+def test_grid_steps_dense_early_for_every_method():
+    from effopd.training.grid import grid_steps
+
+    training = {"steps": 40, "save_every": 16, "save_powers_of_two": True,
+                "effopd": {"schedule": "every_k", "search_every": 10}}
+    assert grid_steps(training) == [1, 2, 4, 8, 16, 32, 40]
+    assert grid_steps({**training, "save_powers_of_two": False}) == [16, 32, 40]
+    assert save_steps(training, "opd") == save_steps(training, "rl") == [1, 2, 4, 8, 16, 32, 40]
+    assert save_steps(training, "effopd") == [1, 2, 4, 8, 10, 16, 20, 30, 32, 40]
+
+
 def test_power_of_two_steps_and_save_steps():
     assert [s for s in range(1, 40) if is_power_of_two(s)] == [1, 2, 4, 8, 16, 32]
     training = {"steps": 20, "save_every": 8}
@@ -218,3 +229,43 @@ def test_search_schedules_and_their_checkpoints():
     require_authors_search({"schedule": "powers_of_two", "validation_size": None}, "verl")
     with pytest.raises(ValueError, match="engine trl runs the authors' search"):
         require_authors_search({"validation_size": 16}, "trl")
+
+
+def test_warm_up_is_linear_then_constant_and_rl_has_its_own_lr(tmp_path, tiny_checkpoint,
+                                                                data_files):
+    from effopd.training.trainer import lr_at_step
+
+    assert [lr_at_step(1e-3, s, 4) for s in range(1, 6)] == pytest.approx(
+        [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
+    assert lr_at_step(1e-3, 1, 0) == 1e-3
+    training = {**TRAINING, "warmup_steps": 2, "rl": {**TRAINING["rl"], "lr": 5e-4}}
+    for method, peak in (("opd", TRAINING["lr"]), ("rl", 5e-4)):
+        spec = TrainSpec.from_config(training, method, GRADING)
+        trainer = Trainer(spec, seed=0, student_dir=tiny_checkpoint, teacher_dir=tiny_checkpoint,
+                          train_file=data_files / "train.jsonl", val_file=None, prompt=PROMPT,
+                          run_dir=tmp_path / method)
+        trainer.run(*run_files(tmp_path / method))
+        logged = pd.read_csv(tmp_path / method / "log.csv")["lr"].tolist()
+        assert logged == pytest.approx([peak / 2, peak, peak, peak])
+        assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(peak)
+
+
+def test_pilot_trainers_take_one_step(tmp_path, tiny_checkpoint, data_files, repo):
+    """The pilots' two extra kinds (pilots/opd_pilots.py): off-policy SFT on teacher samples
+    and the exact per-position reverse KL; a student equal to its teacher has KL 0."""
+    import importlib.util
+
+    spec_ = importlib.util.spec_from_file_location("opd_pilots", repo / "pilots" / "opd_pilots.py")
+    pilots = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(pilots)
+    assert pilots.deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
+    for kind in ("offpolicy_sft", "opd_fullkl"):
+        spec = TrainSpec.from_config({**TRAINING, "steps": 1}, "opd", GRADING)
+        trainer = pilots._PilotTrainer.make(kind)(
+            spec, seed=0, student_dir=tiny_checkpoint, teacher_dir=tiny_checkpoint,
+            train_file=data_files / "train.jsonl", val_file=None, prompt=PROMPT,
+            run_dir=tmp_path / kind)
+        row = trainer.train_step()
+        assert row["step"] == 1 and row["responses"] == TRAINING["opd"]["prompts_per_step"]
+        assert row["reverse_kl"] == pytest.approx(0.0, abs=1e-5)  # same model: no divergence
+        assert math.isfinite(row["loss"])

@@ -159,7 +159,17 @@ def cmd_tabulate_claims(args: argparse.Namespace) -> None:
 
     write_claims(args.run_dirs, args.speedup, args.out, args.claims["k"], args.early_fraction,
                  args.claims, args.speedup_settings.get("non_inferiority_margin", 0.01),
-                 args.opd_evals, args.speedup_settings.get("plateau_fraction", 0.25))
+                 args.opd_evals, args.speedup_settings.get("plateau_fraction", 0.25),
+                 teacher_accuracy(args.base_models, args.benchmark))
+
+
+def teacher_accuracy(base_models_csv: str | None, benchmark: str | None) -> float | None:
+    """The teacher's avg@n on ``benchmark`` from base_models.csv (None without a file)."""
+    if base_models_csv is None:
+        return None
+    from effopd.reports.training import base_accuracy
+
+    return base_accuracy(base_models_csv, "teacher", benchmark)
 
 
 def cmd_plot_analysis(args: argparse.Namespace) -> None:
@@ -311,6 +321,10 @@ def register_analysis_commands(add: AddCommand) -> None:
                    help="the config's claims block (JSON, defaults filled)")
     c.add_argument("--speedup-settings", type=json_arg, default={},
                    help="the config's speedup block (JSON)")
+    c.add_argument("--base-models", default=None, metavar="CSV",
+                   help="base_models.csv: row 0a states the share of the teacher-student gap "
+                        "OPD closed (needs --benchmark)")
+    c.add_argument("--benchmark", default=None, help="the benchmark of --opd-evals")
     c.add_argument("--out", required=True, help="claims.csv; claims.md goes beside it")
 
     c = add("plot-analysis", cmd_plot_analysis, "analysis figures (PNG + PDF) from the tables")

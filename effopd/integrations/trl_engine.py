@@ -217,9 +217,12 @@ def train_with_trl(method: str, seed: int, training: dict[str, Any], grading: di
                                   "answer": str(r["answer"])} for r in rows])
     common = dict(
         output_dir=str(run_dir), max_steps=training["steps"], seed=seed,
-        learning_rate=training["lr"], adam_beta1=training["betas"][0],
+        learning_rate=per_method.get("lr") or training["lr"], adam_beta1=training["betas"][0],
         adam_beta2=training["betas"][1], weight_decay=training["weight_decay"],
-        max_grad_norm=training["grad_clip"], lr_scheduler_type="constant", warmup_steps=0,
+        max_grad_norm=training["grad_clip"],
+        # transformers' warm-up is 0-based (its first step runs at lr 0), ours 1-based
+        lr_scheduler_type="constant_with_warmup" if training.get("warmup_steps") else "constant",
+        warmup_steps=training.get("warmup_steps", 0),
         gradient_accumulation_steps=1, max_completion_length=training["max_new_tokens"],
         temperature=training["temperature"], top_p=training["top_p"], top_k=0,
         chat_template_kwargs={"enable_thinking": thinking}, bf16=False, fp16=False,

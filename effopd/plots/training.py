@@ -32,9 +32,11 @@ def _per_step(curves: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_training_curves(curves: pd.DataFrame, benchmark: str, out_png: str | Path) -> None:
+def plot_training_curves(curves: pd.DataFrame, benchmark: str, out_png: str | Path,
+                         teacher_accuracy: float | None = None) -> None:
     """One panel per cost unit: accuracy (mean and 95% CI band over seeds) against optimizer
-    steps, generated tokens and CPU time (units without data are left out)."""
+    steps, generated tokens and CPU time (units without data are left out); the teacher's
+    accuracy on the same benchmark as a dashed reference line when given."""
     setup()
     data = _per_step(curves[curves["benchmark"] == benchmark])
     units = [(u, label) for u, label in UNITS if u in data and data[u].notna().any()]
@@ -48,6 +50,9 @@ def plot_training_curves(curves: pd.DataFrame, benchmark: str, out_png: str | Pa
                       label=f"{method} (n={group['seeds'].max()} seeds)")
             axis.fill_between(group[x], group["low"], group["high"], color=color, alpha=0.2,
                               linewidth=0)
+        if teacher_accuracy is not None:
+            axis.axhline(teacher_accuracy, color="black", linestyle="--", linewidth=1,
+                         label=f"teacher ({teacher_accuracy:.1%})")
         axis.set_xlabel(label)
         axis.set_title(f"Accuracy per {label.split(' (')[0]}")
     axes[0][0].set_ylabel(f"{benchmark} accuracy (avg@n)")

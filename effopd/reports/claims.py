@@ -27,15 +27,18 @@ intervention evaluations), OPD against RL:
     the tokens the final model generated (lower for OPD).
 
 EffOPD against OPD (claim 5) comes from ``effopd_speedup.csv`` unchanged, so both
-tables agree to the last digit: ``speedup_steps``, ``speedup_tokens``,
-``speedup_cpu_s`` (the speed-up minus 1 is the effect), ``final_accuracy`` (EffOPD
+tables agree to the last digit: ``timescale_steps``, ``timescale_tokens``,
+``timescale_cpu_s`` (the time-scale speed-up, whole curves, t over seed pairs: the
+primary estimate), ``speedup_steps``, ``speedup_tokens``, ``speedup_cpu_s`` (time to
+OPD's plateau target; the speed-up minus 1 is the effect), ``final_accuracy`` (EffOPD
 minus OPD, judged for non-inferiority) and ``claim_5``, the two together as the paper
-states them (speed-up in steps holds AND final accuracy non-inferior).
+states them (the first speed-up row holds AND final accuracy non-inferior).
 
 Comparison and verdict. OPD and RL runs share no randomness (different prompts and
 samples per step), so claims 1-4 compare them unpaired: Welch's 95% interval of
-mean(OPD) - mean(RL). Claim 5 uses the speed-up's bootstrap over seeds and
-problems (:mod:`effopd.reports.speedup`). The verdict rule is
+mean(OPD) - mean(RL). Claim 5 uses the time-scale speed-up's t interval over seed
+pairs and the time to target's bootstrap over seeds and problems
+(:mod:`effopd.reports.speedup`). The verdict rule is
 :func:`effopd.reports.stats.verdict` with a minimum effect declared in the config
 (``claims.effects``): for claims 1-4 as a fraction of |mean(RL)| (relative), for
 ``mlp_vs_attention_utility`` in accuracy (absolute), for the speed-up in speed-up
@@ -268,31 +271,54 @@ def comparison_row(metric: Metric, opd: pd.Series, rl: pd.Series, effect: dict[s
     }
 
 
+def _speedup_row(row: pd.Series, column: str, definition: str, n: int, mde: float,
+                 test: str, effect: dict[str, float]) -> dict[str, Any]:
+    """One claim-5 speed-up row from the summary row's ``column`` (its interval and SE);
+    the effect is the speed-up minus 1."""
+    value, low, high = (float(row[column]), float(row[f"{column}_ci95_low"]),
+                        float(row[f"{column}_ci95_high"]))
+    se = float(row[f"{column}_se"])
+    return {
+        "claim": "5", "metric": column, "paper_statement": SPEC_CLAIMS["5"],
+        "definition": definition, "claimed_direction": "speed-up above 1", "a": "effopd",
+        "b": "opd", "a_mean": math.nan, "b_mean": math.nan, "estimate": value,
+        "ci95_low": low, "ci95_high": high, "effect_scale": "speed-up - 1",
+        "min_effect": effect["min_effect"], "paper_effect": effect["paper_effect"],
+        "mde80": mde, "mde80_below_paper_effect": bool(mde < effect["paper_effect"]),
+        "seeds_for_paper_effect": seeds_for_effect_from_se(se, n, effect["paper_effect"]),
+        "n_a": n, "n_b": n, "test": test,
+        "verdict": verdict(low - 1, high - 1, +1, effect["min_effect"]),
+    }
+
+
 def speedup_rows(speedup: pd.DataFrame, effect: dict[str, float],
                  non_inferiority_margin: float) -> list[dict[str, Any]]:
-    """Claim 5's rows, copied from the speed-up table's EffOPD summary row."""
+    """Claim 5's rows, copied from the speed-up table's EffOPD summary row: the time-scale
+    speed-up in each unit (the primary estimate: it reads the whole curves and has the
+    power, ``benchmarks/speedup_calibration.py``; geometric mean over seed pairs, t
+    interval on log s with n - 1 df, MDE by the noncentral t at that df on the
+    delta-method SE), when the table has it; the time to OPD's plateau target in each
+    unit (bootstrap); final-accuracy non-inferiority; both together (on the time-scale
+    speed-up in steps when present)."""
     row = summary_row(speedup)
     n = int(row["n_pairs"])
     rows = []
     for unit, label in SPEEDUP_UNITS.items():
+        column = f"timescale_{unit}"
+        if column not in row or pd.isna(row[column]):
+            continue
+        pairs = int(row[f"{column}_n_pairs"])
+        mde = welch_mde(float(row[f"{column}_se"]), pairs - 1) if pairs > 1 else math.nan
+        rows.append(_speedup_row(
+            row, column, f"time-scale speed-up in {label} (EffOPD's curve at x = OPD's at "
+            f"s x; geometric mean over {pairs} seed pairs)", pairs, mde,
+            "t over seed pairs, log scale (paired seeds)", effect))
+    for unit, label in SPEEDUP_UNITS.items():
         column = f"speedup_{unit}"
-        value, low, high = (float(row[column]), float(row[f"{column}_ci95_low"]),
-                            float(row[f"{column}_ci95_high"]))
-        se = float(row[f"{column}_se"])
-        mde = mde_from_se(se)
-        rows.append({
-            "claim": "5", "metric": column, "paper_statement": SPEC_CLAIMS["5"],
-            "definition": f"speed-up to OPD's plateau in {label} (EffOPD / OPD, median over "
-                          f"seeds; reached {row['reached']})",
-            "claimed_direction": "speed-up above 1", "a": "effopd", "b": "opd",
-            "a_mean": math.nan, "b_mean": math.nan, "estimate": value,
-            "ci95_low": low, "ci95_high": high, "effect_scale": "speed-up - 1",
-            "min_effect": effect["min_effect"], "paper_effect": effect["paper_effect"],
-            "mde80": mde, "mde80_below_paper_effect": bool(mde < effect["paper_effect"]),
-            "seeds_for_paper_effect": seeds_for_effect_from_se(se, n, effect["paper_effect"]),
-            "n_a": n, "n_b": n, "test": "bootstrap over seeds and problems (paired seeds)",
-            "verdict": verdict(low - 1, high - 1, +1, effect["min_effect"]),
-        })
+        rows.append(_speedup_row(
+            row, column, f"speed-up to OPD's plateau in {label} (EffOPD / OPD, median over "
+            f"seeds; reached {row['reached']})", n, mde_from_se(float(row[f"{column}_se"])),
+            "bootstrap over seeds and problems (paired seeds)", effect))
     diff, low, high = (float(row["final_accuracy_diff"]),
                        float(row["final_accuracy_diff_ci95_low"]),
                        float(row["final_accuracy_diff_ci95_high"]))
@@ -367,11 +393,26 @@ def plateau_verdict(low: float, high: float, margin: float) -> str:
     return "inconclusive"
 
 
+def gap_share(gain: float, low: float, high: float, base: float, teacher: float
+              ) -> tuple[float, float, float]:
+    """The share of the teacher-student gap that OPD closed, ``gain / (teacher - base)``,
+    with the gain's interval divided by the same gap (the gap is taken as known: its own
+    sampling error, about sqrt(2) x a checkpoint's SE, is not propagated). NaN when the
+    teacher is not above the base."""
+    gap = teacher - base
+    if not gap > 0:
+        return math.nan, math.nan, math.nan
+    return gain / gap, low / gap, high / gap
+
+
 def precondition_rows(runs: list[tuple[np.ndarray, np.ndarray]], min_gain: float,
-                      max_late_gain: float, plateau_fraction: float) -> list[dict[str, Any]]:
+                      max_late_gain: float, plateau_fraction: float,
+                      teacher_accuracy: float | None = None) -> list[dict[str, Any]]:
     """Rows 0a (``opd_gain``) and 0b (``opd_late_gain``) of the module docstring from OPD's
     runs, each ``(steps, rates)`` as :func:`effopd.reports.speedup.problem_rates` reads
-    them; only the grid steps every run has are used, and step 0 must be one of them."""
+    them; only the grid steps every run has are used, and step 0 must be one of them.
+    With the teacher's accuracy on the same benchmark, row 0a also states the share of the
+    teacher-student gap OPD closed (:func:`gap_share`; base = mean step-0 accuracy)."""
     grid = sorted(set.intersection(*(set(int(x) for x in steps) for steps, _ in runs)))
     if not grid or grid[0] != 0 or len(grid) < 3:
         raise ValueError(f"OPD's runs share the grid steps {grid}: the preconditions need "
@@ -382,10 +423,19 @@ def precondition_rows(runs: list[tuple[np.ndarray, np.ndarray]], min_gain: float
     n = len(rates)
     gain, se, df = paired_difference(rates, 0, last)
     low, high = t_interval(gain, se, df)
-    rows = [_precondition_row(
-        "opd_gain", f"OPD final accuracy (step {grid[last]}) - base student's (step 0)",
-        f"above {min_gain:g}", n, gain, se, df, min_gain, verdict(low, high, +1, min_gain),
-        low, high)]
+    definition = f"OPD final accuracy (step {grid[last]}) - base student's (step 0)"
+    share = (math.nan,) * 3
+    if teacher_accuracy is not None:
+        base = float(np.mean([r[0].mean() for r in rates]))
+        share = gap_share(gain, low, high, base, teacher_accuracy)
+        definition += (f"; {share[0]:.0%} [{share[1]:.0%}, {share[2]:.0%}] of the "
+                       f"teacher-student gap ({base:.1%} -> teacher {teacher_accuracy:.1%})"
+                       if math.isfinite(share[0]) else
+                       f"; teacher {teacher_accuracy:.1%} not above the base {base:.1%}")
+    rows = [{**_precondition_row(
+        "opd_gain", definition, f"above {min_gain:g}", n, gain, se, df, min_gain,
+        verdict(low, high, +1, min_gain), low, high),
+        "gap_closed": share[0], "gap_closed_low": share[1], "gap_closed_high": share[2]}]
     drift, se, df = paired_difference(rates, late, last)
     low, high = t_interval(drift, se, df)
     rows.append(_precondition_row(
@@ -415,7 +465,8 @@ def claims_table(values: pd.DataFrame, speedup: pd.DataFrame | None,
                  non_inferiority_margin: float = 0.01,
                  opd_runs: list[tuple[np.ndarray, np.ndarray]] | None = None,
                  min_opd_gain: float = 0.01, max_late_gain: float = 0.01,
-                 plateau_fraction: float = 0.25) -> pd.DataFrame:
+                 plateau_fraction: float = 0.25,
+                 teacher_accuracy: float | None = None) -> pd.DataFrame:
     """The claims table (module docstring): the preconditions when OPD's per-problem runs
     are given, then one row per metric, gated by them."""
     rows = []
@@ -428,7 +479,8 @@ def claims_table(values: pd.DataFrame, speedup: pd.DataFrame | None,
         rows += speedup_rows(speedup, effects["speedup"], non_inferiority_margin)
     if opd_runs is None:
         return pd.DataFrame(rows)
-    preconditions = precondition_rows(opd_runs, min_opd_gain, max_late_gain, plateau_fraction)
+    preconditions = precondition_rows(opd_runs, min_opd_gain, max_late_gain, plateau_fraction,
+                                      teacher_accuracy)
     preconditions = [{**row, "statistical_verdict": row["verdict"]} for row in preconditions]
     return pd.DataFrame(preconditions + gate_verdicts(rows, preconditions))
 
@@ -459,7 +511,8 @@ def write_claims(run_dirs: list[str | Path], speedup_csv: str | Path | None,
                  out_csv: str | Path, k: int, early_fraction: float,
                  claims: dict[str, Any], non_inferiority_margin: float,
                  opd_evals: list[str | Path] | None = None,
-                 plateau_fraction: float = 0.25) -> pd.DataFrame:
+                 plateau_fraction: float = 0.25,
+                 teacher_accuracy: float | None = None) -> pd.DataFrame:
     """Write claims.csv (every column) and claims.md (:func:`claims_markdown`)."""
     from effopd.io import atomic_path, atomic_write_text, markdown_table
 
@@ -468,7 +521,8 @@ def write_claims(run_dirs: list[str | Path], speedup_csv: str | Path | None,
     table = claims_table(per_seed_values(run_dirs, k, early_fraction), speedup,
                          claims["effects"], claims.get("power", 0.8), non_inferiority_margin,
                          opd_runs, claims.get("min_opd_gain", 0.01),
-                         claims.get("max_late_gain", 0.01), plateau_fraction)
+                         claims.get("max_late_gain", 0.01), plateau_fraction,
+                         teacher_accuracy)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     atomic_write_text(Path(out_csv).with_suffix(".md"),

@@ -11,8 +11,10 @@ Definitions (knobs in the config's ``speedup`` block; choices in config/README.m
   (non-decreasing least-squares, pool-adjacent-violators) fit, read piecewise
   linearly between grid steps: a monotone fit pools noisy neighbours, so a
   lucky single checkpoint cannot make a run "arrive" early.
-- **Target.** An OPD run's plateau P is the mean of its fitted curve over the
-  last ``plateau_fraction`` of the grid steps (at least one); where it reaches
+- **Target.** An OPD run's plateau P is the mean of its fitted curve over the grid
+  steps in the last ``plateau_fraction`` of training (t >= t_last - fraction (t_last -
+  t_0); at least the last step: a grid dense early, 1, 2, 4, ..., does not pull the
+  plateau back into the rise); where it reaches
   its plateau is a_0 + ``target_fraction`` (P - a_0), a_0 its fitted base
   accuracy. With the default 0.9 this is the usual "time to 90% of the
   asymptote": the time to reach P itself (fraction 1) is set by noise whenever
@@ -43,6 +45,36 @@ Definitions (knobs in the config's ``speedup`` block; choices in config/README.m
   on the same problems) and the pairs (seeds), refits every curve and recomputes
   the median; percentile interval. A lower bound among censored replicates is
   reported as 0 (no positive lower bound).
+- **Time-scale speed-up.** A second estimate, from the whole curves rather than one
+  crossing: the factor s for which EffOPD's accuracy at time x equals OPD's at time
+  s x. Per pair, with y_r, y_t the runs' accuracies at their grid times x and F_r, F_t
+  the same points read in between by the monotone cubic Hermite interpolant (PCHIP:
+  monotone where the points are, and a concave curve read linearly between coarse
+  checkpoints would arrive late), s minimises the mean squared residual in each
+  direction, over the points x > 0 whose image lies inside the other run's grid range,
+  the two directions weighted equally:
+
+      Q(s) = 1/2 mean{ (y_t(x) - F_r(s x))^2 : s x <= x_last(ref) }
+           + 1/2 mean{ (y_r(x) - F_t(x / s))^2 : x / s <= x_last(trt) }
+
+  (one direction alone where the other has no point), over log s in [log 1/16, log 16]
+  (a grid, then Brent's method around its best point). Swapping the runs turns s into
+  1/s, so identical methods give log s symmetric about 0; reading both directions
+  keeps the number of points from pulling s one way (the treatment-only form, whose
+  points drop out as s grows, gave identical methods 1.05-1.15). The points are not
+  isotonic-fitted first: a least-squares fit pools every point anyway, and an isotonic
+  fit is biased low at the start of a noisy plateau and high at its end, which biased
+  s low by a further 2-3% in simulation. Time x is steps, or the run's cumulative cost
+  (tokens, CPU seconds) at each grid step. A pair in which either run's isotonic fit
+  has no gain has no value (a flat curve has no time scale). Summary: exp of the mean
+  m of log s over pairs, with the t interval exp(m -/+ t_{0.975, n-1} sd / sqrt(n))
+  over the n pairs (independent seeds) and the standard error exp(m) sd / sqrt(n)
+  (delta method) for the MDE helpers. The test problems are held fixed (as the target
+  is). The null control's cyclic pairs share runs (each OPD run is the reference of
+  one pair and the treatment of another), so its interval treats dependent pairs as
+  independent; neighbours' log s are negatively correlated, which makes it conservative
+  rather than anti-conservative. ``benchmarks/speedup_calibration.py`` checks both
+  estimators on simulated studies.
 - **Final accuracy.** EffOPD's last-checkpoint accuracy minus OPD's, mean over
   pairs and problems of the per-problem differences, seeds (pairs) and problems
   crossed (:func:`effopd.reports.stats.crossed_mean`: each noise source counted
@@ -62,6 +94,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import optimize
+from scipy.interpolate import PchipInterpolator
 
 from effopd.metrics import problems_csv
 from effopd.reports.runs import run_of
@@ -123,9 +157,14 @@ def crossing(steps: np.ndarray, fitted: np.ndarray, target: float) -> float:
 
 
 def plateau(steps: np.ndarray, fitted: np.ndarray, fraction: float) -> float:
-    """Mean of the fitted curve over the last ``fraction`` of the grid steps (at least one)."""
-    last = max(1, math.ceil(fraction * len(steps)))
-    return float(np.mean(fitted[-last:]))
+    """Mean of the fitted curve over the grid steps in the last ``fraction`` of training,
+    t >= t_last - fraction (t_last - t_0) (at least the last step). On an evenly spaced grid
+    this is the last ceil(fraction x grid size) steps at fraction 0.25; a grid dense early
+    (1, 2, 4, ...) adds no late steps, so it does not move the plateau."""
+    steps = np.asarray(steps, dtype=float)
+    late = steps >= steps[-1] - fraction * (steps[-1] - steps[0]) - 1e-9
+    late[-1] = True
+    return float(np.mean(np.asarray(fitted, dtype=float)[late]))
 
 
 def run_target(steps: np.ndarray, curve: np.ndarray, plateau_fraction: float,
@@ -192,6 +231,96 @@ def censored_median(values: Sequence[float]) -> float:
     return (low + high) / 2
 
 
+TIMESCALE_BOUNDS = (1 / 16, 16.0)
+
+
+def interpolant(x: np.ndarray, y: np.ndarray) -> PchipInterpolator:
+    """A run's curve as a function of time: the monotone piecewise-cubic Hermite interpolant
+    (PCHIP, Fritsch-Carlson) through (x, y), which is monotone wherever the points are,
+    does not overshoot them and reproduces a straight line exactly; NaN outside
+    [x_0, x_last] (no extrapolation)."""
+    return PchipInterpolator(np.asarray(x, dtype=float), np.asarray(y, dtype=float),
+                             extrapolate=False)
+
+
+def timescale_loss(s, ref_x: np.ndarray, ref_y: np.ndarray, trt_x: np.ndarray,
+                   trt_y: np.ndarray):
+    """Q(s) of the time-scale model (module doc): half the mean squared residual of the
+    treatment points y_t(x) against F_r(s x) plus half that of the reference points y_r(x)
+    against F_t(x / s), x > 0, each point only where its image lies within the other run's
+    grid range; one direction alone when the other has no point, inf when neither has.
+    ``s`` a number (a float back) or an array (an array back)."""
+    ref_x, trt_x = np.asarray(ref_x, dtype=float), np.asarray(trt_x, dtype=float)
+    ref_y, trt_y = np.asarray(ref_y, dtype=float), np.asarray(trt_y, dtype=float)
+    ref_f, trt_f = interpolant(ref_x, ref_y), interpolant(trt_x, trt_y)
+    a, b = trt_x > 0, ref_x > 0
+    scale = np.atleast_1d(np.asarray(s, dtype=float))[:, None]
+    means = []
+    for residuals in (trt_y[a] - ref_f(scale * trt_x[a]), ref_y[b] - trt_f(ref_x[b] / scale)):
+        used = ~np.isnan(residuals)
+        count = used.sum(axis=1)
+        squares = np.where(used, residuals, 0.0) ** 2
+        means.append(np.where(count > 0, squares.sum(axis=1) / np.maximum(count, 1), np.nan))
+    forward, backward = means
+    loss = np.where(np.isnan(forward), backward,
+                    np.where(np.isnan(backward), forward, (forward + backward) / 2))
+    loss = np.where(np.isnan(loss), math.inf, loss)
+    return float(loss[0]) if np.ndim(s) == 0 else loss
+
+
+def timescale(ref_x: np.ndarray, ref_y: np.ndarray, trt_x: np.ndarray, trt_y: np.ndarray,
+              bounds: tuple[float, float] = TIMESCALE_BOUNDS, n_grid: int = 641) -> float:
+    """The time-scale speed-up of one pair: argmin_s Q(s) (:func:`timescale_loss`), s > 1 when
+    the treatment is faster. Searched over ``n_grid`` log-spaced values in ``bounds``, then
+    refined by Brent's method between the best value's neighbours. NaN when either run's
+    isotonic fit shows no gain (a flat curve has no time scale) or a time axis is not
+    increasing."""
+    ref_x, trt_x = np.asarray(ref_x, dtype=float), np.asarray(trt_x, dtype=float)
+    if (np.any(np.isnan(ref_x)) or np.any(np.isnan(trt_x)) or np.any(np.diff(ref_x) <= 0)
+            or np.any(np.diff(trt_x) <= 0)):
+        return math.nan
+    if min(np.ptp(isotonic(ref_y)), np.ptp(isotonic(trt_y))) <= 1e-12:
+        return math.nan
+
+    def loss(log_s):
+        return timescale_loss(np.exp(log_s), ref_x, ref_y, trt_x, trt_y)
+
+    grid = np.linspace(math.log(bounds[0]), math.log(bounds[1]), n_grid)
+    losses = loss(grid)
+    best = int(np.argmin(losses))
+    low, high = grid[max(best - 1, 0)], grid[min(best + 1, n_grid - 1)]
+    refined = optimize.minimize_scalar(loss, bounds=(low, high), method="bounded",
+                                       options={"xatol": 1e-10})
+    log_s = refined.x if refined.fun <= losses[best] else grid[best]
+    return float(math.exp(log_s))
+
+
+def timescale_summary(values: Sequence[float], confidence: float = 0.95) -> dict:
+    """Exp of the mean of log s over pairs with its t interval and delta-method SE (module
+    doc): ``estimate`` exp(m), ``low``/``high`` exp(m -/+ t_{(1+confidence)/2, n-1} se_log),
+    ``se`` exp(m) se_log, se_log = sd(log s) / sqrt(n); ``n`` pairs with a value (NaNs
+    dropped). One pair gives no interval."""
+    logs = np.log(np.asarray([v for v in values if not math.isnan(v)], dtype=float))
+    n = int(logs.size)
+    if n == 0:
+        return {"estimate": math.nan, "low": math.nan, "high": math.nan, "se": math.nan,
+                "n": 0}
+    mean = float(logs.mean())
+    se_log = float(logs.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    low, high = t_interval(mean, se_log, n - 1, confidence)
+    return {"estimate": math.exp(mean), "low": math.exp(low), "high": math.exp(high),
+            "se": math.exp(mean) * se_log, "n": n}
+
+
+def pair_timescale(ref: Run, ref_curve: np.ndarray, trt: Run, trt_curve: np.ndarray,
+                   unit: str) -> float:
+    """:func:`timescale` of a pair on its grid, time in ``unit``: steps, or each run's
+    cumulative cost at its grid steps (NaN when the run has no such cost)."""
+    ref_x = np.asarray([ref.cost(unit, g) for g in ref.steps])
+    trt_x = np.asarray([trt.cost(unit, g) for g in trt.steps])
+    return timescale(ref_x, ref_curve, trt_x, trt_curve)
+
+
 def common_grid(runs: Sequence[Run]) -> np.ndarray:
     """The steps every run was evaluated at (sorted)."""
     grid = set(runs[0].steps.tolist())
@@ -219,6 +348,8 @@ def estimate(pairs: Sequence[tuple[Run, Run]], plateau_fraction: float = 0.25,
     The target of pair i is the mean of :func:`run_target` over the reference (OPD) runs
     of the other pairs in the sample (leave the pair out), so that neither run of a pair
     helps set the line it has to reach; with no other pair, the pair's own reference.
+    Beside it, per pair and in summary, the time-scale speed-up (``timescale_<unit>``:
+    :func:`pair_timescale`, :func:`timescale_summary`) on the same grid.
     """
     runs = {id(r): r for pair in pairs for r in pair}
     grid = common_grid(list(runs.values()))
@@ -259,6 +390,11 @@ def estimate(pairs: Sequence[tuple[Run, Run]], plateau_fraction: float = 0.25,
     table = pd.DataFrame([{"ref_seed": ref.seed, "trt_seed": trt.seed, **row}
                           for (ref, trt), row in zip(pairs, point, strict=True)])
     table["final_accuracy_diff"] = table["trt_final_accuracy"] - table["ref_final_accuracy"]
+    for unit in UNITS:
+        table[f"timescale_{unit}"] = [
+            pair_timescale(gridded[id(ref)], gridded[id(ref)].rates.mean(axis=1),
+                           gridded[id(trt)], gridded[id(trt)].rates.mean(axis=1), unit)
+            for ref, trt in pairs]
 
     rng = np.random.default_rng(seed)
     replicates: dict[str, list[float]] = {f"speedup_{u}": [] for u in UNITS}
@@ -285,6 +421,13 @@ def estimate(pairs: Sequence[tuple[Run, Run]], plateau_fraction: float = 0.25,
         summary[f"{column}_ci95_low"] = max(low, 0.0) if not math.isnan(low) else math.nan
         summary[f"{column}_ci95_high"] = high
         summary[f"{column}_se"] = bootstrap_se(replicates[column])
+    for unit in UNITS:
+        column = f"timescale_{unit}"
+        fit = timescale_summary(table[column].tolist(), confidence)
+        summary[column] = fit["estimate"]
+        summary[f"{column}_ci95_low"], summary[f"{column}_ci95_high"] = fit["low"], fit["high"]
+        summary[f"{column}_se"] = fit["se"]
+        summary[f"{column}_n_pairs"] = fit["n"]
     final = np.stack([gridded[id(trt)].rates[-1] - gridded[id(ref)].rates[-1]
                       for ref, trt in pairs])  # (pairs, problems)
     diff, se, df = crossed_mean(final)
@@ -379,7 +522,10 @@ def speedup_table(runs: Sequence[Run], plateau_fraction: float = 0.25,
     seeds, target accuracy, steps to target, reached, the speed-up in each unit (NaN
     when censored, with its upper bound) and, on summary rows, its 95% interval,
     bootstrap SE, reached fraction, final-accuracy difference and its interval,
-    ``non_inferior`` (EffOPD row) and ``null_contains_1`` (null row, steps unit).
+    ``non_inferior`` (EffOPD row) and ``null_contains_1`` (null row, steps unit). Beside
+    them the time-scale speed-up ``timescale_<unit>`` (per pair; on summary rows with
+    ``_ci95_low``, ``_ci95_high``, ``_se`` and ``_n_pairs``) and, on the null row,
+    ``null_timescale_contains_1``.
     """
     by = {(r.method, r.seed): r for r in runs}
     seeds = sorted(s for m, s in by if m == "opd")
@@ -411,6 +557,9 @@ def speedup_table(runs: Sequence[Run], plateau_fraction: float = 0.25,
                 summary[column] = math.nan
             summary["null_contains_1"] = bool(
                 summary["speedup_steps_ci95_low"] <= 1 <= summary["speedup_steps_ci95_high"])
+            summary["null_timescale_contains_1"] = bool(
+                summary["timescale_steps_ci95_low"] <= 1
+                <= summary["timescale_steps_ci95_high"])
         frames += [rows, pd.DataFrame([summary])]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -439,7 +588,8 @@ def interval_text(row: pd.Series, column: str) -> str:
 
 def speedup_markdown(table: pd.DataFrame) -> pd.DataFrame:
     """The Markdown view: one line per pair and summary, intervals inline, censoring shown as
-    ``< bound``."""
+    ``< bound``; the time-scale speed-up in its own columns (empty for a table written
+    before it existed)."""
     number = format_number
 
     def value(row: pd.Series, column: str) -> str:
@@ -451,6 +601,14 @@ def speedup_markdown(table: pd.DataFrame) -> pd.DataFrame:
             return number(row[column]) if row["status"] == "both" else row["status"]
         return interval_text(row, column)
 
+    def scale_text(row: pd.Series, column: str) -> str:
+        if column not in row:
+            return ""
+        return number(row[column]) if row["row"] == "pair" else interval_text(row, column)
+
+    def contains(flag) -> str:
+        return "contains 1" if bool(flag) else "DOES NOT contain 1"
+
     lines = []
     for _, row in table.iterrows():
         summary = row["row"] == "summary"
@@ -458,7 +616,9 @@ def speedup_markdown(table: pd.DataFrame) -> pd.DataFrame:
         if summary and row["comparison"] == "effopd_vs_opd":
             check = "non-inferior" if bool(row["non_inferior"]) else "not shown non-inferior"
         elif summary:
-            check = "contains 1" if bool(row["null_contains_1"]) else "DOES NOT contain 1"
+            check = contains(row["null_contains_1"])
+            if "null_timescale_contains_1" in row:
+                check += f"; time-scale {contains(row['null_timescale_contains_1'])}"
         diff = number(row["final_accuracy_diff"])
         if summary:  # the null's mean is 0 by construction (cyclic pairs): no interval
             diff = (interval_text(row, "final_accuracy_diff")
@@ -472,6 +632,9 @@ def speedup_markdown(table: pd.DataFrame) -> pd.DataFrame:
             "speed-up, steps": value(row, "speedup_steps"),
             "speed-up, tokens": value(row, "speedup_tokens"),
             "speed-up, CPU s": value(row, "speedup_cpu_s"),
+            "time-scale, steps": scale_text(row, "timescale_steps"),
+            "time-scale, tokens": scale_text(row, "timescale_tokens"),
+            "time-scale, CPU s": scale_text(row, "timescale_cpu_s"),
             "final acc diff": diff,
             "check": check,
         })

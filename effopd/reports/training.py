@@ -25,6 +25,18 @@ from effopd.reports.speedup import (
 )
 from effopd.reports.stats import problem_mean_se
 
+
+def base_accuracy(base_models_csv: str | Path, model: str, benchmark: str | None) -> float:
+    """A base model's avg@n on ``benchmark`` from base_models.csv (the teacher's is the
+    reference the training curves and the claims' row 0a are read against)."""
+    table = pd.read_csv(base_models_csv)
+    rows = table[(table["model"] == model) & (table["benchmark"] == benchmark)]
+    if len(rows) != 1:
+        raise ValueError(f"{base_models_csv}: expected one row for model {model!r} on "
+                         f"benchmark {benchmark!r}, found {len(rows)}")
+    return float(rows["avg@n"].iloc[0])
+
+
 CURVE_COLUMNS = ["method", "seed", "step", "train_wall_s", "benchmark", "avg@n", "accuracy_se"]
 
 

@@ -61,6 +61,7 @@ from effopd.models.checkpoint import (
 from effopd.prompts import render_prompt
 from effopd.provenance import directory_manifest, sha256_file
 from effopd.training.extrapolation import is_search_step, line_search, snapshot
+from effopd.training.grid import grid_steps
 from effopd.training.losses import (
     grpo_advantages,
     opd_advantages,
@@ -109,6 +110,7 @@ class TrainSpec:
     search_schedule: str = "powers_of_two"
     search_every: int = 1
     validation_size: int | None = None
+    warmup_steps: int = 0
     grading_timeout_s: float = 5.0
     grading_workers: int = 2
 
@@ -127,7 +129,7 @@ class TrainSpec:
             method=method, steps=training["steps"],
             prompts_per_step=per_method["prompts_per_step"],
             group_size=per_method.get("group_size", 1),
-            lr=training["lr"], betas=tuple(training["betas"]),
+            lr=per_method.get("lr") or training["lr"], betas=tuple(training["betas"]),
             weight_decay=training["weight_decay"], grad_clip=training["grad_clip"],
             clip_ratio_low=per_method["clip_ratio_low"],
             clip_ratio_high=per_method["clip_ratio_high"],
@@ -141,17 +143,17 @@ class TrainSpec:
             search_schedule=training["effopd"].get("schedule", "powers_of_two"),
             search_every=training["effopd"].get("search_every", 1),
             validation_size=training["effopd"].get("validation_size"),
+            warmup_steps=training.get("warmup_steps", 0),
             grading_timeout_s=grading["timeout_s"], grading_workers=grading["workers"])
 
 
 def save_steps(training: dict[str, Any], method: str) -> list[int]:
-    """Checkpoint steps: every ``save_every`` steps and the last step; for EffOPD
-    also every search step (:func:`is_search_step`: the steps right after a line search)."""
-    total, every = training["steps"], training["save_every"]
-    steps = set(range(every, total + 1, every)) | {total}
+    """Checkpoint steps: the shared grid (:func:`grid_steps`); for EffOPD also every
+    search step (:func:`is_search_step`: the steps right after a line search)."""
+    steps = set(grid_steps(training))
     if method == "effopd":
         effopd = training.get("effopd", {})
-        steps |= {s for s in range(1, total + 1)
+        steps |= {s for s in range(1, training["steps"] + 1)
                   if is_search_step(s, effopd.get("schedule", "powers_of_two"),
                                     effopd.get("search_every", 1))}
     return sorted(steps)
@@ -161,6 +163,12 @@ def block_parameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The transformer-block parameters (attention, MLP, in-block norms) by name."""
     return {name: param for name, param in model.named_parameters()
             if BLOCK_PREFIX.match(name)}
+
+
+def lr_at_step(lr: float, step: int, warmup_steps: int) -> float:
+    """The learning rate of optimizer step ``step`` (1-based): ``lr * min(1, step / N)``
+    with ``N = warmup_steps`` (linear warm-up, then constant; N = 0: ``lr`` throughout)."""
+    return lr if warmup_steps <= 0 else lr * min(1.0, step / warmup_steps)
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -437,15 +445,23 @@ class Trainer:
             reverse_kl = float(-(advantages * mask).sum() / mask.sum())
         loss = ppo_clip_loss(logp, old_logp, advantages, mask, spec.clip_ratio_low,
                              spec.clip_ratio_high)
+        return self.update(step, loss, {
+            "reverse_kl": reverse_kl, "batch_accuracy": sum(correct) / len(correct),
+            "response_tokens": batch.n_response_tokens, "prompts": len(prompts),
+            "responses": len(completions)})
+
+    def update(self, step: int, loss: torch.Tensor, row: dict[str, Any]) -> dict[str, Any]:
+        """One AdamW step on ``loss`` at step ``step``'s learning rate (warm-up included),
+        gradient norm clipped; returns the log row with step, loss and lr added."""
+        lr = lr_at_step(self.spec.lr, step, self.spec.warmup_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.policy.parameters(), spec.grad_clip)
+        torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.spec.grad_clip)
         self.optimizer.step()
         self.step = step
-        return {"step": step, "loss": float(loss.detach()), "reverse_kl": reverse_kl,
-                "batch_accuracy": sum(correct) / len(correct),
-                "response_tokens": batch.n_response_tokens, "lr": spec.lr,
-                "prompts": len(prompts), "responses": len(completions)}
+        return {"step": step, "loss": float(loss.detach()), **row, "lr": lr}
 
     def search(self) -> None:
         """EffOPD's line search after this step's optimizer update."""

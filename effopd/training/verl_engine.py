@@ -93,10 +93,10 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
         "+data.apply_chat_template_kwargs.enable_thinking": prompt["enable_thinking"],
         "actor_rollout_ref.model.path": str(student),
         "actor_rollout_ref.actor.strategy": verl["strategy"],
-        "actor_rollout_ref.actor.optim.lr": training["lr"],
+        "actor_rollout_ref.actor.optim.lr": per_method.get("lr") or training["lr"],
         "actor_rollout_ref.actor.optim.weight_decay": training["weight_decay"],
         "actor_rollout_ref.actor.optim.betas": f"[{training['betas'][0]},{training['betas'][1]}]",
-        "actor_rollout_ref.actor.optim.lr_warmup_steps": 0,
+        "actor_rollout_ref.actor.optim.lr_warmup_steps": training.get("warmup_steps", 0),
         "actor_rollout_ref.actor.grad_clip": training["grad_clip"],
         "actor_rollout_ref.actor.ppo_mini_batch_size": batch,  # one mini-batch: on-policy
         "actor_rollout_ref.actor.ppo_epochs": 1,
@@ -228,6 +228,9 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
     from effopd.training.extrapolation import require_authors_search
 
     require_authors_search(training.get("effopd", {}), "verl")
+    if training.get("save_powers_of_two", False):
+        raise ValueError("training.save_powers_of_two: engine verl saves every save_every "
+                         "steps only (trainer.save_freq); set it to false")
     if method == "effopd":
         log.warning("EffOPD on verl uses the effopd trainer mode "
                     "(effopd.integrations.verl_plugin), which has never run on GPUs: check its "

@@ -68,6 +68,7 @@ rule tabulate_claims:
             f"{RESULTS}/eval/runs/opd/seed{{seed}}/{SPEEDUP_BENCHMARK}.problems.csv",
             seed=SEEDS,
         ),
+        base_models=f"{RESULTS}/tables/base_models.csv",
     output:
         csv=report(
             f"{RESULTS}/tables/claims.csv",
@@ -80,6 +81,7 @@ rule tabulate_claims:
         early_fraction=ANALYSIS["early_fraction"],
         claims=config_json("claims"),
         speedup=config_json("speedup"),
+        benchmark=SPEEDUP_BENCHMARK,
     log:
         f"{LOGS}/tabulate_claims.log",
     benchmark:
@@ -90,4 +92,5 @@ rule tabulate_claims:
         "effopd tabulate-claims --run-dirs {params.run_dirs} --eval-csvs {input.scores} "
         "--speedup {input.speedup} --opd-evals {input.opd_evals} --claims {params.claims:q} "
         "--speedup-settings {params.speedup:q} --early-fraction {params.early_fraction} "
+        "--base-models {input.base_models} --benchmark {params.benchmark} "
         "--out {output.csv} > {log} 2>&1"

@@ -6,8 +6,15 @@ import os
 from pathlib import Path
 
 from effopd.config import validate_config
+from effopd.training.grid import grid_steps
 
 validate_config(config, source="snakemake config")
+
+# Every job inherits the pinned CPU kernels (set before any job imports torch):
+# the same CPU results on any x86-64 machine with AVX2 (effopd/cpu_kernels.py).
+from effopd.cpu_kernels import pin_cpu_kernels
+
+pin_cpu_kernels(config["resources"]["cpu_kernels"])
 
 EXPERIMENT = config["experiment"]
 ARTIFACTS = f"artifacts/{EXPERIMENT}"  # large, git-ignored: data, models, generations

@@ -56,8 +56,8 @@ rule evaluate_run:
             if "base_metrics" in input.keys()
             else ""
         ),
-        every=(
-            f"--every {TRAINING['save_every']}"
+        grid=(
+            "--steps " + " ".join(str(s) for s in grid_steps(TRAINING))
             if config["evaluation"]["grid_only"]
             else ""
         ),
@@ -76,6 +76,6 @@ rule evaluate_run:
         "--benchmark {input.benchmark} --label {wildcards.method}/seed{wildcards.seed} "
         "--prompt {params.prompt:q} --generation {params.generation:q} "
         "--grading {params.grading:q} --pass-k {params.pass_k} --out {output.scores} "
-        "--samples-dir {params.samples_dir} {params.base_scores} {params.every} "
+        "--samples-dir {params.samples_dir} {params.base_scores} {params.grid} "
         "--threads {threads} "
         "> {log} 2>&1"

@@ -5,7 +5,8 @@
 # Accuracy against optimizer steps, generated tokens and CPU time for OPD, EffOPD and RL.
 rule plot_training_curves:
     input:
-        f"{RESULTS}/tables/training_curves.csv",
+        curves=f"{RESULTS}/tables/training_curves.csv",
+        base_models=f"{RESULTS}/tables/base_models.csv",
     output:
         png=report(
             f"{FIGURES}/training_curves.png",
@@ -22,8 +23,8 @@ rule plot_training_curves:
     conda:
         "../../environment.yml"
     shell:
-        "effopd plot-training --curves {input} --benchmark {params.benchmark} "
-        "--out {output.png} > {log} 2>&1"
+        "effopd plot-training --curves {input.curves} --benchmark {params.benchmark} "
+        "--base-models {input.base_models} --out {output.png} > {log} 2>&1"
 
 
 # The speed-up estimator on every seed pair: accuracy on the common grid, isotonic fits,

@@ -1,0 +1,71 @@
+"""Pin the CPU kernels torch and its math libraries pick, so that CPU results repeat
+bit for bit on any x86-64 machine with AVX2 (ground floor: imports nothing of ours).
+
+torch dispatches its own vector kernels by the CPU it finds (AVX-512 where present)
+and MKL picks its GEMM code path (AVX-512, AMX, ...) the same way; a different path
+rounds differently, and a training run that rounds differently drifts (the tiny SFT
+loss differs in the fourth decimal within 100 steps). Pinning ``avx2`` sets, before
+torch is imported:
+
+- ``ATEN_CPU_CAPABILITY=avx2``: torch's own kernels;
+- ``MKL_CBWR=AVX2,STRICT``: MKL's conditional numerical reproducibility at the AVX2
+  code path, strict (results independent of memory alignment);
+- ``MKL_ENABLE_INSTRUCTIONS=AVX2`` and ``ONEDNN_MAX_CPU_ISA=AVX2``: no wider paths.
+
+``native`` leaves all of them to the libraries (faster on AVX-512/AMX machines, not
+reproducible across CPUs). GPU results are not bit-exact either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+LEVELS: dict[str, dict[str, str]] = {
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT",
+             "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "native": {},
+}
+ENV_KEY = "EFFOPD_CPU_KERNELS"  # carries the level to every job and subprocess
+VARIABLES = tuple(sorted({name for env in LEVELS.values() for name in env}))
+
+
+def kernel_env(level: str) -> dict[str, str]:
+    """The environment variables of ``level`` (``avx2`` or ``native``), ENV_KEY included."""
+    if level not in LEVELS:
+        raise ValueError(f"resources.cpu_kernels = {level!r}: expected one of {sorted(LEVELS)}")
+    return {ENV_KEY: level, **LEVELS[level]}
+
+
+def pin_cpu_kernels(level: str) -> dict[str, str]:
+    """Set ``level``'s variables in ``os.environ`` (children inherit them); return them.
+
+    Takes effect for torch only if it runs before torch is first imported in this
+    process (torch reads ``ATEN_CPU_CAPABILITY`` once); otherwise a warning says which
+    kernels this process uses (its children still get ``level``).
+    """
+    env = kernel_env(level)
+    if level == "native":
+        for name in VARIABLES:
+            os.environ.pop(name, None)
+    os.environ.update(env)
+    torch = sys.modules.get("torch")
+    if torch is not None and level != "native":
+        found = torch.backends.cpu.get_cpu_capability().lower()
+        if found != env["ATEN_CPU_CAPABILITY"]:
+            logging.getLogger(__name__).warning(
+                "%s=%s: torch was imported before the CPU kernels were pinned and uses %s",
+                ENV_KEY, level, found)
+    return env
+
+
+def kernel_provenance() -> dict[str, Any]:
+    """What the kernels of this process are: the level asked for, torch's capability,
+    and each pinning variable as set (None where unset)."""
+    import torch
+
+    return {"level": os.environ.get(ENV_KEY, "native"),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            **{name: os.environ.get(name) for name in VARIABLES}}

@@ -1,0 +1,67 @@
+"""The pinned CPU kernels (effopd/cpu_kernels.py): the committed tiny results repeat
+bit for bit on this machine, whatever vector unit it has (issue 19, item 5)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from effopd.cpu_kernels import ENV_KEY, kernel_env
+
+# Rebuild the tiny default's student exactly as the DAG does (config/config.yaml: task
+# data, tokenizer, Qwen3 init, SFT) and stop after 50 SFT steps: the log's first rows.
+SCRIPT = r"""
+import json, sys
+from pathlib import Path
+from effopd.config import load_config
+from effopd.data.arithmetic import ArithmeticSpec, write_splits
+from effopd.models.tokenizer import save_char_tokenizer
+from effopd.models.tiny import init_tiny_qwen3
+from effopd.io import read_jsonl
+from effopd.sft import SFTSpec, supervised_finetune
+import torch
+
+out = Path(sys.argv[1])
+torch.set_num_threads(1)
+config = load_config("config/config.yaml")
+write_splits(ArithmeticSpec.from_config(config["task"]), out / "data")
+tokenizer = save_char_tokenizer(out / "tokenizer", phrases=[config["prompt"]["instruction"]])
+spec = config["models"]["student"]
+sft = SFTSpec.from_config(spec["sft"])
+model = init_tiny_qwen3(spec["arch"], tokenizer, seed=sft.seed)
+supervised_finetune(model, tokenizer, read_jsonl(out / "data" / "train.jsonl"), sft,
+                    out / "sft.csv", instruction=config["prompt"]["instruction"],
+                    stop_after=50)
+print(json.dumps(torch.backends.cpu.get_cpu_capability()))
+"""
+
+
+def test_levels_set_the_libraries_variables():
+    env = kernel_env("avx2")
+    assert env == {ENV_KEY: "avx2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT",
+                   "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert kernel_env("native") == {ENV_KEY: "native"}
+    with pytest.raises(ValueError, match=r"resources.cpu_kernels = 'avx512'"):
+        kernel_env("avx512")
+
+
+@pytest.mark.slow
+def test_student_sft_repeats_the_committed_log(repo, tmp_path):
+    """The first 50 SFT steps of the tiny student, rebuilt here with the pinned kernels,
+    give the committed log's losses to the last printed digit."""
+    env = {k: v for k, v in os.environ.items() if k not in kernel_env("avx2")}
+    env.update(kernel_env("avx2"), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == "AVX2"
+    with open(tmp_path / "sft.csv") as handle:
+        rebuilt = [(row["step"], row["lr"], row["loss"]) for row in csv.DictReader(handle)]
+    with open(repo / "results" / "tiny" / "train" / "sft_student.csv") as handle:
+        committed = [(row["step"], row["lr"], row["loss"]) for row in csv.DictReader(handle)]
+    assert rebuilt == committed[:2]
