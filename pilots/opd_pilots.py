@@ -168,7 +168,8 @@ def run_pilot(pilot: dict, base_config: dict, settings: dict, artifacts: Path,
     out = results / "runs" / name
     out.mkdir(parents=True, exist_ok=True)
     trainer = cls(spec, settings["seed"], student, teacher if method != "rl" else None,
-                  data / "train.jsonl", data / "val.jsonl" if method == "effopd" else None,
+                  data / "train.jsonl",
+                  artifacts / "benchmarks" / "tiny_val.jsonl" if method == "effopd" else None,
                   config["prompt"], run_dir)
     trainer.run(out / "log.csv", out / "effopd_search.csv", out / "checkpoints.csv",
                 fresh=True)
