@@ -169,11 +169,10 @@ def cmd_plot_training(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from effopd.plots.training import plot_training_curves
-    from effopd.reports.training import base_accuracy
+    from effopd.reports.training import teacher_accuracy
 
-    teacher = (base_accuracy(args.base_models, "teacher", args.benchmark)
-               if args.base_models else None)
-    plot_training_curves(pd.read_csv(args.curves), args.benchmark, args.out, teacher)
+    plot_training_curves(pd.read_csv(args.curves), args.benchmark, args.out,
+                         teacher_accuracy(args.base_models, args.benchmark))
 
 
 def cmd_record_provenance(args: argparse.Namespace) -> None:

@@ -156,20 +156,12 @@ def cmd_tabulate_analysis(args: argparse.Namespace) -> None:
 
 def cmd_tabulate_claims(args: argparse.Namespace) -> None:
     from effopd.reports.claims import write_claims
+    from effopd.reports.training import teacher_accuracy
 
     write_claims(args.run_dirs, args.speedup, args.out, args.claims["k"], args.early_fraction,
                  args.claims, args.speedup_settings.get("non_inferiority_margin", 0.01),
                  args.opd_evals, args.speedup_settings.get("plateau_fraction", 0.25),
                  teacher_accuracy(args.base_models, args.benchmark))
-
-
-def teacher_accuracy(base_models_csv: str | None, benchmark: str | None) -> float | None:
-    """The teacher's avg@n on ``benchmark`` from base_models.csv (None without a file)."""
-    if base_models_csv is None:
-        return None
-    from effopd.reports.training import base_accuracy
-
-    return base_accuracy(base_models_csv, "teacher", benchmark)
 
 
 def cmd_plot_analysis(args: argparse.Namespace) -> None:

@@ -56,6 +56,7 @@ from effopd.integrations.trl import EffOPDCallback, checkpoint_dir
 from effopd.io import atomic_path, atomic_write_json, read_json, read_jsonl
 from effopd.prompts import user_message
 from effopd.training.extrapolation import require_authors_search
+from effopd.training.schedule import method_lr
 from effopd.training.trainer import LOG_COLUMNS, SEARCH_COLUMNS, process_cpu_s, save_steps
 
 log = logging.getLogger(__name__)
@@ -217,7 +218,7 @@ def train_with_trl(method: str, seed: int, training: dict[str, Any], grading: di
                                   "answer": str(r["answer"])} for r in rows])
     common = dict(
         output_dir=str(run_dir), max_steps=training["steps"], seed=seed,
-        learning_rate=per_method.get("lr") or training["lr"], adam_beta1=training["betas"][0],
+        learning_rate=method_lr(training, method), adam_beta1=training["betas"][0],
         adam_beta2=training["betas"][1], weight_decay=training["weight_decay"],
         max_grad_norm=training["grad_clip"],
         # transformers' warm-up is 0-based (its first step runs at lr 0), ours 1-based

@@ -37,6 +37,13 @@ def base_accuracy(base_models_csv: str | Path, model: str, benchmark: str | None
     return float(rows["avg@n"].iloc[0])
 
 
+def teacher_accuracy(base_models_csv: str | Path | None, benchmark: str | None
+                     ) -> float | None:
+    """The teacher's :func:`base_accuracy` on ``benchmark``; None without a table."""
+    return None if base_models_csv is None else base_accuracy(base_models_csv, "teacher",
+                                                              benchmark)
+
+
 CURVE_COLUMNS = ["method", "seed", "step", "train_wall_s", "benchmark", "avg@n", "accuracy_se"]
 
 

@@ -61,13 +61,13 @@ from effopd.models.checkpoint import (
 from effopd.prompts import render_prompt
 from effopd.provenance import directory_manifest, sha256_file
 from effopd.training.extrapolation import is_search_step, line_search, snapshot
-from effopd.training.grid import grid_steps
 from effopd.training.losses import (
     grpo_advantages,
     opd_advantages,
     ppo_clip_loss,
     token_logprobs,
 )
+from effopd.training.schedule import grid_steps, method_lr
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class TrainSpec:
             method=method, steps=training["steps"],
             prompts_per_step=per_method["prompts_per_step"],
             group_size=per_method.get("group_size", 1),
-            lr=per_method.get("lr") or training["lr"], betas=tuple(training["betas"]),
+            lr=method_lr(training, method), betas=tuple(training["betas"]),
             weight_decay=training["weight_decay"], grad_clip=training["grad_clip"],
             clip_ratio_low=per_method["clip_ratio_low"],
             clip_ratio_high=per_method["clip_ratio_high"],

@@ -36,6 +36,7 @@ import pandas as pd
 from effopd.io import atomic_path, read_jsonl
 from effopd.prompts import user_message
 from effopd.training.fsdp_export import export_fsdp_checkpoint
+from effopd.training.schedule import method_lr
 from effopd.training.verl_metrics import write_verl_tables
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
         "+data.apply_chat_template_kwargs.enable_thinking": prompt["enable_thinking"],
         "actor_rollout_ref.model.path": str(student),
         "actor_rollout_ref.actor.strategy": verl["strategy"],
-        "actor_rollout_ref.actor.optim.lr": per_method.get("lr") or training["lr"],
+        "actor_rollout_ref.actor.optim.lr": method_lr(training, method),
         "actor_rollout_ref.actor.optim.weight_decay": training["weight_decay"],
         "actor_rollout_ref.actor.optim.betas": f"[{training['betas'][0]},{training['betas'][1]}]",
         "actor_rollout_ref.actor.optim.lr_warmup_steps": training.get("warmup_steps", 0),

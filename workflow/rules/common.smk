@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from effopd.config import validate_config
-from effopd.training.grid import grid_steps
+from effopd.training.schedule import grid_steps
 
 validate_config(config, source="snakemake config")
 

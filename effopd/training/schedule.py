@@ -1,4 +1,6 @@
-"""The checkpoint grid every method shares (torch-free: the Snakefile reads it too)."""
+"""What every engine (local, TRL, verl) reads the same way from the ``training`` block: the
+checkpoint grid all methods share and each method's learning rate (torch-free: the
+Snakefile reads it too)."""
 
 from __future__ import annotations
 
@@ -14,3 +16,10 @@ def grid_steps(training: dict[str, Any]) -> list[int]:
     if training.get("save_powers_of_two", False):
         steps |= {1 << k for k in range(total.bit_length()) if 1 << k <= total}
     return sorted(steps)
+
+
+def method_lr(training: dict[str, Any], method: str) -> float:
+    """The peak learning rate of ``method``: ``training.rl.lr`` for RL when set, else
+    ``training.lr``."""
+    own = training.get("rl", {}).get("lr") if method == "rl" else None
+    return own or training["lr"]
