@@ -10,7 +10,15 @@ torch is imported:
 - ``ATEN_CPU_CAPABILITY=avx2``: torch's own kernels;
 - ``MKL_CBWR=AVX2,STRICT``: MKL's conditional numerical reproducibility at the AVX2
   code path, strict (results independent of memory alignment);
-- ``MKL_ENABLE_INSTRUCTIONS=AVX2`` and ``ONEDNN_MAX_CPU_ISA=AVX2``: no wider paths.
+- ``MKL_ENABLE_INSTRUCTIONS=AVX2`` and ``ONEDNN_MAX_CPU_ISA=AVX2``: no wider paths;
+- ``NPY_DISABLE_CPU_FEATURES=X86_V4 AVX512_ICL AVX512_SPR``: numpy's universal
+  intrinsics stop at AVX2 (its AVX-512 sums and reductions round differently);
+- ``OPENBLAS_CORETYPE=Haswell``: the OpenBLAS that numpy and scipy bundle (least
+  squares, SVD, matrix products of the analyses and tables) uses its AVX2 kernels and
+  blocking on every CPU. Without these two, tables redrawn in reviewer mode on an
+  AVX2 machine differed from an AVX-512 machine's in the 16th significant digit.
+  numpy and OpenBLAS read them when first loaded: in the DAG every job inherits them
+  from the Snakefile.
 
 ``native`` leaves all of them to the libraries (faster on AVX-512/AMX machines, not
 reproducible across CPUs). GPU results are not bit-exact either way.
@@ -25,7 +33,9 @@ from typing import Any
 
 LEVELS: dict[str, dict[str, str]] = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT",
-             "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+             "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+             "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+             "OPENBLAS_CORETYPE": "Haswell"},
     "native": {},
 }
 ENV_KEY = "EFFOPD_CPU_KERNELS"  # carries the level to every job and subprocess
@@ -64,8 +74,12 @@ def pin_cpu_kernels(level: str) -> dict[str, str]:
 def kernel_provenance() -> dict[str, Any]:
     """What the kernels of this process are: the level asked for, torch's capability,
     and each pinning variable as set (None where unset)."""
+    import numpy
     import torch
 
+    numpy_features = numpy._core._multiarray_umath.__cpu_features__
     return {"level": os.environ.get(ENV_KEY, "native"),
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "numpy_simd": sorted(f for f in ("X86_V3", "X86_V4", "AVX512_ICL", "AVX512_SPR")
+                                 if numpy_features.get(f)),
             **{name: os.environ.get(name) for name in VARIABLES}}

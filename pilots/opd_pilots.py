@@ -159,7 +159,7 @@ def run_pilot(pilot: dict, base_config: dict, settings: dict, artifacts: Path,
                                 data / "train.jsonl")
     teacher = artifacts / "models" / "teacher"
     training = copy.deepcopy(config["training"])
-    steps = settings["eval_steps"]
+    steps = pilot.get("eval_steps", settings["eval_steps"])
     training["save_every"] = math.gcd(*[s for s in steps if s]) if len(steps) > 1 else steps[0]
     trainer_method = "opd" if method in ("offpolicy_sft", "opd_fullkl") else method
     spec = TrainSpec.from_config(training, trainer_method, config["grading"])
@@ -226,7 +226,8 @@ def summarize(pilots: list[dict], base_config: dict, results: Path, teacher_acc:
             "batch_acc_first": float(lg.batch_accuracy.iloc[:quarter].mean()),
             "batch_acc_last": float(lg.batch_accuracy.iloc[-quarter:].mean()),
             "tokens": int(lg.response_tokens.sum()), "cpu_s": float(lg.cpu_s.iloc[-1])})
-    curve = [f"acc@{s}" for s in settings_steps[1:-1]]
+    every = sorted({s for p in pilots for s in p.get("eval_steps", settings_steps)} - {0})
+    curve = [f"acc@{s}" for s in every[:-1]]
     columns = SUMMARY_COLUMNS[:8] + curve + SUMMARY_COLUMNS[8:]
     table = pd.DataFrame(rows, columns=columns)
     write_table(table, results / "opd_pilots.csv")

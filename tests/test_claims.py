@@ -119,6 +119,32 @@ def test_claims_table_copies_the_speedup_table_exactly(tmp_path):
     assert verdicts["effective_rank_ratio"] == "does not hold"
 
 
+def test_claims_carry_effopd_against_opd_at_its_best_learning_rate(tmp_path):
+    """EffOPD 1.5x OPD's speed; OPD at 2x lr as fast as EffOPD: against the best lr the
+    time-scale speed-up is 1 (claim 5 against the default still holds)."""
+    grid = np.arange(0, 49, 6)
+    rng = np.random.default_rng(1)
+    runs = []
+    for seed in range(4):
+        for method, speed in (("opd", 1.0), ("effopd", 1.5), ("opd-lr2x", 1.5)):
+            curve = 0.3 + 0.3 * (1 - np.exp(-grid * speed / 12))
+            rates = rng.binomial(8, np.repeat(curve[:, None], 512, axis=1)) / 8
+            runs.append(Run(method, seed, grid, rates))
+    speedup = speedup_table(runs, n_bootstrap=100)
+    values = pd.DataFrame([{"metric": m.key, "method": method, "seed": s, "value": 1.0 + s}
+                           for m in METRICS for method in ("opd", "rl") for s in range(3)])
+    table = claims_table(values, speedup, EFFECTS).set_index("metric")
+    best = table.loc["timescale_steps_vs_best_lr"]
+    assert best["b"] == "opd-lr2x" and best["a"] == "effopd"
+    assert best["ci95_low"] < 1 < best["ci95_high"]
+    assert best["verdict"] != "holds"
+    summary = speedup[(speedup["comparison"] == "effopd_vs_best_lr_opd")
+                      & (speedup["row"] == "summary")].iloc[0]
+    assert best["estimate"] == summary["timescale_steps"]
+    assert table.loc["timescale_steps", "b"] == "opd"
+    assert table.loc["timescale_steps", "ci95_low"] > 1
+
+
 @pytest.mark.parametrize(("speedup", "final", "expected"), [
     ("holds", "holds", "holds"),
     ("holds", "inconclusive", "inconclusive"),

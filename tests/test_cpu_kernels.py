@@ -41,13 +41,44 @@ print(json.dumps(torch.backends.cpu.get_cpu_capability()))
 """
 
 
+# The core type numpy's bundled OpenBLAS runs (scipy_openblas's openblas_get_corename).
+OPENBLAS_CORE = r"""
+import ctypes, glob, os, numpy
+libs = glob.glob(os.path.join(os.path.dirname(numpy.__file__), os.pardir, "numpy.libs",
+                              "libscipy_openblas*.so*"))
+lib = ctypes.CDLL(libs[0])
+name = [n for n in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
+                    "openblas_get_corename64_", "openblas_get_corename") if hasattr(lib, n)][0]
+getattr(lib, name).restype = ctypes.c_char_p
+print(getattr(lib, name)().decode())
+"""
+
+
 def test_levels_set_the_libraries_variables():
     env = kernel_env("avx2")
     assert env == {ENV_KEY: "avx2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT",
-                   "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+                   "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                   "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+                   "OPENBLAS_CORETYPE": "Haswell"}
     assert kernel_env("native") == {ENV_KEY: "native"}
     with pytest.raises(ValueError, match=r"resources.cpu_kernels = 'avx512'"):
         kernel_env("avx512")
+
+
+def test_pinned_numpy_and_openblas_stop_at_avx2():
+    """A process started with the avx2 level: numpy dispatches no AVX-512 kernel and the
+    OpenBLAS numpy bundles runs its Haswell (AVX2) kernels, on any x86-64 CPU."""
+    env = {**os.environ, **kernel_env("avx2")}
+    probe = ("import json, numpy; from numpy._core._multiarray_umath import __cpu_features__ as f;"
+             "print(json.dumps({'v4': bool(f.get('X86_V4')), 'icl': bool(f.get('AVX512_ICL'))}))")
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"v4": False, "icl": False}
+    core = subprocess.run([sys.executable, "-c", OPENBLAS_CORE], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert core.returncode == 0, core.stderr
+    assert core.stdout.strip().lower() == "haswell"
 
 
 @pytest.mark.slow

@@ -8,8 +8,10 @@ import pytest
 
 from effopd.reports.speedup import (
     Run,
+    best_lr_method,
     censored_median,
     crossing,
+    curve_area,
     estimate,
     interpolant,
     isotonic,
@@ -369,3 +371,59 @@ def test_table_and_markdown_carry_the_timescale_columns():
     old = table.drop(columns=[c for c in table if c.startswith("timescale")
                               or c == "null_timescale_contains_1"])
     assert (speedup_markdown(old)["time-scale, steps"] == "").all()
+
+
+# ------------------------------------------------------- learning-rate baselines (issue 19)
+
+
+def test_curve_area_is_the_time_average_of_the_curve():
+    # a line from 0 to 1 over the run: mean 1/2, whatever the spacing of the grid
+    assert curve_run("opd", 0, DENSE / 128, DENSE).rates.shape == (13, 4)
+    assert curve_area(curve_run("opd", 0, DENSE / 128, DENSE)) == pytest.approx(0.5)
+    # 0.2 for the first quarter, then 0.6: trapezoid over the step 0 -> 32 ramp
+    steps = np.array([0, 32, 128])
+    assert curve_area(curve_run("opd", 0, [0.2, 0.6, 0.6], steps)) == pytest.approx(
+        (0.5 * (0.2 + 0.6) * 32 + 0.6 * 96) / 128)
+
+
+def lr_study(seeds=(0, 1, 2)):
+    """OPD a saturating curve; OPD at 2x lr the same curve twice as fast; at 4x lr it
+    rises four times as fast but to a plateau 0.05 lower; EffOPD twice as fast as OPD."""
+    runs = []
+    for s in seeds:
+        runs += [curve_run("opd", s, saturating(DENSE), DENSE),
+                 curve_run("opd-lr2x", s, saturating(2 * DENSE), DENSE),
+                 curve_run("opd-lr4x", s, saturating(4 * DENSE) - 0.05 * (DENSE > 0), DENSE),
+                 curve_run("effopd", s, saturating(2 * DENSE), DENSE)]
+    return runs
+
+
+def test_best_lr_is_the_largest_area_not_the_fastest_rise():
+    runs = lr_study()
+    assert best_lr_method(runs, ["opd", "opd-lr2x", "opd-lr4x"]) == "opd-lr2x"
+    assert best_lr_method(runs, ["opd", "opd-lr4x"]) == "opd"  # 4x: fast but 0.05 lower
+
+
+def test_table_compares_effopd_with_opd_at_default_and_best_lr():
+    table = speedup_table(lr_study(), n_bootstrap=50)
+    summaries = table[table["row"] == "summary"].set_index("comparison")
+    assert list(summaries.index) == ["effopd_vs_opd", "opd-lr2x_vs_opd", "opd-lr4x_vs_opd",
+                                     "effopd_vs_best_lr_opd", "null_opd_vs_opd"]
+    assert summaries.loc["effopd_vs_best_lr_opd", "reference"] == "opd-lr2x"
+    assert summaries.loc["effopd_vs_best_lr_opd", "treatment"] == "effopd"
+    # EffOPD is twice as fast as OPD (to the interpolant's error between grid points) and
+    # exactly as fast as OPD at 2x lr (identical curves)
+    assert summaries.loc["effopd_vs_opd", "timescale_steps"] == pytest.approx(2, rel=5e-3)
+    assert summaries.loc["opd-lr2x_vs_opd", "timescale_steps"] == pytest.approx(2, rel=5e-3)
+    assert summaries.loc["effopd_vs_best_lr_opd", "timescale_steps"] == pytest.approx(
+        1, abs=1e-3)
+    assert summaries.loc["null_opd_vs_opd", "timescale_steps"] == pytest.approx(1, abs=1e-6)
+    assert bool(summaries.loc["effopd_vs_best_lr_opd", "non_inferior"])
+    markdown = speedup_markdown(table)
+    assert set(markdown["reference"]) == {"OPD", "OPD lr x2"}
+
+
+def test_without_baselines_the_table_has_no_best_lr_rows():
+    runs = [r for r in lr_study() if not r.method.startswith("opd-lr")]
+    table = speedup_table(runs, n_bootstrap=50)
+    assert set(table["comparison"]) == {"effopd_vs_opd", "null_opd_vs_opd"}

@@ -34,6 +34,30 @@ def test_default_dag_resolves(repo, tmp_path):
     assert "fetch_model" not in counts
 
 
+def test_lr_baselines_are_trained_evaluated_and_tabulated(repo, tmp_path):
+    """training.lr_baselines: OPD at 2x lr is a method of its own (opd-lr2x) on every seed,
+    trained by the opd trainer at twice the lr, and enters the speed-up table's inputs."""
+    import yaml
+
+    config = yaml.safe_load((repo / "config/config.yaml").read_text())
+    config["training"]["lr_baselines"] = {"multipliers": [2], "warmup_steps": 4}
+    path = tmp_path / "lr.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake(repo, tmp_path, "-n", "-p", "--cores", "2", "--configfile", str(path))
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    seeds = len(config["seeds"])
+    assert counts["train"] == 4 * seeds and counts["evaluate_run"] == 4 * seeds
+    commands = [line for line in result.stdout.splitlines()
+                if "effopd train" in line and "runs/opd-lr2x/seed" in line]
+    assert len(commands) == seeds
+    assert all("--method opd " in c and '"lr": 0.0006' in c and '"warmup_steps": 4' in c
+               for c in commands)
+    (tabulate,) = [line for line in result.stdout.splitlines()
+                   if "effopd tabulate-training" in line]
+    assert "eval/runs/opd-lr2x/seed0/" in tabulate and "train/opd-lr2x/seed0/" in tabulate
+
+
 def test_paper_dag_resolves(repo, tmp_path):
     result = snakemake(repo, tmp_path, "-n", "-p", "--configfile",
                        str(repo / "config/paper.yaml"))

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from effopd.plots.style import METHOD_COLORS, METHOD_LABELS, save_figure, setup
+from effopd.plots.style import METHOD_COLORS, save_figure, setup
+from effopd.reports.runs import method_label
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def _methods(table: pd.DataFrame) -> list[str]:
 
 
 def _label(method: str) -> str:
-    return METHOD_LABELS.get(method, method)
+    return method_label(method)
 
 
 def _color(method: str) -> str | None:

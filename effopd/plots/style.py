@@ -12,8 +12,9 @@ import seaborn as sns  # noqa: E402
 
 from effopd.io import atomic_path  # noqa: E402
 
-METHOD_LABELS = {"opd": "OPD", "effopd": "EffOPD", "rl": "RL (GRPO)"}
-METHOD_COLORS = {"OPD": "#1f77b4", "EffOPD": "#d62728", "RL (GRPO)": "#2ca02c"}
+# OPD's learning-rate baselines in lighter blues, in the order of their multipliers.
+METHOD_COLORS = {"OPD": "#1f77b4", "EffOPD": "#d62728", "RL (GRPO)": "#2ca02c",
+                 "OPD lr x2": "#6baed6", "OPD lr x4": "#9ecae1", "OPD lr x8": "#c6dbef"}
 
 
 def setup() -> None:

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from effopd.plots.style import METHOD_COLORS, METHOD_LABELS, save_figure, setup
+from effopd.plots.style import METHOD_COLORS, save_figure, setup
+from effopd.reports.runs import method_label
 from effopd.reports.speedup import isotonic
 from effopd.reports.stats import mean_ci95
 
@@ -25,7 +26,7 @@ def _per_step(curves: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (method, step), group in curves.groupby(["method", "step"]):
         mean, low, high = mean_ci95(group["avg@n"])
-        rows.append({"Method": METHOD_LABELS.get(method, method), "step": step,
+        rows.append({"Method": method_label(method), "step": step,
                      "accuracy": mean, "low": low, "high": high,
                      **{unit: group[unit].mean() for unit, _ in UNITS[1:] if unit in group},
                      "seeds": len(group)})
@@ -80,8 +81,8 @@ def plot_speedup_fits(curves: pd.DataFrame, speedup: pd.DataFrame, benchmark: st
                                     ("effopd", pair["trt_seed"], "trt_steps_to_target")):
             run = curves[(curves["method"] == method) & (curves["seed"] == int(seed))]
             run = run.sort_values("step")
-            color = METHOD_COLORS.get(METHOD_LABELS.get(method, method))
-            label = METHOD_LABELS.get(method, method)
+            color = METHOD_COLORS.get(method_label(method))
+            label = method_label(method)
             axis.scatter(run["step"], run["avg@n"], s=12, color=color, alpha=0.6)
             axis.plot(run["step"], isotonic(run["avg@n"].to_numpy()), color=color,
                       label=f"{label} (isotonic fit)")

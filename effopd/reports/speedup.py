@@ -98,7 +98,7 @@ from scipy import optimize
 from scipy.interpolate import PchipInterpolator
 
 from effopd.metrics import problems_csv
-from effopd.reports.runs import run_of
+from effopd.reports.runs import method_label, run_of
 from effopd.reports.stats import Z_POWER_80, crossed_mean, percentile_interval, t_interval
 
 UNITS = ("steps", "tokens", "cpu_s")
@@ -512,31 +512,75 @@ def estimate_settings(speedup: dict | None) -> dict:
             "target_fraction": settings.get("target_fraction", 0.9)}
 
 
+def curve_area(run: Run) -> float:
+    """Mean accuracy over training time: (1 / (S - s_0)) * integral of acc(t) dt from the first
+    evaluated step s_0 to the last S, trapezoid rule over the evaluated steps, acc(t) = the mean
+    over problems of the per-problem correct rate. Rewards both a fast rise and a high level."""
+    accuracy = run.rates.mean(axis=1)
+    span = float(run.steps[-1] - run.steps[0])
+    return float(np.trapezoid(accuracy, run.steps) / span) if span > 0 else float(accuracy[-1])
+
+
+def best_lr_method(runs: Sequence[Run], candidates: Sequence[str]) -> str:
+    """The OPD learning rate the referee would pick: of ``candidates`` (OPD and its
+    ``opd-lr<m>x`` baselines), the method with the largest mean :func:`curve_area` over
+    its seeds, every run read on the grid all candidates share (ties: the first). Chosen
+    on the same runs it is then compared on, so the choice favours the baseline: EffOPD's
+    speed-up against it is conservative."""
+    by_method = {m: [r for r in runs if r.method == m] for m in candidates}
+    present = [m for m in candidates if by_method[m]]
+    if not present:
+        raise ValueError(f"speed-up: no runs of {list(candidates)}")
+    grid = common_grid([r for m in present for r in by_method[m]])
+    areas = {m: float(np.mean([curve_area(r.on_grid(grid)) for r in by_method[m]]))
+             for m in present}
+    return max(present, key=lambda m: (areas[m], -present.index(m)))
+
+
+def comparisons_of(runs: Sequence[Run]) -> list[tuple[str, str, str]]:
+    """The comparisons of the effopd_speedup table, as (name, reference, treatment), the
+    runs paired by seed: EffOPD vs OPD; each learning-rate baseline vs OPD
+    (``opd-lr<m>x_vs_opd``: is a larger step itself a speed-up?); EffOPD vs OPD at its
+    best learning rate (``effopd_vs_best_lr_opd``, :func:`best_lr_method`) when baselines
+    were trained; the null ``null_opd_vs_opd`` (OPD seed i vs seed i + 1, cyclic)."""
+    methods = {r.method for r in runs}
+    baselines = sorted((m for m in methods if m.startswith("opd-lr") and m.endswith("x")),
+                       key=lambda m: float(m[len("opd-lr"):-1]))
+    comparisons = [("effopd_vs_opd", "opd", "effopd")]
+    comparisons += [(f"{b}_vs_opd", "opd", b) for b in baselines]
+    if baselines:
+        comparisons.append(("effopd_vs_best_lr_opd", best_lr_method(runs, ["opd", *baselines]),
+                            "effopd"))
+    return [*comparisons, ("null_opd_vs_opd", "opd", "opd")]
+
+
 def speedup_table(runs: Sequence[Run], plateau_fraction: float = 0.25,
                   n_bootstrap: int = 2000, seed: int = 0, confidence: float = 0.95,
                   non_inferiority_margin: float = 0.01, target_fraction: float = 0.9
                   ) -> pd.DataFrame:
-    """effopd_speedup: per pair and summary rows for EffOPD vs OPD and the OPD vs OPD null.
+    """effopd_speedup: per pair and summary rows for each comparison of
+    :func:`comparisons_of` (EffOPD vs OPD, the learning-rate baselines vs OPD, EffOPD vs
+    OPD at its best learning rate, the OPD vs OPD null).
 
-    Columns: comparison (effopd_vs_opd | null_opd_vs_opd), row (pair | summary), the
-    seeds, target accuracy, steps to target, reached, the speed-up in each unit (NaN
-    when censored, with its upper bound) and, on summary rows, its 95% interval,
+    Columns: comparison, reference and treatment (the methods compared), row (pair |
+    summary), the seeds, target accuracy, steps to target, reached, the speed-up in each
+    unit (NaN when censored, with its upper bound) and, on summary rows, its 95% interval,
     bootstrap SE, reached fraction, final-accuracy difference and its interval,
-    ``non_inferior`` (EffOPD row) and ``null_contains_1`` (null row, steps unit). Beside
-    them the time-scale speed-up ``timescale_<unit>`` (per pair; on summary rows with
-    ``_ci95_low``, ``_ci95_high``, ``_se`` and ``_n_pairs``) and, on the null row,
-    ``null_timescale_contains_1``.
+    ``non_inferior`` (every row but the null's) and ``null_contains_1`` (null row, steps
+    unit). Beside them the time-scale speed-up ``timescale_<unit>`` (per pair; on summary
+    rows with ``_ci95_low``, ``_ci95_high``, ``_se`` and ``_n_pairs``) and, on the null
+    row, ``null_timescale_contains_1``.
     """
     by = {(r.method, r.seed): r for r in runs}
-    seeds = sorted(s for m, s in by if m == "opd")
-    comparisons = {
-        "effopd_vs_opd": [(by[("opd", s)], by[("effopd", s)]) for s in seeds
-                          if ("effopd", s) in by],
-        "null_opd_vs_opd": [(by[("opd", s)], by[("opd", seeds[(i + 1) % len(seeds)])])
-                            for i, s in enumerate(seeds)] if len(seeds) > 1 else [],
-    }
     frames = []
-    for name, pairs in comparisons.items():
+    for name, reference, treatment in comparisons_of(runs):
+        seeds = sorted(s for m, s in by if m == reference)
+        if name.startswith("null_"):
+            pairs = [(by[(reference, s)], by[(reference, seeds[(i + 1) % len(seeds)])])
+                     for i, s in enumerate(seeds)] if len(seeds) > 1 else []
+        else:
+            pairs = [(by[(reference, s)], by[(treatment, s)]) for s in seeds
+                     if (treatment, s) in by]
         if not pairs:
             continue
         result = estimate(pairs, plateau_fraction, n_bootstrap, seed, confidence,
@@ -546,9 +590,12 @@ def speedup_table(runs: Sequence[Run], plateau_fraction: float = 0.25,
             rows[f"speedup_{unit}"] = rows[f"speedup_{unit}"].replace([-math.inf, math.inf],
                                                                       math.nan)
         rows.insert(0, "row", "pair")
+        rows.insert(0, "treatment", treatment)
+        rows.insert(0, "reference", reference)
         rows.insert(0, "comparison", name)
-        summary = {"comparison": name, "row": "summary", **result.summary}
-        if name == "effopd_vs_opd":
+        summary = {"comparison": name, "reference": reference, "treatment": treatment,
+                   "row": "summary", **result.summary}
+        if not name.startswith("null_"):
             summary["non_inferior"] = bool(
                 summary["final_accuracy_diff_ci95_low"] > -non_inferiority_margin)
         else:  # cyclic pairs: the mean final-accuracy difference is 0 by construction
@@ -586,6 +633,13 @@ def interval_text(row: pd.Series, column: str) -> str:
             f"{format_number(row[f'{column}_ci95_high'])}]")
 
 
+def _row_method(row: pd.Series, column: str, default: str) -> str:
+    """A row's method in ``column``, labelled (:func:`method_label`); a table written
+    before the column existed names ``default``."""
+    method = row.get(column)
+    return method_label(default if method is None or pd.isna(method) else str(method))
+
+
 def speedup_markdown(table: pd.DataFrame) -> pd.DataFrame:
     """The Markdown view: one line per pair and summary, intervals inline, censoring shown as
     ``< bound``; the time-scale speed-up in its own columns (empty for a table written
@@ -595,9 +649,11 @@ def speedup_markdown(table: pd.DataFrame) -> pd.DataFrame:
     def value(row: pd.Series, column: str) -> str:
         if row["row"] == "pair":
             if row["status"] == "ref only":
-                return f"< {number(row[f'{column}_bound'])} (EffOPD did not reach)"
+                return (f"< {number(row[f'{column}_bound'])} "
+                        f"({_row_method(row, 'treatment', 'effopd')} did not reach)")
             if row["status"] == "trt only":
-                return f"> {number(row[f'{column}_bound'])} (OPD did not reach)"
+                return (f"> {number(row[f'{column}_bound'])} "
+                        f"({_row_method(row, 'reference', 'opd')} did not reach)")
             return number(row[column]) if row["status"] == "both" else row["status"]
         return interval_text(row, column)
 
@@ -613,7 +669,8 @@ def speedup_markdown(table: pd.DataFrame) -> pd.DataFrame:
     for _, row in table.iterrows():
         summary = row["row"] == "summary"
         check = ""
-        if summary and row["comparison"] == "effopd_vs_opd":
+        null = str(row["comparison"]).startswith("null_")
+        if summary and not null:
             check = "non-inferior" if bool(row["non_inferior"]) else "not shown non-inferior"
         elif summary:
             check = contains(row["null_contains_1"])
@@ -622,9 +679,10 @@ def speedup_markdown(table: pd.DataFrame) -> pd.DataFrame:
         diff = number(row["final_accuracy_diff"])
         if summary:  # the null's mean is 0 by construction (cyclic pairs): no interval
             diff = (interval_text(row, "final_accuracy_diff")
-                    if row["comparison"] == "effopd_vs_opd" else f"{diff} (by construction)")
+                    if not null else f"{diff} (by construction)")
         lines.append({
             "comparison": row["comparison"],
+            "reference": _row_method(row, "reference", "opd"),
             "seeds (ref / trt)": "median" if summary
             else f"{int(row['ref_seed'])} / {int(row['trt_seed'])}",
             "target acc": number(row["target_accuracy"]),

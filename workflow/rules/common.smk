@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from effopd.config import validate_config
-from effopd.training.schedule import grid_steps
+from effopd.training.schedule import baseline_training, grid_steps, lr_baselines
 
 validate_config(config, source="snakemake config")
 
@@ -42,6 +42,9 @@ ABLATION = config["ablation"]
 VARIANTS = [f"effopd-{name}" for name in ABLATION["variants"]]
 ABLATION_SEEDS = ABLATION["seeds"] or SEEDS
 ABLATION_METHODS = ["opd", "effopd", *VARIANTS]  # the ablation table's runs
+# OPD's learning-rate baselines (training.lr_baselines): method opd-lr<m>x, every seed.
+LR_BASELINES = lr_baselines(TRAINING)
+TRAINED_METHODS = [*METHODS, *LR_BASELINES]  # every method of the main runs
 
 
 def alternation(names):
@@ -81,18 +84,21 @@ def train_prompts_file():
 
 
 def trainer_method(method):
-    """The trainer's method of a DAG method: an ablation variant effopd-<name> is effopd."""
-    return "effopd" if method.startswith("effopd-") else method
+    """The trainer's method of a DAG method: an ablation variant effopd-<name> is effopd,
+    a learning-rate baseline opd-lr<m>x is opd."""
+    if method.startswith("effopd-"):
+        return "effopd"
+    return "opd" if method in LR_BASELINES else method
 
 
 def training_json(wildcards):
     """A params function: the training block as JSON; for an ablation variant, with its
-    training.effopd keys replaced."""
+    training.effopd keys replaced; for a learning-rate baseline, with its lr and warm-up."""
     training = TRAINING
     if wildcards.method.startswith("effopd-"):
         overrides = ABLATION["variants"][wildcards.method.removeprefix("effopd-")]
         training = {**TRAINING, "effopd": {**TRAINING["effopd"], **overrides}}
-    return json.dumps(training, sort_keys=True)
+    return json.dumps(baseline_training(training, wildcards.method), sort_keys=True)
 
 
 def train_inputs(wildcards):
@@ -125,7 +131,7 @@ def base_scores_inputs(wildcards):
 def run_evaluations():
     return expand(
         f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{{benchmark}}.csv",
-        method=METHODS,
+        method=TRAINED_METHODS,
         seed=SEEDS,
         benchmark=SERIES_BENCHMARKS,
     )

@@ -28,15 +28,15 @@ rule tabulate_training:
     input:
         evals=expand(
             f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{SPEEDUP_BENCHMARK}.csv",
-            method=METHODS,
+            method=TRAINED_METHODS,
             seed=SEEDS,
         ),
         logs=expand(
-            f"{RESULTS}/train/{{method}}/seed{{seed}}/log.csv", method=METHODS, seed=SEEDS
+            f"{RESULTS}/train/{{method}}/seed{{seed}}/log.csv", method=TRAINED_METHODS, seed=SEEDS
         ),
         problems=expand(
             f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{SPEEDUP_BENCHMARK}.problems.csv",
-            method=METHODS,
+            method=TRAINED_METHODS,
             seed=SEEDS,
         ),
     output:
