@@ -38,13 +38,16 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - ratio
 
 
-def summarize_grades(grades: pd.DataFrame, ks: list[int]) -> dict[str, Any]:
+def summarize_grades(grades: pd.DataFrame, ks: list[int],
+                     statuses: tuple[str, ...] = ("timeout", "error", "no_answer"),
+                     ) -> dict[str, Any]:
     """Summarise graded samples, one row each with ``problem_id``, ``correct``, ``status``.
 
     Every problem must have the same number of samples ``n``. Returns ``n_problems``,
     ``n_samples_per_problem``, ``avg@n`` (mean of ``correct`` over all samples),
     ``pass@k`` for each ``k <= n`` (mean over problems of :func:`pass_at_k`; larger ``k``
-    are skipped) and the counts ``n_timeout``, ``n_error``, ``n_no_answer``.
+    are skipped) and a count ``n_<status>`` for each of ``statuses`` (math grading's
+    failure statuses by default; the code grader passes its own).
     """
     missing = {"problem_id", "correct", "status"} - set(grades.columns)
     if missing:
@@ -69,7 +72,7 @@ def summarize_grades(grades: pd.DataFrame, ks: list[int]) -> dict[str, Any]:
         if k <= n:
             summary[f"pass@{k}"] = float(sum(pass_at_k(n, int(c), k) for c in per_problem["sum"])
                                          / len(per_problem))
-    for status in ("timeout", "error", "no_answer"):
+    for status in statuses:
         summary[f"n_{status}"] = int(status_counts.get(status, 0))
     return summary
 
