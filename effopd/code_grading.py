@@ -90,6 +90,7 @@ LAUNCH_FAILED = 121  # sandbox_launch.LAUNCH_FAILED (the launcher imports nothin
 UID_BASE = 0x60000000  # slot uids: UID_BASE + (grader pid << 8) + slot, unused by real users
 MAX_WORKERS = 256
 STDERR_KEPT = 2000  # characters of stderr kept in a result (its tail)
+_UNSHARE_SIGKILLED = "unshare: sigprocmask unblock failed"
 _NAMESPACES = ["--net", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc",
                "--ipc", "--uts"]
 _FENCE = re.compile(r"```([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.DOTALL)
@@ -237,13 +238,33 @@ def record_fault(record: Any) -> str | None:
     return "needs a string 'test' or a non-empty 'stdio' list of {input, output} strings"
 
 
-def slot_uid(slot: int) -> int:
-    """The unprivileged uid of worker ``slot`` of this grader process (as root)."""
-    return UID_BASE + (os.getpid() << 8) + slot
+def grader_uids() -> range:
+    """The unprivileged uids this grader process gives its runs (as root): a block of
+    256 that depends on its pid, so two graders on one machine never share a uid."""
+    first = UID_BASE + (os.getpid() << 8)
+    return range(first, first + 256)
+
+
+_next_uid = 0
+
+
+def _pick_uid(busy: set[int]) -> int:
+    """A uid of :func:`grader_uids` that no running run holds and that owns no task
+    (not even a zombie of an earlier run that init has yet to reap: RLIMIT_NPROC counts
+    it). Rotates through the block, so consecutive runs get different uids."""
+    global _next_uid
+    uids = grader_uids()
+    for step in range(len(uids)):
+        uid = uids[(_next_uid + step) % len(uids)]
+        if uid not in busy and _user_tasks(uid) == 0:
+            _next_uid = (_next_uid + step + 1) % len(uids)
+            return uid
+    raise RuntimeError(f"every uid of {uids} still owns processes")
 
 
 def _user_tasks(uid: int) -> int:
-    """Tasks (threads included) that ``uid`` owns now: what RLIMIT_NPROC counts."""
+    """Tasks (threads and zombies included) that ``uid`` owns now: what RLIMIT_NPROC
+    counts."""
     count = 0
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -277,7 +298,7 @@ class _Run:
     item: int
     case: int
     slot: int
-    uid: int | None
+    uid: int | None  # the run's own uid (as root), else None
     proc: subprocess.Popen
     workdir: str
     nonce: str
@@ -295,11 +316,11 @@ def _cases(record: dict[str, Any]) -> list[dict[str, str] | None]:
 
 
 def _start(run_args: dict[str, Any], iso: Isolation, limits: Limits, root: str,
-           slot: int, sel: selectors.BaseSelector) -> _Run:
+           slot: int, sel: selectors.BaseSelector, busy: set[int]) -> _Run:
     """Write the run's job and launch it (non-blocking)."""
     record, case = run_args["record"], run_args["case"]
     workdir = tempfile.mkdtemp(prefix="run-", dir=root)
-    uid = slot_uid(slot) if iso.drop_uid else None
+    uid = _pick_uid(busy) if iso.drop_uid else None
     nonce = secrets.token_hex(16)
     mode = "stdio" if case is not None else "assert"
     files = {"harness.py": HARNESS, "solution.py": run_args["code"],
@@ -375,13 +396,21 @@ def _read(run: _Run, kind: str, cap: int, sel: selectors.BaseSelector) -> bool:
 def _finish(run: _Run, iso: Isolation, limits: Limits, sel: selectors.BaseSelector,
             timed_out: str | None) -> dict[str, Any]:
     """Kill what is left of a run, collect its output, remove its files; its result."""
-    if timed_out:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(run.proc.pid, signal.SIGKILL)
-    try:
-        returncode = run.proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:  # pragma: no cover - a process stuck in the kernel
-        returncode = None
+    returncode = None
+    if timed_out and iso.mounts:
+        # SIGKILL the namespace's first process: the kernel kills the rest of its pid
+        # namespace, and unshare, still alive, reaps it (no zombie left for init)
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            children = Path(f"/proc/{run.proc.pid}/task/{run.proc.pid}/children").read_text()
+            os.kill(int(children.split()[0]), signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            returncode = run.proc.wait(timeout=2)
+    if returncode is None:
+        if timed_out:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(run.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # a process stuck in the kernel
+            returncode = run.proc.wait(timeout=10)
     for kind in ("stdout", "stderr", "verdict"):
         for _ in range(64):  # what the process wrote before it ended (bounded)
             if run.fds[kind] < 0 or not _read(run, kind, limits.output_bytes, sel):
@@ -406,6 +435,8 @@ def _finish(run: _Run, iso: Isolation, limits: Limits, sel: selectors.BaseSelect
               "stdout": run.kept["stdout"].decode("utf-8", "replace")}
     if returncode is not None and returncode < 0:
         result["signal"] = signal.Signals(-returncode).name
+    elif returncode == 1 and _UNSHARE_SIGKILLED in stderr or timed_out:
+        result["signal"] = "SIGKILL"  # unshare cannot re-raise a SIGKILL: it exits with 1
     result["status"], result["reason"] = _status(run, returncode, result, timed_out)
     return result
 
@@ -422,14 +453,14 @@ def _status(run: _Run, returncode: int | None, result: dict[str, Any],
             return status, reason
     stderr = result["stderr"]
     if returncode == LAUNCH_FAILED and "sandbox: " in stderr or \
-            stderr.startswith(("unshare: ", "setpriv: ")):
+            stderr.startswith(("unshare: ", "setpriv: ")) and not result["signal"]:
         return "sandbox_error", stderr.strip().splitlines()[-1][:300]
     if returncode is None:
         return "sandbox_error", "the process did not die within 10 s of SIGKILL"
-    if returncode < 0:
-        reason = {signal.SIGXCPU: "cpu_limit", signal.SIGXFSZ: "resource_limit: file size",
-                  signal.SIGKILL: "killed by SIGKILL (out of memory?)"}
-        return "crashed", reason.get(-returncode, f"signal {result['signal']}")
+    if result["signal"]:
+        reason = {"SIGXCPU": "cpu_limit", "SIGXFSZ": "resource_limit: file size",
+                  "SIGKILL": "killed by SIGKILL (out of memory?)"}
+        return "crashed", reason.get(result["signal"], f"signal {result['signal']}")
     return "crashed", f"exited with code {returncode} without a verdict"
 
 
@@ -494,7 +525,9 @@ def _grade(records: list[dict[str, Any]], iso: Isolation, limits: Limits, worker
                                               f"global deadline of {total_timeout_s} s")
                 break
             while queue and free:
-                running.append(_start(queue.popleft(), iso, limits, root, free.pop(), sel))
+                busy = {r.uid for r in running if r.uid is not None}
+                running.append(_start(queue.popleft(), iso, limits, root, free.pop(), sel,
+                                      busy))
             wake = min([r.deadline for r in running] + [global_deadline])
             polling = any("exit" not in r.fds for r in running)
             timeout = max(0.0, min(wake - time.monotonic(), 0.05 if polling else math.inf))
