@@ -46,7 +46,9 @@ nonce (so a program that calls ``os._exit(0)`` or prints "passed" does not pass)
 - ``timeout``: killed at the wall-clock deadline (or at the batch's global deadline).
 - ``crashed``: ended abnormally: ``memory_limit`` (MemoryError), ``resource_limit``
   (fork, file size or open files refused: EAGAIN, EFBIG, EMFILE...), ``cpu_limit``
-  (SIGXCPU), killed by another signal, or exited without a verdict (``os._exit``).
+  (SIGXCPU), killed by another signal, or exited without a verdict (``os._exit``). In
+  the namespace modes the launcher reports a signal N as exit code 128 + N, so a
+  program that exits with such a code itself reads as killed by N (crashed either way).
 - ``sandbox_error``: the grader's fault, not the program's: the launcher failed, a
   malformed record, or the batch's global deadline passed before the item started.
 
@@ -434,11 +436,20 @@ def _finish(run: _Run, iso: Isolation, limits: Limits, sel: selectors.BaseSelect
               > limits.output_bytes, "stderr": stderr[-STDERR_KEPT:],
               "stdout": run.kept["stdout"].decode("utf-8", "replace")}
     if returncode is not None and returncode < 0:
-        result["signal"] = signal.Signals(-returncode).name
+        result["signal"] = _signal_name(-returncode)
+    elif iso.mounts and returncode is not None and 128 < returncode < 128 + signal.NSIG:
+        result["signal"] = _signal_name(returncode - 128)  # the launcher's 128 + N
     elif returncode == 1 and _UNSHARE_SIGKILLED in stderr or timed_out:
         result["signal"] = "SIGKILL"  # unshare cannot re-raise a SIGKILL: it exits with 1
     result["status"], result["reason"] = _status(run, returncode, result, timed_out)
     return result
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _status(run: _Run, returncode: int | None, result: dict[str, Any],

@@ -1,8 +1,9 @@
 """The sandbox's launcher: sets up one program's confinement, then ``exec``s it.
 
 Run by :mod:`effopd.code_grading` as ``python -I -S sandbox_launch.py JOB.json``, either
-as process 1 of fresh namespaces (``unshare --net --pid --mount --ipc --uts``) or, in
-the rlimits-only fallback, directly. Standard library only (it starts in about 10 ms,
+as process 1 of fresh namespaces (``unshare --net --pid --mount --ipc --uts``; it then
+forks the program and waits for it as the namespace's init) or, in the rlimits-only
+fallback, directly. Standard library only (it starts in about 10 ms,
 without ``site``). In order:
 
 1. read the job (a JSON file written by the grader);
@@ -74,9 +75,11 @@ def _write_files(workdir: str, files: dict, uid) -> None:
 
 
 def _set_limits(job: dict) -> None:
-    """Step 3. Soft and hard limits are equal, so the program cannot raise them."""
-    limits = {resource.RLIMIT_CPU: job["cpu_s"],
-              resource.RLIMIT_AS: job["memory_mb"] << 20,
+    """Step 3. Soft and hard limits are equal, so the program cannot raise them; but the
+    CPU's hard limit is a second later, so the soft one's SIGXCPU comes first (at the
+    hard limit the kernel sends SIGKILL)."""
+    resource.setrlimit(resource.RLIMIT_CPU, (job["cpu_s"], job["cpu_s"] + 1))
+    limits = {resource.RLIMIT_AS: job["memory_mb"] << 20,
               resource.RLIMIT_FSIZE: job["file_size_mb"] << 20,
               resource.RLIMIT_NPROC: job["nproc"],
               resource.RLIMIT_NOFILE: job["max_open_files"],
@@ -95,6 +98,18 @@ def _drop_privileges(uid) -> None:
     _check(_LIBC.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0), "prctl PDEATHSIG")
 
 
+def _wait_as_init(child: int) -> None:
+    """Process 1 of the pid namespace: reap every orphan until the program ends, then
+    exit with its code, or 128 + N when signal N killed it. (The program must not be
+    process 1: the kernel drops the signals process 1 has no handler for, SIGXCPU too.)
+    Exiting kills whatever is left in the namespace."""
+    while True:
+        pid, status = os.wait()
+        if pid == child:
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(code if code >= 0 else 128 - code)
+
+
 def main() -> None:
     with open(sys.argv[1], encoding="utf-8") as handle:
         job = json.load(handle)
@@ -102,6 +117,9 @@ def main() -> None:
     if job["mounts"]:
         workdir = _confine_filesystem(job)
         _write_files(workdir, job["files"], uid)
+        child = os.fork()
+        if child:
+            _wait_as_init(child)
     else:
         workdir = job["workdir"]
         _write_files(workdir, {}, uid)
