@@ -258,10 +258,21 @@ def _pick_uid(busy: set[int]) -> int:
     uids = grader_uids()
     for step in range(len(uids)):
         uid = uids[(_next_uid + step) % len(uids)]
-        if uid not in busy and _user_tasks(uid) == 0:
+        if uid not in busy and not _owns_processes(uid):
             _next_uid = (_next_uid + step + 1) % len(uids)
             return uid
     raise RuntimeError(f"every uid of {uids} still owns processes")
+
+
+def _owns_processes(uid: int) -> bool:
+    """Whether ``uid`` owns a process now, zombies included (``/proc/<pid>`` belongs to
+    the process's uid; one ``stat`` per process, no file read)."""
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_uid == uid:
+                    return True
+    return False
 
 
 def _user_tasks(uid: int) -> int:
@@ -350,7 +361,7 @@ def _start(run_args: dict[str, Any], iso: Isolation, limits: Limits, root: str,
         json.dump(job, handle)
     try:
         proc = subprocess.Popen(
-            [*iso.prefix, sys.executable, "-I", "-S", str(LAUNCHER), str(job_path)],
+            [*iso.prefix, iso.python, "-I", "-S", str(LAUNCHER), str(job_path)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             pass_fds=(verdict_w,), start_new_session=True, env={"PATH": "/usr/bin:/bin"})
     finally:
@@ -537,9 +548,16 @@ def _grade(records: list[dict[str, Any]], iso: Isolation, limits: Limits, worker
                 break
             while queue and free:
                 busy = {r.uid for r in running if r.uid is not None}
-                running.append(_start(queue.popleft(), iso, limits, root, free.pop(), sel,
-                                      busy))
-            wake = min([r.deadline for r in running] + [global_deadline])
+                args, slot = queue.popleft(), free.pop()
+                try:
+                    running.append(_start(args, iso, limits, root, slot, sel, busy))
+                except OSError as err:  # the prefix or the interpreter cannot start
+                    rows[args["item"]].update(status="sandbox_error",
+                                              reason=f"launch failed: {err}")
+                    free.append(slot)
+            if not running:  # every launch failed: go on with the queue
+                continue
+            wake = min(min(r.deadline for r in running), global_deadline)
             polling = any("exit" not in r.fds for r in running)
             timeout = max(0.0, min(wake - time.monotonic(), 0.05 if polling else math.inf))
             for key, _ in sel.select(timeout):

@@ -258,10 +258,13 @@ def test_global_deadline_bounds_the_batch() -> None:
 
 def test_a_launcher_failure_is_a_sandbox_error() -> None:
     iso = detect_isolation()
-    broken = Isolation(iso.name, iso.prefix, iso.mounts, iso.drop_uid, "/nonexistent/python")
-    rows = code_grading._grade([{"response": "a = 1", "test": ""}], broken, Limits(timeout_s=5),
-                               1, None)
-    assert rows[0]["status"] == "sandbox_error"
-    assert "FileNotFoundError" in rows[0]["reason"]
+    no_python = Isolation(iso.name, iso.prefix, iso.mounts, iso.drop_uid, "/nonexistent/python")
+    no_prefix = Isolation(iso.name, ("/nonexistent/unshare",), iso.mounts, iso.drop_uid,
+                          iso.python)
+    for broken in (no_python, no_prefix):
+        rows = code_grading._grade([{"response": "a = 1", "test": ""}] * 2, broken,
+                                   Limits(timeout_s=5), 1, None)
+        assert [row["status"] for row in rows] == ["sandbox_error"] * 2
+        assert "/nonexistent/" in rows[0]["reason"]
     with pytest.raises(RuntimeError, match="no sandbox works here"):
         detect_isolation("rlimits", python="/nonexistent/python")
