@@ -167,7 +167,7 @@ EXPECTED = {
     "namespaces+uid": {"network": "failed", "reads_environment": "passed"},
     "userns": {"network": "failed", "reads_environment": "passed"},
     "rlimits+uid": {"network": "passed", "reads_environment": "passed"},
-    "rlimits": {"network": "passed", "reads_environment": "failed"},  # /proc/<grader>/environ
+    "rlimits": {"network": "passed", "reads_environment": "failed"},  # /proc/<pid>/environ
 }
 
 
@@ -178,6 +178,9 @@ def test_hostile_programs_are_contained_and_recorded(mode: str, monkeypatch) -> 
     marker = Path(tempfile.gettempdir(), f"outside_{uuid.uuid4().hex}")
     repo_marker = REPO / f"outside_{uuid.uuid4().hex}"
     listener = socket.create_server(("127.0.0.1", 0))
+    # a process holding the secret in its initial environment (what /proc/<pid>/environ
+    # shows; the grader's own setenv above does not reach its /proc file)
+    holder = subprocess.Popen(["sleep", "120"], env={**os.environ, "EFFOPD_TEST_SECRET": SECRET})
     batch = hostile_batch(listener.getsockname()[1], marker, repo_marker)
     temp_before = set(Path(tempfile.gettempdir()).glob("effopd-sandbox-*"))
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -192,6 +195,8 @@ def test_hostile_programs_are_contained_and_recorded(mode: str, monkeypatch) -> 
         repo_written = repo_marker.exists()
     finally:
         listener.close()
+        holder.kill()
+        holder.wait()
         marker.unlink(missing_ok=True)
         repo_marker.unlink(missing_ok=True)
     expected = {"correct": "passed", "wrong": "failed", "syntax_error": "failed",
