@@ -27,12 +27,12 @@ nonce (so a program that calls ``os._exit(0)`` or prints "passed" does not pass)
   (util-linux). No network (only a down loopback), its own process tree (killing its
   first process kills every process in it), the whole filesystem read-only except a
   fresh, size-capped tmpfs on ``/tmp`` (its working directory ``/tmp/sandbox``) and on
-  ``/dev/shm``, and a uid of its own per worker slot, so ``RLIMIT_NPROC`` caps a fork
+  ``/dev/shm``, and a uid of its own per run, so ``RLIMIT_NPROC`` caps a fork
   bomb and root-only files stay unreadable. Needs root, or:
 - ``userns``: the same with ``--user --map-root-user`` for a non-root grader; the
   program keeps the grader's uid, so ``RLIMIT_NPROC`` counts the grader's processes too.
 - ``rlimits+uid`` / ``rlimits``: the fallback when namespaces do not work: the limits,
-  the process group and (as root) a uid of its own per slot, whose processes are all
+  the process group and (as root) a uid of its own per run, whose processes are all
   SIGKILLed after each run. **Not** prevented: network access, writes to world-writable
   directories such as ``/tmp``, reading world-readable files; without ``+uid`` a
   program that leaves its process group with ``setsid`` may outlive its run.
@@ -89,7 +89,7 @@ STATUSES = ("passed", "failed", "timeout", "crashed", "sandbox_error")
 ISOLATIONS = ("auto", "namespaces", "rlimits")
 LAUNCHER = Path(__file__).with_name("sandbox_launch.py")
 LAUNCH_FAILED = 121  # sandbox_launch.LAUNCH_FAILED (the launcher imports nothing of ours)
-UID_BASE = 0x60000000  # slot uids: UID_BASE + (grader pid << 8) + slot, unused by real users
+UID_BASE = 0x60000000  # run uids: UID_BASE + (grader pid << 8) + 0..255, unused by real users
 MAX_WORKERS = 256
 STDERR_KEPT = 2000  # characters of stderr kept in a result (its tail)
 _UNSHARE_SIGKILLED = "unshare: sigprocmask unblock failed"
@@ -188,7 +188,7 @@ class Limits:
 @dataclasses.dataclass(frozen=True)
 class Isolation:
     """How runs are confined: ``name`` (the results' ``sandbox``), the command prefix,
-    whether the launcher mounts its own filesystem, whether it drops to a slot uid, and
+    whether the launcher mounts its own filesystem, whether it drops to a run's uid, and
     the interpreter the programs run with."""
 
     name: str
@@ -510,7 +510,7 @@ def _grade(records: list[dict[str, Any]], iso: Isolation, limits: Limits, worker
     running: list[_Run] = []
     sel = selectors.DefaultSelector()
     root = tempfile.mkdtemp(prefix="effopd-sandbox-")
-    os.chmod(root, 0o711)  # slot uids reach their working directories (rlimits mode)
+    os.chmod(root, 0o711)  # run uids reach their working directories (rlimits mode)
 
     def settle(run: _Run, timed_out: str | None) -> None:
         """Record a finished run; queue the item's next stdio case if this one passed."""
@@ -608,7 +608,7 @@ def detect_isolation(isolation: str = "auto", python: str | None = None) -> Isol
 
     ``isolation``: ``auto`` (namespaces, else rlimits), ``namespaces`` or ``rlimits``.
     ``python``: the programs' interpreter; by default the first of this interpreter,
-    ``/usr/bin/python3``, ... that a slot uid can run (a venv under ``/root`` cannot).
+    ``/usr/bin/python3``, ... that a run's uid can run (a venv under ``/root`` cannot).
     Raises RuntimeError when nothing works, with each attempt's reason.
     """
     if isolation not in ISOLATIONS:
