@@ -18,10 +18,13 @@ verl's own weight sync to the rollout):
    checkpoint engine pushes the weights to the rollout
    (``checkpoint_manager.update_weights``), verl's ``_validate`` samples the
    validation set (``data.val_files``; ``rollout.val_kwargs``: n = 1, the
-   evaluation temperature / top_p) and the score is its
-   ``val-core/val/reward/mean@1`` (the math-verify reward);
+   evaluation temperature / top_p) and the score is its core metric
+   (:func:`val_score`: ``val-core/val/acc/mean@1``, the math-verify reward that
+   verl's ``NaiveRewardManager`` records as ``acc``); the tokens those rollouts
+   generated are logged as ``effopd/val_tokens``;
 3. the ranks keep the best m, which becomes the anchor; every candidate is
-   appended to ``<default_local_dir>/effopd_search.csv``; when verl saved a
+   written to ``<default_local_dir>/effopd_search.csv`` (rows of this step or
+   later, left by an attempt that was resumed, are replaced); when verl saved a
    checkpoint this step (it saves before ``on_step_end``) it is saved again
    with the post-search weights, and the anchor shards are stored beside it
    (``effopd_anchor_world_size_W_rank_R.pt``); a resumed run loads them.
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import time
 from pathlib import Path
 
@@ -51,7 +55,28 @@ from effopd.training.extrapolation import SearchRecord, is_power_of_two, search_
 
 SEARCH_FILE = "effopd_search.csv"
 SEARCH_COLUMNS = ["step", "iteration", "multiplier", "score", "accepted"]
-VAL_SCORE_KEY = "val-core/val/reward/mean@1"  # data_source "val" (write_verl_parquet)
+# verl's core validation metric: val-core/<data_source>/<variable>/mean@<n>; data_source
+# "val" (write_verl_parquet), variable "acc" for a float reward (NaiveRewardManager).
+VAL_CORE = re.compile(r"^val-core/(?P<source>[^/]+)/(?P<var>[^/]+)/mean@(?P<n>\d+)$")
+
+
+def val_score(metrics: dict[str, float]) -> tuple[str, float]:
+    """The key and value of the one core mean of verl's validation metrics.
+
+    ``val-core/<source>/acc/mean@<n>`` when verl recorded ``acc`` (a float reward),
+    else the only ``val-core/<source>/<variable>/mean@<n>``; anything else is an error
+    naming the keys found.
+    """
+    means = [key for key in metrics if VAL_CORE.match(key)]
+    acc = [key for key in means if VAL_CORE.match(key)["var"] == "acc"]
+    chosen = acc if acc else means
+    if len(chosen) != 1:
+        raise KeyError(f"EffOPD: expected one core validation mean (val-core/<source>/acc/"
+                       f"mean@n) in verl's metrics, found {chosen or sorted(metrics)[:8]}")
+    value = metrics[chosen[0]]
+    if value is None or value != value:
+        raise ValueError(f"EffOPD: verl's validation score {chosen[0]} is {value}")
+    return chosen[0], float(value)
 
 
 class EffOPDWorker(ActorRolloutRefWorker):
@@ -92,7 +117,22 @@ class EffOPDWorker(ActorRolloutRefWorker):
 
 @register_trainer("effopd")
 class EffOPDTrainer(PPOTrainerSync):
-    """verl's synchronous trainer plus EffOPD's line search in ``on_step_end``."""
+    """verl's synchronous trainer plus EffOPD's line search in ``on_step_end``.
+
+    ``trainer.v1.trainer_mode=effopd`` only selects this class (verl's registry);
+    verl's trainer branches on ``trainer_mode != "sync"`` (replay buffer, generation
+    batch size, TransferQueue state in checkpoints, resume), so the mode is set back
+    to ``sync`` before verl's constructor reads it: EffOPD samples and orders data
+    exactly as OPD does.
+    """
+
+    def __init__(self, config):
+        from omegaconf import open_dict
+
+        with open_dict(config):
+            config.trainer.v1.trainer_mode = "sync"
+        super().__init__(config)
+        self._effopd_val_tokens = 0
 
     def _init_resource_pool_mgr(self):
         import ray
@@ -115,43 +155,58 @@ class EffOPDTrainer(PPOTrainerSync):
             self._actor_dir(self.global_steps) if self.global_steps else None)
         super().on_init_end()
 
+    def _maybe_log_val_generations(self, inputs, outputs, scores):
+        """Count the validation rollouts' tokens (re-tokenized, special tokens dropped)."""
+        self._effopd_val_tokens += sum(len(self.tokenizer.encode(text, add_special_tokens=False))
+                                       for text in outputs)
+        return super()._maybe_log_val_generations(inputs, outputs, scores)
+
     def _score(self, multiplier: float) -> float:
         self.actor_rollout_wg.effopd_place(multiplier)
         self.checkpoint_manager.update_weights(self.global_steps)
         metrics = self._validate()
         self.checkpoint_manager.sleep_replicas()
-        if VAL_SCORE_KEY not in metrics:
-            raise KeyError(f"EffOPD: verl's validation gave no {VAL_SCORE_KEY!r}; got "
-                           f"{sorted(metrics)[:8]}")
-        return float(metrics[VAL_SCORE_KEY])
+        return val_score(metrics)[1]
 
     def on_step_end(self):
         step = self.global_steps
         if is_power_of_two(step):
             started = time.perf_counter()
+            self._effopd_val_tokens = 0
             self.actor_rollout_wg.effopd_begin()
             records, best = search_multipliers(
                 self._score, step, max_iterations=int(self._effopd("max_iterations", 5)),
                 initial_factor=float(self._effopd("initial_factor", 2.0)))
             self.actor_rollout_wg.effopd_finish(best)
-            append_search_log(Path(self.config.trainer.default_local_dir) / SEARCH_FILE,
-                              records)
+            write_search_log(Path(self.config.trainer.default_local_dir) / SEARCH_FILE,
+                             records)
             if os.path.isdir(self._actor_dir(step)):  # verl saved before on_step_end
                 self._save_checkpoint()  # again: the checkpoint holds the post-search weights
             pending = getattr(self, "_pending_sync_metrics", None) or {}
             pending["timing_s/effopd_search"] = time.perf_counter() - started
+            pending["effopd/val_tokens"] = self._effopd_val_tokens
             self._pending_sync_metrics = pending
         if os.path.isdir(self._actor_dir(step)):  # every checkpoint carries the anchor
             self.actor_rollout_wg.effopd_save_anchor(self._actor_dir(step))
         super().on_step_end()
 
 
-def append_search_log(path: Path, records: list[SearchRecord]) -> None:
-    """Append the records to the search log (header on first write)."""
-    new = not path.exists()
+def write_search_log(path: Path, records: list[SearchRecord]) -> None:
+    """Add one search's records to the log, replacing rows of its step or later.
+
+    A resumed run repeats the steps after its checkpoint; the rows an earlier
+    attempt wrote for them are dropped, so every step's search appears once.
+    """
+    step = min(r.step for r in records)
+    kept = []
+    if path.exists():
+        with path.open(newline="", encoding="utf-8") as handle:
+            kept = [row for row in csv.DictReader(handle) if int(row["step"]) < step]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", newline="", encoding="utf-8") as handle:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=SEARCH_COLUMNS)
-        if new:
-            writer.writeheader()
+        writer.writeheader()
+        writer.writerows(kept)
         writer.writerows(r.as_row() for r in records)
+    tmp.replace(path)

@@ -23,6 +23,7 @@ The reward of the RL baseline is :func:`effopd.training.verl_reward.compute_scor
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -38,6 +39,7 @@ from effopd.prompts import user_message
 from effopd.training.fsdp_export import export_fsdp_checkpoint
 from effopd.training.schedule import method_lr
 from effopd.training.verl_metrics import write_verl_tables
+from effopd.training.verl_resources import check_gpus, logits_bytes, token_budget
 
 log = logging.getLogger(__name__)
 REWARD_MODULE = Path(__file__).with_name("verl_reward.py")
@@ -57,6 +59,11 @@ def write_verl_parquet(problems_jsonl: str | Path, out: str | Path, instruction:
     with atomic_path(out, suffix=".parquet") as tmp:
         pd.DataFrame(rows).to_parquet(tmp, index=False)
     return len(rows)
+
+
+def _absolute(path: str | Path) -> str:
+    """An absolute path: Ray workers (other nodes too) do not share the launch directory."""
+    return str(Path(path).resolve())
 
 
 def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[str, Any],
@@ -85,20 +92,20 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
     overrides: dict[str, Any] = {
         "algorithm.adv_estimator": "grpo",
         "algorithm.use_kl_in_reward": False,
-        "data.train_files": str(train_parquet),
-        "data.val_files": str(val_parquet or train_parquet),
+        "data.train_files": _absolute(train_parquet),
+        "data.val_files": _absolute(val_parquet or train_parquet),
         "data.train_batch_size": batch,
         "data.max_prompt_length": verl["max_prompt_length"],
         "data.max_response_length": training["max_new_tokens"],
         "data.seed": seed,
         "+data.apply_chat_template_kwargs.enable_thinking": prompt["enable_thinking"],
-        "actor_rollout_ref.model.path": str(student),
+        "actor_rollout_ref.model.path": _absolute(student),
         "actor_rollout_ref.actor.strategy": verl["strategy"],
         "actor_rollout_ref.actor.optim.lr": method_lr(training, method),
         "actor_rollout_ref.actor.optim.weight_decay": training["weight_decay"],
         "actor_rollout_ref.actor.optim.betas": f"[{training['betas'][0]},{training['betas'][1]}]",
         "actor_rollout_ref.actor.optim.lr_warmup_steps": training.get("warmup_steps", 0),
-        "actor_rollout_ref.actor.grad_clip": training["grad_clip"],
+        "actor_rollout_ref.actor.optim.clip_grad": training["grad_clip"],  # the engine reads this
         "actor_rollout_ref.actor.ppo_mini_batch_size": batch,  # one mini-batch: on-policy
         "actor_rollout_ref.actor.ppo_epochs": 1,
         "actor_rollout_ref.actor.clip_ratio_low": per_method["clip_ratio_low"],
@@ -113,6 +120,9 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
         "actor_rollout_ref.rollout.tensor_model_parallel_size": verl["rollout_tensor_parallel"],
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu": verl["micro_batch_per_gpu"],
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": verl["micro_batch_per_gpu"],
+        # micro-batches packed up to a token budget per GPU (the log-prob passes follow)
+        "actor_rollout_ref.actor.use_dynamic_bsz": True,
+        "actor_rollout_ref.actor.ppo_max_token_len_per_gpu": token_budget(training),
         "reward.custom_reward_function.path": str(REWARD_MODULE),
         "reward.custom_reward_function.name": "compute_score",
         "trainer.use_v1": True,
@@ -122,7 +132,7 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
         "trainer.val_before_train": False,
         "trainer.n_gpus_per_node": verl["n_gpus_per_node"],
         "trainer.nnodes": verl["nnodes"],
-        "trainer.default_local_dir": str(Path(run_dir) / "verl"),
+        "trainer.default_local_dir": _absolute(Path(run_dir) / "verl"),
         "trainer.project_name": "effopd-repro",
         "trainer.experiment_name": f"{method}-seed{seed}",
         "trainer.logger": "[console,file]",
@@ -133,7 +143,7 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
         teacher_key = "distillation.teacher_models.teacher_model"
         overrides.update({
             "distillation.enabled": True,
-            f"{teacher_key}.model_path": str(teacher),
+            f"{teacher_key}.model_path": _absolute(teacher),
             f"{teacher_key}.inference.tensor_model_parallel_size": verl["teacher_tensor_parallel"],
             "distillation.n_gpus_per_node": verl["teacher_gpus_per_node"],
             "distillation.nnodes": verl["teacher_nnodes"],
@@ -163,6 +173,38 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
     return [sys.executable, "-m", "verl.trainer.main_ppo", *args]
 
 
+# What a verl run imports, in the driver and the Ray workers: module -> distribution.
+ENGINE_MODULES = {"verl": "verl==0.9.1", "ray": "ray", "hydra": "hydra-core",
+                  "transfer_queue": "TransferQueue", "vllm": "vllm (the rollout)",
+                  "flash_attn": "flash-attn (the actor's attention)"}
+GPU_ENV_HINT = ("build the GPU environment: make gpu-env, or the train rule's conda environment "
+                "workflow/envs/verl-gpu.yaml (config/README.md, 'First GPU run')")
+
+
+def require_engine_modules() -> None:
+    """Name every module the verl engine needs and cannot find, before anything starts."""
+    missing = [f"{module} ({dist})" for module, dist in ENGINE_MODULES.items()
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        raise ModuleNotFoundError(f"training.engine 'verl' needs modules that are not installed: "
+                                  f"{', '.join(missing)}; {GPU_ENV_HINT}")
+
+
+def require_effopd_plugin() -> None:
+    """Import the EffOPD plug-in as verl will, so a failure is shown (verl logs it at DEBUG)."""
+    import importlib.metadata
+
+    if os.environ.get("VERL_USE_EXTERNAL_PLUGINS", "auto").strip().lower() == "none":
+        raise RuntimeError("VERL_USE_EXTERNAL_PLUGINS=none: verl would not load the effopd "
+                           "trainer mode; unset it")
+    points = [p for p in importlib.metadata.entry_points(group="verl.plugins")
+              if p.name == "effopd"]
+    if not points:
+        raise RuntimeError("the verl.plugins entry point 'effopd' is not installed; reinstall "
+                           "this package (pip install -e .)")
+    points[0].load()  # raises the plug-in's own import error
+
+
 def export_checkpoints(run_dir: str | Path) -> pd.DataFrame:
     """Export every ``global_step_N/actor`` as a float32 HF checkpoint; the index (step, path)."""
     run_dir = Path(run_dir)
@@ -187,6 +229,19 @@ def metrics_parts(metrics_jsonl: str | Path) -> list[Path]:
     return parts + ([metrics_jsonl] if metrics_jsonl.exists() else [])
 
 
+def log_logits_memory(training: dict[str, Any], student: str | Path) -> None:
+    """Log the worst-case logits of one update micro-batch (the token budget per GPU)."""
+    config = Path(student) / "config.json"
+    if not config.is_file():
+        return
+    vocab = json.loads(config.read_text(encoding="utf-8")).get("vocab_size")
+    if vocab:
+        tokens = token_budget(training)
+        log.info("update micro-batch: at most %d tokens per GPU x %d vocabulary = %.1f GiB of "
+                 "bf16 logits (%.1f GiB as float32)", tokens, vocab,
+                 logits_bytes(tokens, vocab) / 2**30, logits_bytes(tokens, vocab, 4) / 2**30)
+
+
 def run_verl(command: list[str], metrics_jsonl: str | Path,
              grading: dict[str, Any] | None = None) -> None:
     """Run verl's trainer (verl resumes from its own latest checkpoint when restarted).
@@ -196,11 +251,6 @@ def run_verl(command: list[str], metrics_jsonl: str | Path,
     by an earlier (interrupted) attempt is first renamed to
     ``<name>.partN.jsonl``; :func:`metrics_parts` lists them in order.
     """
-    if importlib.util.find_spec("verl") is None:
-        raise ModuleNotFoundError(
-            "training.engine is 'verl' but verl is not installed; build the verl environment "
-            "(make verl-env, or pip install -e '.[verl]' -c requirements-verl.lock; see "
-            "README.md) or use engine 'local'")
     metrics_jsonl = Path(metrics_jsonl)
     if metrics_jsonl.exists():
         metrics_jsonl.rename(metrics_jsonl.with_suffix(f".part{len(metrics_parts(metrics_jsonl))}"
@@ -228,6 +278,7 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
     """
     from effopd.training.extrapolation import require_authors_search
 
+    require_engine_modules()  # before anything is written or started: one line, every module
     require_authors_search(training.get("effopd", {}), "verl")
     if training.get("save_powers_of_two", False):
         raise ValueError("training.save_powers_of_two: engine verl saves every save_every "
@@ -236,6 +287,9 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
         log.warning("EffOPD on verl uses the effopd trainer mode "
                     "(effopd.integrations.verl_plugin), which has never run on GPUs: check its "
                     "search log and checkpoints before trusting the run")
+        require_effopd_plugin()
+    check_gpus(training, method)  # verl's pools against the GPUs Ray will see
+    log_logits_memory(training, student)
     from effopd.training.verl_compose import compose_verl_config
 
     run_dir = Path(run_dir)

@@ -43,7 +43,7 @@ def test_every_override_composes_with_verl_0_9_1(paper, method):
     if method == "effopd":
         val = config.actor_rollout_ref.rollout.val_kwargs
         assert val.n == 1 and val.do_sample and val.temperature == 1.0
-        assert config.effopd.max_iterations == 5 and config.effopd.param_rule == "blocks"
+        assert config.effopd.max_iterations == 5 and config.effopd.param_rule == "authors"
 
 
 def test_paper_yaml_holds_no_fork_key(repo):

@@ -116,6 +116,25 @@ def train_inputs(wildcards):
     return inputs
 
 
+def train_gpus(wildcards):
+    """GPUs one training job asks the scheduler for: with engine verl, the Ray pools
+    that verl will ask for (trainer pool, plus the teacher pool for OPD and EffOPD);
+    otherwise resources.gpus."""
+    if TRAINING["engine"] != "verl":
+        return config["resources"]["gpus"]
+    from effopd.training.verl_resources import gpu_request
+
+    return gpu_request(TRAINING, trainer_method(wildcards.method))
+
+
+# The train rule's conda environment: engine verl needs the GPU stack (verl, vLLM,
+# flash-attn; workflow/envs/verl-gpu.yaml and its post-deploy script), the others
+# the project's environment. Paths are relative to workflow/rules/.
+TRAIN_CONDA_ENV = (
+    "../envs/verl-gpu.yaml" if TRAINING["engine"] == "verl" else "../../environment.yml"
+)
+
+
 def base_scores_inputs(wildcards):
     """The student's evaluate_model scores on this benchmark, which stand in for step 0
     of every run's evaluation (same model and sampling settings); none when the

@@ -27,14 +27,14 @@ rule train:
         ),
     threads: config["resources"]["threads"]
     resources:
-        gpu=config["resources"]["gpus"],
+        gpu=train_gpus,
         mem_mb=config["resources"]["mem_mb"],
     log:
         f"{LOGS}/train/{{method}}/seed{{seed}}.log",
     benchmark:
         f"{BENCHMARK_DIR}/train/{{method}}/seed{{seed}}.tsv",
     conda:
-        "../../environment.yml"
+        TRAIN_CONDA_ENV
     shell:
         "effopd train --method {params.method} --seed {wildcards.seed} "
         "--training {params.training:q} --grading {params.grading:q} "
