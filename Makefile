@@ -6,17 +6,22 @@
 # then the project with the exact versions of requirements.lock.
 # `make test` also builds .venv-verl (verl 0.9.1, its own lock requirements-verl.lock:
 # verl pins transformers<5.11) and runs tests/on_verl there.
+#   make gpu-env  the GPU environment of engine verl (.venv-gpu: verl 0.9.1, vLLM 0.24.0,
+#                 torch 2.11.0 CUDA, flash-attn 2.8.3; requirements-gpu.lock), on a GPU machine
+#   make check-gpu-lock  does requirements-gpu.lock resolve? (pip, no install, no GPU)
 
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 VENV_VERL := .venv-verl
 STAMP_VERL := $(VENV_VERL)/.installed-stamp
+VENV_GPU := .venv-gpu
+STAMP_GPU := $(VENV_GPU)/.installed-stamp
 CORES ?= all
 SNAKEMAKE_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run study test test-verl verl-env lint figures report clean-venv
+.PHONY: run study test test-verl verl-env gpu-env check-gpu-lock lint figures report clean-venv
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +39,19 @@ $(STAMP_VERL): pyproject.toml requirements-verl.lock
 	touch $(STAMP_VERL)
 
 verl-env: $(STAMP_VERL)
+
+# The GPU environment of engine verl: the script the train rule's conda environment runs
+# after creation (workflow/envs/verl-gpu.post-deploy.sh), so both paths install the same.
+$(STAMP_GPU): pyproject.toml requirements-gpu.lock requirements-gpu-build.lock
+	test -x $(VENV_GPU)/bin/python || python3.11 -m venv $(VENV_GPU)
+	$(VENV_GPU)/bin/python -m pip install --quiet --upgrade pip
+	PYTHON=$(VENV_GPU)/bin/python bash workflow/envs/verl-gpu.post-deploy.sh
+	touch $(STAMP_GPU)
+
+gpu-env: $(STAMP_GPU)
+
+check-gpu-lock: $(STAMP_VERL)
+	ci/check_gpu_lock.sh $(VENV_VERL)/bin/python
 
 run: $(STAMP)
 	snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)

@@ -141,3 +141,34 @@ def test_smoke_training_outputs(smoke_run):
                                                                         "responses_per_step"]
     for suffix in ("png", "pdf"):
         assert (smoke_run / f"paper_figures/smoke/training_curves.{suffix}").stat().st_size > 0
+
+
+def rule_conda_env(repo, workdir, configfile, rule):
+    """The conda environment Snakemake parsed for ``rule`` under ``configfile``."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import (
+        ConfigSettings,
+        OutputSettings,
+        ResourceSettings,
+        StorageSettings,
+    )
+
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(resource_settings=ResourceSettings(),
+                                config_settings=ConfigSettings(configfiles=[configfile]),
+                                storage_settings=StorageSettings(),
+                                snakefile=repo / "Snakefile", workdir=workdir)
+        return workflow._workflow.get_rule(rule).conda_env
+
+
+def test_train_rule_environment_holds_what_its_engine_imports(repo, tmp_path):
+    """--use-conda: engine verl trains in the GPU stack's environment (verl, vLLM,
+    flash-attn from requirements-gpu.lock), the local engine in environment.yml."""
+    paper = rule_conda_env(repo, tmp_path, repo / "config/paper.yaml", "train")
+    assert (repo / "workflow/rules" / paper).resolve() == repo / "workflow/envs/verl-gpu.yaml"
+    tiny = rule_conda_env(repo, tmp_path, repo / "config/config.yaml", "train")
+    assert (repo / "workflow/rules" / tiny).resolve() == repo / "environment.yml"
+    deploy = (repo / "workflow/envs/verl-gpu.post-deploy.sh").read_text()
+    assert "requirements-gpu.lock" in deploy
+    lock = (repo / "requirements-gpu.lock").read_text()
+    assert all(f"\n{dist}==" in lock for dist in ("verl", "vllm", "ray", "hydra-core"))

@@ -173,17 +173,20 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
     return [sys.executable, "-m", "verl.trainer.main_ppo", *args]
 
 
-# What a verl run imports, in the driver and the Ray workers: module -> distribution.
-ENGINE_MODULES = {"verl": "verl==0.9.1", "ray": "ray", "hydra": "hydra-core",
-                  "transfer_queue": "TransferQueue", "vllm": "vllm (the rollout)",
-                  "flash_attn": "flash-attn (the actor's attention)"}
+# What a verl run imports, in the driver and the Ray workers: module -> (distribution of
+# requirements-gpu.lock / -build.lock, what for).
+ENGINE_MODULES = {"verl": ("verl", "the trainer"), "ray": ("ray", "the workers"),
+                  "hydra": ("hydra-core", "verl's config"),
+                  "transfer_queue": ("TransferQueue", "verl's v1 trainer"),
+                  "vllm": ("vllm", "the rollout"),
+                  "flash_attn": ("flash-attn", "the actor's attention")}
 GPU_ENV_HINT = ("build the GPU environment: make gpu-env, or the train rule's conda environment "
                 "workflow/envs/verl-gpu.yaml (config/README.md, 'First GPU run')")
 
 
 def require_engine_modules() -> None:
     """Name every module the verl engine needs and cannot find, before anything starts."""
-    missing = [f"{module} ({dist})" for module, dist in ENGINE_MODULES.items()
+    missing = [f"{module} ({dist}: {role})" for module, (dist, role) in ENGINE_MODULES.items()
                if importlib.util.find_spec(module) is None]
     if missing:
         raise ModuleNotFoundError(f"training.engine 'verl' needs modules that are not installed: "

@@ -134,8 +134,8 @@ def test_missing_module_is_named_before_ray_starts(paper, tmp_path, monkeypatch)
                         run_dir, tmp_path / "log.csv", tmp_path / "search.csv",
                         tmp_path / "index.csv")
     message = str(err.value)
-    assert "\n" not in message and "vllm (the rollout)" in message
-    assert "flash_attn (flash-attn" in message and "make gpu-env" in message
+    assert "\n" not in message and "vllm (vllm: the rollout)" in message
+    assert "flash_attn (flash-attn: " in message and "make gpu-env" in message
     assert "verl (" not in message and "ray (" not in message  # those are installed
     assert not run_dir.exists() and not ray.is_initialized()
 
