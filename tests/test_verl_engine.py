@@ -1,6 +1,7 @@
 """Paper-scale plumbing without GPUs: DeepMath filtering, verl's parquet and command line."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -75,7 +76,11 @@ def test_verl_command_effopd_is_native_distillation_plus_trainer_mode(paper):
                            "teacher", "t.parquet", "v.parquet", "run")
     o = overrides(command)
     assert o["distillation.enabled"] == "True"
-    assert o["distillation.teacher_models.teacher_model.model_path"] == "teacher"
+    # absolute: Ray workers do not share the launch directory
+    teacher = o["distillation.teacher_models.teacher_model.model_path"]
+    assert teacher == str(Path("teacher").resolve())
+    assert o["actor_rollout_ref.actor.optim.clip_grad"] == "1.0"  # what verl's engine reads
+    assert "actor_rollout_ref.actor.grad_clip" not in o
     assert o["distillation.distillation_loss.loss_mode"] == "k1"
     assert o["distillation.distillation_loss.use_policy_gradient"] == "True"
     assert o["distillation.distillation_loss.use_task_rewards"] == "False"
