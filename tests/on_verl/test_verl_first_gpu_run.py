@@ -271,3 +271,13 @@ def test_search_log_keeps_one_row_set_per_step_on_resume(tmp_path):
     assert [(r["step"], r["iteration"], r["score"]) for r in rows] == [
         ("1", "0", "0.1"), ("1", "1", "0.0"), ("2", "0", "0.1"), ("2", "1", "0.0"),
         ("4", "0", "0.2")]
+
+
+def test_effopd_counts_the_tokens_of_its_validation_rollouts(paper, char_tokenizer):
+    """Smaller gap: effopd/val_tokens was never emitted (the token speed-up undercounted
+    EffOPD's cost); verl's _validate hands every decoded output to this hook."""
+    trainer = verl_trainer(composed(paper, "effopd"))
+    trainer.tokenizer = char_tokenizer  # what verl's init() sets
+    outputs = ["\\boxed{12}", "so 7"]
+    trainer._maybe_log_val_generations(["q1", "q2"], outputs, [1.0, 0.0])
+    assert trainer._effopd_val_tokens == len("\\boxed{12}") + len("so 7")  # one per character

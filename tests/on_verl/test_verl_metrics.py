@@ -92,3 +92,21 @@ def test_unreadable_metrics_line_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"m.jsonl:2"):
         write_verl_tables(bad, pd.DataFrame({"step": [], "path": []}), 1, 1, tmp_path / "l",
                           tmp_path / "i", tmp_path / "s")
+
+
+def test_a_nan_metric_logged_by_verl_is_read_back_as_nan(tmp_path, monkeypatch):
+    """verl's file logger writes NaN as null; float(None) crashed the table."""
+    from verl.utils.tracking import Tracking
+
+    path = tmp_path / "verl_metrics.jsonl"
+    monkeypatch.setenv("VERL_FILE_LOGGER_PATH", str(path))
+    tracking = Tracking(project_name="p", experiment_name="e", default_backend=["file"])
+    tracking.log(data={"timing_s/step": 1.0, "actor/loss": math.nan, "critic/score/mean": 0.5,
+                       "response_length/mean": 10.0, "actor/distillation/loss": math.nan},
+                 step=1)
+    tracking.logger["file"].finish()
+    assert '"actor/loss":null' in path.read_text()
+    log = write_verl_tables(path, pd.DataFrame({"step": [1], "path": ["c"]}), 2, 1,
+                            tmp_path / "log.csv", tmp_path / "index.csv", tmp_path / "s.csv")
+    assert math.isnan(log["loss"].iloc[0]) and math.isnan(log["reverse_kl"].iloc[0])
+    assert log["batch_accuracy"].iloc[0] == 0.5
