@@ -18,7 +18,8 @@ verl's own weight sync to the rollout):
    checkpoint engine pushes the weights to the rollout
    (``checkpoint_manager.update_weights``), verl's ``_validate`` samples the
    validation set (``data.val_files``; ``rollout.val_kwargs``: n = 1, the
-   evaluation temperature / top_p) and the score is its core metric
+   evaluation temperature / top_p; every problem with its own vLLM seed, the same
+   for every candidate: :func:`validation_seed`) and the score is its core metric
    (:func:`val_score`: ``val-core/val/acc/mean@1``, the math-verify reward that
    verl's ``NaiveRewardManager`` records as ``acc``); the tokens those rollouts
    generated are logged as ``effopd/val_tokens``;
@@ -44,7 +45,9 @@ import re
 import time
 from pathlib import Path
 
+import ray
 from verl.single_controller.base.decorator import Dispatch, register
+from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ
 from verl.trainer.ppo.utils import Role
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
@@ -77,6 +80,41 @@ def val_score(metrics: dict[str, float]) -> tuple[str, float]:
     if value is None or value != value:
         raise ValueError(f"EffOPD: verl's validation score {chosen[0]} is {value}")
     return chosen[0], float(value)
+
+
+VAL_SEED_STRIDE = 1_000_003  # > any data-set row: (row, sample) -> one seed
+
+
+def validation_seed(trajectory: dict) -> int | None:
+    """vLLM's per-request seed of a validation sample: its data-set row and sample number.
+
+    Every candidate of a search (and every search) samples a validation problem with the
+    same seed, so score differences come from the weights (common random numbers, as
+    the local and TRL engines). ``trajectory`` is verl's (``get_trajectory_info``:
+    ``sample_index`` = the parquet's ``extra_info.index``, ``rollout_n``, ``validate``);
+    training samples get no seed.
+    """
+    if not trajectory.get("validate"):
+        return None
+    return int(trajectory["rollout_n"]) * VAL_SEED_STRIDE + int(trajectory["sample_index"])
+
+
+class EffOPDAgentLoopWorker(AgentLoopWorkerTQ.__ray_actor_class__):
+    """verl's agent-loop worker; validation requests carry :func:`validation_seed`."""
+
+    async def _run_agent_loop(self, sampling_params, trajectory, **kwargs):
+        seed = validation_seed(trajectory)
+        if seed is not None:
+            sampling_params = {**sampling_params, "seed": seed}
+        return await super()._run_agent_loop(sampling_params, trajectory, **kwargs)
+
+
+class EffOPDAgentLoopManager(AgentLoopManagerTQ):
+    """verl's agent-loop manager with :class:`EffOPDAgentLoopWorker` workers."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.agent_loop_workers_class = ray.remote(EffOPDAgentLoopWorker)
 
 
 class EffOPDWorker(ActorRolloutRefWorker):
@@ -131,6 +169,9 @@ class EffOPDTrainer(PPOTrainerSync):
 
         with open_dict(config):
             config.trainer.v1.trainer_mode = "sync"
+            agent = config.actor_rollout_ref.rollout.agent
+            if not agent.get("agent_loop_manager_class"):  # TaskRunnerV1 reads it after init
+                agent.agent_loop_manager_class = f"{__name__}.{EffOPDAgentLoopManager.__name__}"
         super().__init__(config)
         self._effopd_val_tokens = 0
 

@@ -281,3 +281,37 @@ def test_effopd_counts_the_tokens_of_its_validation_rollouts(paper, char_tokeniz
     outputs = ["\\boxed{12}", "so 7"]
     trainer._maybe_log_val_generations(["q1", "q2"], outputs, [1.0, 0.0])
     assert trainer._effopd_val_tokens == len("\\boxed{12}") + len("so 7")  # one per character
+
+
+def test_effopd_candidates_are_scored_with_common_random_numbers(paper):
+    """Smaller gap: every validation request gets a vLLM seed from its problem and sample
+    number, the same for every candidate; the trainer installs the agent loop that sets it."""
+    import asyncio
+
+    from verl.experimental.agent_loop.agent_loop import get_trajectory_info
+    from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopWorkerTQ
+    from verl.utils.import_utils import load_class_from_fqn
+
+    from effopd.integrations.verl_plugin import (
+        VAL_SEED_STRIDE,
+        EffOPDAgentLoopManager,
+        EffOPDAgentLoopWorker,
+        validation_seed,
+    )
+
+    config = composed(paper, "effopd")
+    verl_trainer(config)
+    fqn = config.actor_rollout_ref.rollout.agent.agent_loop_manager_class
+    manager = load_class_from_fqn(fqn, "AgentLoopManager")(config, llm_client=None)
+    assert type(manager) is EffOPDAgentLoopManager
+    worker = manager.agent_loop_workers_class.__ray_actor_class__
+    assert worker is EffOPDAgentLoopWorker
+    assert issubclass(worker, AgentLoopWorkerTQ.__ray_actor_class__)
+    seeds = [[validation_seed(t) for t in asyncio.run(get_trajectory_info(step, [5, 5, 9], True))]
+             for step in (1, 2)]  # two searches (or two candidates): the same seeds
+    assert seeds == [[5, VAL_SEED_STRIDE + 5, 9]] * 2
+    training = asyncio.run(get_trajectory_info(1, [5, 9], False))
+    assert [validation_seed(t) for t in training] == [None, None]
+    opd = composed(paper, "opd")
+    verl_trainer(opd)
+    assert not opd.actor_rollout_ref.rollout.agent.get("agent_loop_manager_class")
