@@ -168,12 +168,23 @@ def _warm_up() -> None:
 
 
 class _Worker:
-    """One forked grading process, its pipe, and the item it is busy with."""
+    """One grading process, its pipe, and the item it is busy with.
 
-    def __init__(self, mv_timeout: int) -> None:
-        self.conn, child = multiprocessing.get_context("fork").Pipe()
-        self.proc = multiprocessing.get_context("fork").Process(
-            target=_worker_loop, args=(child, mv_timeout, os.getpid()), daemon=True)
+    ``fork`` (default): forked from this process, inheriting the warmed-up parsers.
+    ``forkserver``: forked from a single-threaded server that preloaded this module,
+    for callers with other threads running (verl's reward workers grade from executor
+    threads, and forking a threaded process can leave a lock held in the child). Its
+    worker's parent is the server, so it relies on EOF of the pipe, not PR_SET_PDEATHSIG.
+    """
+
+    def __init__(self, mv_timeout: int, start_method: str = "fork") -> None:
+        context = multiprocessing.get_context(start_method)
+        if start_method == "forkserver":
+            context.set_forkserver_preload([__name__])
+        self.conn, child = context.Pipe()
+        parent = os.getpid() if start_method == "fork" else None
+        self.proc = context.Process(target=_worker_loop, args=(child, mv_timeout, parent),
+                                    daemon=True)
         self.proc.start()
         child.close()
         self.index: int | None = None
@@ -204,11 +215,12 @@ def record_fault(record: Any) -> str | None:
 
 
 def grade_records(records: list[dict[str, Any]], timeout_s: float = 5.0, workers: int = 2,
-                  progress: bool = True) -> list[dict[str, Any]]:
+                  progress: bool = True, start_method: str = "fork") -> list[dict[str, Any]]:
     """Grade each record's ``response`` against its ``gold``, at most ``timeout_s`` per item.
 
     Returns copies of the records, in order, with ``correct``, ``status``, ``extracted``
-    and ``error`` added.
+    and ``error`` added. ``start_method``: how the worker processes start (see
+    :class:`_Worker`; ``forkserver`` from a thread of a threaded process).
     """
     if timeout_s <= 0 or workers < 1:
         raise ValueError(f"need timeout_s > 0 and workers >= 1, got {timeout_s}, {workers}")
@@ -240,7 +252,7 @@ def grade_records(records: list[dict[str, Any]], timeout_s: float = 5.0, workers
     bar.update(len(out) - len(queue))
     if queue:
         _warm_up()
-    pool = [_Worker(mv_timeout) for _ in range(min(workers, len(queue)))]
+    pool = [_Worker(mv_timeout, start_method) for _ in range(min(workers, len(queue)))]
 
     def feed(slot: int) -> None:
         """Hand the next queued item to the worker in ``slot``, or mark it idle."""
@@ -257,7 +269,7 @@ def grade_records(records: list[dict[str, Any]], timeout_s: float = 5.0, workers
         bar.update(1)
         if restart:
             pool[slot].stop()
-            pool[slot] = _Worker(mv_timeout)
+            pool[slot] = _Worker(mv_timeout, start_method)
         feed(slot)
 
     try:

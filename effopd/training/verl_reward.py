@@ -8,7 +8,9 @@ first caller becomes the leader, waits ``linger_s`` for the others, and grades
 everything queued with :func:`effopd.grading.grade_records` -- one pool of
 ``workers`` processes per batch, the same hard per-item timeout (a worker past
 its deadline is SIGKILLed and the item counts as wrong) -- then hands each
-caller its result and repeats until the queue is empty.
+caller its result and repeats until the queue is empty. The leader is an
+executor thread of a threaded process (verl's reward worker), so the grading
+processes start from a forkserver, never by forking that process.
 
 ``EFFOPD_REWARD_TIMEOUT_S`` and ``EFFOPD_REWARD_WORKERS`` (set from the
 config's ``grading`` block by the verl engine) size it.
@@ -57,7 +59,8 @@ class BatchGrader:
                     return
             try:
                 graded = grade_records([b["record"] for b in batch], timeout_s=self.timeout_s,
-                                       workers=self.workers, progress=False)
+                                       workers=self.workers, progress=False,
+                                       start_method="forkserver")  # we are in a thread
             except Exception as err:  # never leave a caller waiting
                 graded = [dict(b["record"], correct=False, status="error", error=repr(err))
                           for b in batch]
