@@ -22,6 +22,7 @@ The reward of the RL baseline is :func:`effopd.training.verl_reward.compute_scor
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -39,7 +40,14 @@ from effopd.prompts import user_message
 from effopd.training.fsdp_export import export_fsdp_checkpoint
 from effopd.training.schedule import method_lr
 from effopd.training.verl_metrics import write_verl_tables
-from effopd.training.verl_resources import check_gpus, logits_bytes, token_budget
+from effopd.training.verl_resources import (
+    check_gpus,
+    gpu_request,
+    lease_gpus,
+    logits_bytes,
+    token_budget,
+    visible_gpus,
+)
 
 log = logging.getLogger(__name__)
 REWARD_MODULE = Path(__file__).with_name("verl_reward.py")
@@ -246,13 +254,14 @@ def log_logits_memory(training: dict[str, Any], student: str | Path) -> None:
 
 
 def run_verl(command: list[str], metrics_jsonl: str | Path,
-             grading: dict[str, Any] | None = None) -> None:
+             grading: dict[str, Any] | None = None, gpus: str | None = None) -> None:
     """Run verl's trainer (verl resumes from its own latest checkpoint when restarted).
 
     verl's file logger writes its per-step metrics to ``metrics_jsonl``
     (``VERL_FILE_LOGGER_PATH``). It opens the file with ``"wb"``, so a file left
     by an earlier (interrupted) attempt is first renamed to
-    ``<name>.partN.jsonl``; :func:`metrics_parts` lists them in order.
+    ``<name>.partN.jsonl``; :func:`metrics_parts` lists them in order. ``gpus``:
+    the GPU ids verl's local Ray cluster may use (``CUDA_VISIBLE_DEVICES``).
     """
     metrics_jsonl = Path(metrics_jsonl)
     if metrics_jsonl.exists():
@@ -260,6 +269,8 @@ def run_verl(command: list[str], metrics_jsonl: str | Path,
                                                        ".jsonl"))
     log.info("running: %s", " ".join(command))
     env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(metrics_jsonl)}
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpus
     if grading:  # sizes verl_reward's batch grader in the reward workers (local Ray cluster)
         env["EFFOPD_REWARD_TIMEOUT_S"] = str(grading["timeout_s"])
         env["EFFOPD_REWARD_WORKERS"] = str(grading["workers"])
@@ -307,7 +318,14 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
                            val_parquet, run_dir)
     compose_verl_config(command[3:])
     metrics_jsonl = run_dir / "verl_metrics.jsonl"
-    run_verl(command, metrics_jsonl, grading)
+    with contextlib.ExitStack() as stack:
+        gpus = None
+        if "RAY_ADDRESS" not in os.environ and "CUDA_VISIBLE_DEVICES" not in os.environ:
+            # nothing assigned GPU ids (Snakemake's local executor): lease them, so that
+            # runs side by side on one machine do not share GPUs
+            gpus = stack.enter_context(lease_gpus(gpu_request(training, method),
+                                                  visible_gpus()[0][0]))
+        run_verl(command, metrics_jsonl, grading, gpus)
     per_method = training["rl"] if method == "rl" else training["opd"]
     index = export_checkpoints(run_dir)
     write_verl_tables(metrics_parts(metrics_jsonl), index, per_method["prompts_per_step"],

@@ -14,13 +14,22 @@ No verl import here: the Snakefile reads :func:`gpu_request` to size the
 - **Placement** (:func:`fits`): first-fit decreasing of the pools' per-node
   entries into the GPUs per node that are visible; :func:`check_gpus` refuses
   in one line when they do not fit.
+- **Lease** (:func:`lease_gpus`): on a machine where nothing assigns GPU ids
+  (Snakemake's local executor; SLURM sets ``CUDA_VISIBLE_DEVICES`` itself), a
+  verl run takes ``flock`` leases on GPU ids and hands them to its Ray cluster as
+  ``CUDA_VISIBLE_DEVICES``, so two runs side by side use different GPUs.
 - **Logits** (:func:`logits_bytes`): tokens x vocabulary x bytes per element,
   the largest single tensor of an update's micro-batch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 GUIDE = "config/README.md, 'First GPU run'"
@@ -100,6 +109,42 @@ def check_gpus(training: dict[str, Any], method: str,
         f"engine verl, method {method}: verl's pools ({spec} = "
         f"{gpu_request(training, method)} GPUs) do not fit the GPUs of {where or 'the nodes'} "
         f"({' + '.join(map(str, nodes)) or 0} per node); {hint} ({GUIDE})")
+
+
+LEASE_DIR = Path(tempfile.gettempdir()) / "effopd-gpu-leases"
+
+
+@contextlib.contextmanager
+def lease_gpus(count: int, total: int, lease_dir: str | Path = LEASE_DIR) -> Iterator[str]:
+    """Hold ``count`` of this machine's ``total`` GPU ids; yields them as ``"0,1,..."``.
+
+    One lock file per id (``gpu<i>.lock``, ``flock``, released when the holder exits
+    or dies). Refuses in one line when fewer than ``count`` ids are free (another
+    run holds them: give Snakemake ``--resources gpu=<GPUs of the machine>``).
+    """
+    lease_dir = Path(lease_dir)
+    lease_dir.mkdir(parents=True, exist_ok=True)
+    held: list[tuple[int, int]] = []
+    try:
+        for gpu in range(total):
+            if len(held) == count:
+                break
+            fd = os.open(lease_dir / f"gpu{gpu}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            held.append((gpu, fd))
+        if len(held) < count:
+            raise RuntimeError(f"engine verl: needs {count} GPUs, only {len(held)} of this "
+                               f"machine's {total} are not leased by another run "
+                               f"({lease_dir}); give Snakemake --resources gpu=<GPUs of the "
+                               f"machine> ({GUIDE})")
+        yield ",".join(str(gpu) for gpu, _ in held)
+    finally:
+        for _, fd in held:
+            os.close(fd)  # closing the descriptor releases its flock
 
 
 def token_budget(training: dict[str, Any]) -> int:

@@ -315,3 +315,16 @@ def test_effopd_candidates_are_scored_with_common_random_numbers(paper):
     opd = composed(paper, "opd")
     verl_trainer(opd)
     assert not opd.actor_rollout_ref.rollout.agent.get("agent_loop_manager_class")
+
+
+def test_runs_side_by_side_lease_different_gpus(tmp_path):
+    """Failure 1, side by side: two runs on one machine hold disjoint GPU ids (flock)."""
+    from effopd.training.verl_resources import lease_gpus
+
+    with lease_gpus(4, 8, tmp_path) as first, lease_gpus(4, 8, tmp_path) as second:
+        assert (first, second) == ("0,1,2,3", "4,5,6,7")
+        with pytest.raises(RuntimeError, match="needs 1 GPUs, only 0 of this machine's 8"), \
+                lease_gpus(1, 8, tmp_path):
+            pass
+    with lease_gpus(8, 8, tmp_path) as again:  # released on exit
+        assert again == "0,1,2,3,4,5,6,7"
