@@ -1,5 +1,5 @@
 """Pin the CPU kernels torch and its math libraries pick, so that CPU results repeat
-bit for bit on any x86-64 machine with AVX2 (ground floor: imports nothing of ours).
+bit for bit on other machines (ground floor: imports nothing of ours).
 
 torch dispatches its own vector kernels by the CPU it finds (AVX-512 where present)
 and MKL picks its GEMM code path (AVX-512, AMX, ...) the same way; a different path
@@ -20,6 +20,14 @@ torch is imported:
   numpy and OpenBLAS read them when first loaded: in the DAG every job inherits them
   from the Snakefile.
 
+MKL honours ``MKL_CBWR=AVX2`` on Intel CPUs only: on any other CPU (AMD) it silently takes
+its AUTO branch, so ``avx2`` results are bit-exact across Intel CPUs with AVX2 but not
+between Intel and AMD (measured: the tiny student's SFT log made on an Intel machine and
+rebuilt on an AMD EPYC machine part at step 75, the teacher's at step 50). ``portable``
+takes MKL's ``COMPATIBLE`` branch (SSE2 without approximate reciprocals), the one branch
+MKL runs on every x86-64 vendor, with the other variables as ``avx2``: bit-exact across
+Intel and AMD at about 2x the CPU time of a training step (benchmarks/cpu_kernels.py).
+
 ``native`` leaves all of them to the libraries (faster on AVX-512/AMX machines, not
 reproducible across CPUs). GPU results are not bit-exact either way.
 """
@@ -36,6 +44,10 @@ LEVELS: dict[str, dict[str, str]] = {
              "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
              "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
              "OPENBLAS_CORETYPE": "Haswell"},
+    "portable": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE,STRICT",
+                 "ONEDNN_MAX_CPU_ISA": "AVX2",
+                 "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+                 "OPENBLAS_CORETYPE": "Haswell"},
     "native": {},
 }
 ENV_KEY = "EFFOPD_CPU_KERNELS"  # carries the level to every job and subprocess
@@ -57,9 +69,8 @@ def pin_cpu_kernels(level: str) -> dict[str, str]:
     kernels this process uses (its children still get ``level``).
     """
     env = kernel_env(level)
-    if level == "native":
-        for name in VARIABLES:
-            os.environ.pop(name, None)
+    for name in VARIABLES:  # nothing of another level stays behind
+        os.environ.pop(name, None)
     os.environ.update(env)
     torch = sys.modules.get("torch")
     if torch is not None and level != "native":
@@ -71,6 +82,30 @@ def pin_cpu_kernels(level: str) -> dict[str, str]:
     return env
 
 
+def cpu_vendor() -> str | None:
+    """The CPU's vendor id (``GenuineIntel``, ``AuthenticAMD``, ...) from /proc/cpuinfo;
+    None where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
+
+
+def bit_exact_scope(level: str, vendor: str | None) -> str:
+    """Which machines reproduce this process's CPU results bit for bit: ``x86-64`` for
+    ``portable``, ``intel-avx2`` for ``avx2`` on an Intel CPU, ``this-cpu`` otherwise
+    (``avx2`` on a non-Intel CPU runs MKL's AUTO branch; ``native``)."""
+    if level == "portable":
+        return "x86-64"
+    if level == "avx2" and vendor == "GenuineIntel":
+        return "intel-avx2"
+    return "this-cpu"
+
+
 def kernel_provenance() -> dict[str, Any]:
     """What the kernels of this process are: the level asked for, torch's capability,
     and each pinning variable as set (None where unset)."""
@@ -78,7 +113,9 @@ def kernel_provenance() -> dict[str, Any]:
     import torch
 
     numpy_features = numpy._core._multiarray_umath.__cpu_features__
-    return {"level": os.environ.get(ENV_KEY, "native"),
+    level, vendor = os.environ.get(ENV_KEY, "native"), cpu_vendor()
+    return {"level": level, "cpu_vendor": vendor,
+            "bit_exact_scope": bit_exact_scope(level, vendor),
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "numpy_simd": sorted(f for f in ("X86_V3", "X86_V4", "AVX512_ICL", "AVX512_SPR")
                                  if numpy_features.get(f)),

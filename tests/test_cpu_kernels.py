@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from effopd.cpu_kernels import ENV_KEY, kernel_env
+from effopd.cpu_kernels import ENV_KEY, bit_exact_scope, cpu_vendor, kernel_env
 
 # Rebuild the tiny default's student exactly as the DAG does (config/config.yaml: task
 # data, tokenizer, Qwen3 init, SFT) and stop after 50 SFT steps: the log's first rows.
@@ -36,7 +36,7 @@ sft = SFTSpec.from_config(spec["sft"])
 model = init_tiny_qwen3(spec["arch"], tokenizer, seed=sft.seed)
 supervised_finetune(model, tokenizer, read_jsonl(out / "data" / "train.jsonl"), sft,
                     out / "sft.csv", instruction=config["prompt"]["instruction"],
-                    stop_after=50)
+                    stop_after=100)
 print(json.dumps(torch.backends.cpu.get_cpu_capability()))
 """
 
@@ -60,6 +60,9 @@ def test_levels_set_the_libraries_variables():
                    "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
                    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
                    "OPENBLAS_CORETYPE": "Haswell"}
+    assert kernel_env("portable") == {**{k: v for k, v in env.items()
+                                         if k != "MKL_ENABLE_INSTRUCTIONS"},
+                                      ENV_KEY: "portable", "MKL_CBWR": "COMPATIBLE,STRICT"}
     assert kernel_env("native") == {ENV_KEY: "native"}
     with pytest.raises(ValueError, match=r"resources.cpu_kernels = 'avx512'"):
         kernel_env("avx512")
@@ -81,10 +84,23 @@ def test_pinned_numpy_and_openblas_stop_at_avx2():
     assert core.stdout.strip().lower() == "haswell"
 
 
+def test_bit_exact_scope_follows_mkls_vendor_rule():
+    assert bit_exact_scope("portable", "AuthenticAMD") == "x86-64"
+    assert bit_exact_scope("avx2", "GenuineIntel") == "intel-avx2"
+    assert bit_exact_scope("avx2", "AuthenticAMD") == "this-cpu"  # MKL runs its AUTO branch
+    assert bit_exact_scope("native", "GenuineIntel") == "this-cpu"
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(cpu_vendor() != "GenuineIntel", reason=(
+    f"CPU vendor {cpu_vendor()}: the committed tiny results (cpu_kernels avx2) repeat bit "
+    "for bit only where MKL honours MKL_CBWR=AVX2, on Intel CPUs; elsewhere MKL takes its "
+    "AUTO branch (measured on an AMD EPYC: the student's log parts at step 75). "
+    "cpu_kernels: portable gives results that repeat on Intel and AMD alike"))
 def test_student_sft_repeats_the_committed_log(repo, tmp_path):
-    """The first 50 SFT steps of the tiny student, rebuilt here with the pinned kernels,
-    give the committed log's losses to the last printed digit."""
+    """The first 100 SFT steps of the tiny student, rebuilt here with the pinned kernels,
+    give the committed log's losses to the last printed digit (an AMD machine, where MKL
+    ignores the pin, parts from the committed Intel log at step 75)."""
     env = {k: v for k, v in os.environ.items() if k not in kernel_env("avx2")}
     env.update(kernel_env("avx2"), OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=repo, env=env,
@@ -95,4 +111,4 @@ def test_student_sft_repeats_the_committed_log(repo, tmp_path):
         rebuilt = [(row["step"], row["lr"], row["loss"]) for row in csv.DictReader(handle)]
     with open(repo / "results" / "tiny" / "train" / "sft_student.csv") as handle:
         committed = [(row["step"], row["lr"], row["loss"]) for row in csv.DictReader(handle)]
-    assert rebuilt == committed[:2]
+    assert rebuilt == committed[:4]

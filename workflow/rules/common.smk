@@ -11,7 +11,8 @@ from effopd.training.schedule import baseline_training, grid_steps, lr_baselines
 validate_config(config, source="snakemake config")
 
 # Every job inherits the pinned CPU kernels (set before any job imports torch):
-# the same CPU results on any x86-64 machine with AVX2 (effopd/cpu_kernels.py).
+# the same CPU results on any Intel CPU with AVX2 (avx2) or any x86-64 CPU (portable);
+# effopd/cpu_kernels.py.
 from effopd.cpu_kernels import pin_cpu_kernels
 
 pin_cpu_kernels(config["resources"]["cpu_kernels"])
