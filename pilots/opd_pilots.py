@@ -181,21 +181,28 @@ def run_pilot(pilot: dict, base_config: dict, settings: dict, artifacts: Path,
         metrics, _ = score_model(model, benchmark, f"{name}@{step}", config["prompt"],
                                  generation, {**config["grading"], "workers": 1}, [1])
         rows.append({"step": step, "accuracy": metrics["avg@n"], "n": settings["eval_n"]})
+    # which models this pilot ran on: a base model rebuilt on a CPU of another vendor differs
+    # (README, "Bit-exact"), so each pilot is compared with the teacher it learned from
+    from effopd.io import atomic_write_json
+    from effopd.training.trainer import model_digest
+
+    atomic_write_json(out / "models.json", {"student": model_digest(student),
+                                            "teacher": model_digest(teacher)})
     with open(out / "eval.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, ["step", "accuracy", "n"])
         writer.writeheader()
         writer.writerows(rows)
 
 
-def summarize(pilots: list[dict], base_config: dict, results: Path, teacher_acc: float,
-              settings_steps: list[int]) -> None:
+def summarize(pilots: list[dict], base_config: dict, results: Path,
+              teacher_acc: dict[str | None, float], settings_steps: list[int]) -> None:
     """One row per finished pilot: test accuracy at the evaluated steps, the share of the
     teacher-student gap closed at the last one, and the training log's first and last
     quarter (per-token reverse KL of the batch, batch accuracy); tokens generated and
     CPU seconds of the whole run."""
     import pandas as pd
 
-    from effopd.io import markdown_table, write_table
+    from effopd.io import markdown_table, read_json, write_table
 
     rows = []
     for pilot in pilots:
@@ -204,6 +211,8 @@ def summarize(pilots: list[dict], base_config: dict, results: Path, teacher_acc:
             continue
         config = deep_merge(base_config, pilot.get("overrides", {}))
         ev = pd.read_csv(out / "eval.csv")
+        models = read_json(out / "models.json") if (out / "models.json").exists() else {}
+        teacher = teacher_acc[models.get("teacher")]
         lg = pd.read_csv(out / "log.csv")
         quarter = max(1, len(lg) // 4)
         base, final = float(ev.accuracy.iloc[0]), float(ev.accuracy.iloc[-1])
@@ -219,8 +228,8 @@ def summarize(pilots: list[dict], base_config: dict, results: Path, teacher_acc:
             "steps": int(lg.step.max()), "base_acc": base,
             **{f"acc@{int(s)}": float(a) for s, a in zip(ev.step, ev.accuracy, strict=True)
                if 0 < s < ev.step.max()},
-            "final_acc": final, "teacher_acc": teacher_acc,
-            "gap_closed": (final - base) / (teacher_acc - base) if teacher_acc > base else None,
+            "final_acc": final, "teacher_acc": teacher,
+            "gap_closed": (final - base) / (teacher - base) if teacher > base else None,
             "kl_first": float(lg.reverse_kl.iloc[:quarter].mean()),
             "kl_last": float(lg.reverse_kl.iloc[-quarter:].mean()),
             "batch_acc_first": float(lg.batch_accuracy.iloc[:quarter].mean()),
@@ -234,20 +243,31 @@ def summarize(pilots: list[dict], base_config: dict, results: Path, teacher_acc:
     print(markdown_table(table))
 
 
-def teacher_accuracy(config: dict, settings: dict, artifacts: Path, results: Path) -> float:
-    """The teacher's test accuracy at the pilots' evaluation settings (cached)."""
+def teacher_accuracy(config: dict, settings: dict, artifacts: Path, results: Path
+                     ) -> dict[str | None, float]:
+    """The teacher's test accuracy at the pilots' evaluation settings, by the teacher's
+    model digest (None: the teacher of the pilots run before digests were recorded,
+    ``teacher.json``); the current teacher is scored once and cached in
+    ``teachers/<digest>.json``."""
     from effopd.evaluation import score_model
     from effopd.io import atomic_write_json, read_json
+    from effopd.training.trainer import model_digest
 
-    cache = results / "teacher.json"
-    if not cache.exists():
-        metrics, _ = score_model(artifacts / "models" / "teacher",
-                                 artifacts / "benchmarks" / "tiny_test.jsonl", "teacher",
-                                 config["prompt"], {**config["generation"],
-                                                    "n": settings["eval_n"]},
-                                 {**config["grading"], "workers": 1}, [1])
-        atomic_write_json(cache, metrics)
-    return float(read_json(cache)["avg@n"])
+    teacher = artifacts / "models" / "teacher"
+    accuracy = {None: float(read_json(results / "teacher.json")["avg@n"])}
+    if teacher.exists():
+        digest = model_digest(teacher)
+        cache = results / "teachers" / f"{digest}.json"
+        if not cache.exists():
+            metrics, _ = score_model(teacher, artifacts / "benchmarks" / "tiny_test.jsonl",
+                                     "teacher", config["prompt"],
+                                     {**config["generation"], "n": settings["eval_n"]},
+                                     {**config["grading"], "workers": 1}, [1])
+            atomic_write_json(cache, metrics)
+        accuracy[digest] = float(read_json(cache)["avg@n"])
+    for cached in (results / "teachers").glob("*.json"):
+        accuracy.setdefault(cached.stem, float(read_json(cached)["avg@n"]))
+    return accuracy
 
 
 def main(argv: list[str] | None = None) -> int:

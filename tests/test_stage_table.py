@@ -14,10 +14,11 @@ SCRIPT = REPO / "benchmarks" / "stage_table.py"
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
 # Every rule the smoke DAG runs (all but fetch_model and prepare_train_data, which
-# serve Hub models and data sets), with its number of jobs.
+# serve Hub models and data sets), with its number of jobs (train and evaluate_run: OPD,
+# RL, EffOPD, the ablation variant and the lr baseline opd-lr2x).
 SMOKE_RULES = {
     "make_task_data": 1, "build_tokenizer": 1, "prepare_benchmark": 2, "build_model": 2,
-    "evaluate_model": 2, "train": 4, "evaluate_run": 4, "analyze_run": 3,
+    "evaluate_model": 2, "train": 5, "evaluate_run": 5, "analyze_run": 3,
     "evaluate_interventions": 3,
     "tabulate_base_models": 1, "tabulate_training": 1, "plot_training_curves": 1,
     "tabulate_analysis": 1, "plot_analysis": 1, "tabulate_claims": 1, "tabulate_ablation": 1,

@@ -132,9 +132,14 @@ def test_smoke_training_outputs(smoke_run):
     problems = pd.read_csv(results / "eval/runs/effopd/seed0/tiny_test.problems.csv")
     assert list(problems["step"]) == list(scores["step"]) and problems.shape[1] == 2 + 8
     assert (problems.drop(columns=["step", "n"]).to_numpy() <= 2).all()  # n = 2 samples
+    baseline = pd.read_csv(results / "train/opd-lr2x/seed0/log.csv")
+    assert list(baseline["step"]) == [1, 2, 3, 4] and (baseline["lr"] == 0.002).all()
     speedup = pd.read_csv(results / "tables/effopd_speedup.csv")
-    assert list(zip(speedup["comparison"], speedup["row"], strict=True)) == [
-        ("effopd_vs_opd", "pair"), ("effopd_vs_opd", "summary")]  # one seed: no null control
+    comparisons = [(c, r) for c in ("effopd_vs_opd", "opd-lr2x_vs_opd", "effopd_vs_best_lr_opd")
+                   for r in ("pair", "summary")]  # one seed: no null control
+    assert list(zip(speedup["comparison"], speedup["row"], strict=True)) == comparisons
+    best = speedup[speedup["comparison"] == "effopd_vs_best_lr_opd"]
+    assert set(best["reference"]) <= {"opd", "opd-lr2x"} and set(best["treatment"]) == {"effopd"}
     assert speedup.loc[1, "grid"] == "0 2 4"  # EffOPD's step-1 checkpoint is not a look
     compute = pd.read_csv(results / "tables/training_compute.csv").set_index("method")
     assert compute.loc["rl", "responses_per_step"] == 8 == compute.loc["opd",
