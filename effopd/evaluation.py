@@ -3,7 +3,9 @@
 Protocol (SPEC section 5): each problem is rendered as the problem followed by
 the instruction inside the model's chat template; ``n`` responses are sampled
 per problem; each is graded by math-verify (gold first, prediction from its
-last ``\\boxed{}``) in worker processes with a hard timeout. Metrics: avg@n,
+last ``\\boxed{}``) in worker processes with a hard timeout, or, for a code
+benchmark (problems with tests: :mod:`effopd.data.code_benchmarks`), by running its
+program against the tests in the sandbox of :mod:`effopd.code_grading`. Metrics: avg@n,
 the mean correctness over all samples, and the unbiased pass@k. Every metrics
 row records n, k, the sampling settings and the benchmark's revision and hash.
 """
@@ -18,6 +20,7 @@ from typing import Any
 import pandas as pd
 from transformers import AutoTokenizer
 
+from effopd.code_grading import Limits, grade_programs, summarize_code_grades
 from effopd.data.benchmarks import load_benchmark
 from effopd.errors import InputError
 from effopd.generation import SamplingSpec, generate
@@ -72,15 +75,28 @@ def prepare_benchmark(spec: dict[str, Any], out: str | Path,
         rows = load_benchmark(spec)
         origin = {key: spec.get(key) for key in ("source", "repo_id", "revision", "subset",
                                                  "split", "path") if spec.get(key) is not None}
+        if spec["source"] in CODE_SOURCES:
+            origin.update({key: spec[key] for key in CODE_ORIGIN_KEYS if key in spec},
+                          grader="code")
     if not rows:
         source = task_file if spec["source"] == "task" else spec.get("path") or \
-            spec.get("repo_id")
+            spec.get("repo_id") or spec.get("dataset")
         raise InputError(f"{source}: empty benchmark (no problems); {out} not written")
     count = atomic_write_jsonl(out, rows)
     atomic_write_json(manifest_path(out), {**origin, "n_problems": count,
                                            "sha256": sha256_file(out)})
     log.info("prepared %d problems into %s", count, out)
     return count
+
+
+CODE_SOURCES = ("evalplus", "lcb")
+CODE_ORIGIN_KEYS = ("dataset", "version", "release", "date_from", "date_to")
+
+
+def is_code_benchmark(problems: list[dict[str, Any]]) -> bool:
+    """Whether prepared problems are graded by running programs (they carry ``test`` or
+    ``stdio`` and no ``answer``) rather than by math-verify."""
+    return "answer" not in problems[0] and ("test" in problems[0] or "stdio" in problems[0])
 
 
 def benchmark_manifest(benchmark_file: str | Path) -> dict[str, Any]:
@@ -112,15 +128,19 @@ def score_model(model_dir: str | Path, benchmark_file: str | Path, label: str,
     start = time.perf_counter()
     responses = generate(model_dir, prompts, spec, device=device)
     generation_s = time.perf_counter() - start
-    records = [{"problem_id": problem["id"], "sample": index, "gold": problem["answer"],
-                "response": text}
-               for problem, texts in zip(problems, responses, strict=True)
-               for index, text in enumerate(texts)]
+    ks = [k for k in pass_k if k <= spec.n]
     start = time.perf_counter()
-    graded = grade_records(records, timeout_s=grading.get("timeout_s", 5.0),
-                           workers=grading.get("workers", 2))
+    if is_code_benchmark(problems):
+        graded, summary = grade_code(problems, responses, grading, ks)
+    else:
+        records = [{"problem_id": problem["id"], "sample": index, "gold": problem["answer"],
+                    "response": text}
+                   for problem, texts in zip(problems, responses, strict=True)
+                   for index, text in enumerate(texts)]
+        graded = grade_records(records, timeout_s=grading.get("timeout_s", 5.0),
+                               workers=grading.get("workers", 2))
+        summary = summarize_grades(pd.DataFrame(graded), ks)
     grading_s = time.perf_counter() - start
-    summary = summarize_grades(pd.DataFrame(graded), [k for k in pass_k if k <= spec.n])
     manifest = benchmark_manifest(benchmark_file)
     metrics = {
         "model": label, "benchmark": benchmark, **summary,
@@ -132,6 +152,26 @@ def score_model(model_dir: str | Path, benchmark_file: str | Path, label: str,
     }
     log.info("%s on %s: avg@%d = %.3f", label, benchmark, spec.n, summary["avg@n"])
     return metrics, graded
+
+
+def grade_code(problems: list[dict[str, Any]], responses: list[list[str]],
+               grading: dict[str, Any], ks: list[int]
+               ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run every response's program against its problem's tests in the sandbox
+    (:func:`effopd.code_grading.grade_programs`, ``grading.timeout_s`` per run and
+    ``grading.workers`` at a time). Returns the per-sample rows (problem_id, sample,
+    response, code, status, reason, ..., correct = passed; the tests are left out) and
+    the summary: avg@n, unbiased pass@k and a count per status."""
+    records = [{"problem_id": problem["id"], "sample": index, "response": text,
+                **{key: problem[key] for key in ("test", "stdio", "entry_point")
+                   if key in problem}}
+               for problem, texts in zip(problems, responses, strict=True)
+               for index, text in enumerate(texts)]
+    rows = grade_programs(records, Limits(timeout_s=grading["timeout_s"]),
+                          workers=grading["workers"])
+    graded = [{**{k: v for k, v in row.items() if k not in ("test", "stdio")},
+               "correct": row["status"] == "passed"} for row in rows]
+    return graded, summarize_code_grades(rows, ks)
 
 
 def evaluate_model(model_dir: str | Path, benchmark_file: str | Path, label: str,

@@ -64,7 +64,7 @@ def test_paper_dag_resolves(repo, tmp_path):
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
     assert counts["fetch_model"] == 2
-    assert counts["prepare_benchmark"] == 5 and counts["evaluate_model"] == 8
+    assert counts["prepare_benchmark"] == 8 and counts["evaluate_model"] == 14  # 5 math + 3 code
     assert counts["train"] == 9 and counts["prepare_train_data"] == 1
     assert "build_model" not in counts and "make_task_data" not in counts
     assert "Qwen/Qwen3-1.7B" in result.stdout and "--backend" not in result.stdout

@@ -8,9 +8,14 @@ Two sources (SPEC section 5 names the benchmarks):
   ``revision`` is required (every reported number records the data's revision) unless
   ``repo_id`` is a local directory of data files.
 
-Both take ``problem_key`` (default ``"problem"``), ``answer_key`` (default ``"answer"``),
-``id_key`` (default None: ids are the row indices ``"0"``, ``"1"``, ...) and ``limit``
-(default None: keep the first ``limit`` problems). Answers are converted to ``str``.
+Two code sources return problems with tests instead of an answer
+(:mod:`effopd.data.code_benchmarks`): ``evalplus`` (HumanEval+ / MBPP+ releases) and
+``lcb`` (LiveCodeBench).
+
+``jsonl`` and ``hub`` take ``problem_key`` (default ``"problem"``), ``answer_key``
+(default ``"answer"``), ``id_key`` (default None: ids are the row indices ``"0"``,
+``"1"``, ...) and ``limit`` (default None: keep the first ``limit`` problems).
+Answers are converted to ``str``.
 """
 
 from __future__ import annotations
@@ -18,19 +23,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from effopd.data.code_benchmarks import load_evalplus, load_lcb
 from effopd.io import apply_limit, read_jsonl
 
 
-def load_benchmark(spec: dict[str, Any]) -> list[dict[str, str]]:
+def load_benchmark(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """Load the benchmark described by the config block ``spec``."""
     source = spec.get("source")
+    if source == "evalplus":
+        return load_evalplus(spec)
+    if source == "lcb":
+        return load_lcb(spec)
     if source == "jsonl":
         where = str(spec["path"])
         rows = read_jsonl(where)
     elif source == "hub":
         where, rows = _load_hub(spec)
     else:
-        raise ValueError(f"unknown benchmark source {source!r} (expected 'jsonl' or 'hub')")
+        raise ValueError(f"unknown benchmark source {source!r} "
+                         "(expected 'jsonl', 'hub', 'evalplus' or 'lcb')")
     rows = apply_limit(rows, spec.get("limit"), where)
     return _to_problems(rows, where, spec.get("problem_key", "problem"),
                         spec.get("answer_key", "answer"), spec.get("id_key"))

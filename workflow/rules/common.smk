@@ -64,6 +64,16 @@ def config_json(dpath):
     return block
 
 
+def benchmark_prompt(wildcards):
+    """A params function: the prompt block as JSON, with the benchmark's own
+    ``instruction`` (a code benchmark's) in place of the block's when it has one."""
+    spec = config["benchmarks"][wildcards.benchmark]
+    prompt = dict(config["prompt"])
+    if "instruction" in spec:
+        prompt["instruction"] = spec["instruction"]
+    return json.dumps(prompt, sort_keys=True)
+
+
 def output_dir(wildcards, output):
     """A params function: the directory of the rule's first output."""
     return os.path.dirname(output[0])

@@ -1,4 +1,5 @@
-# Evaluation: sample, grade with math-verify, and score a model on a benchmark.
+# Evaluation: sample, grade (math-verify, or programs run in the sandbox for code
+# benchmarks), and score a model on a benchmark.
 
 
 # Evaluate one base model (teacher or student) on one benchmark.
@@ -10,7 +11,7 @@ rule evaluate_model:
         samples=f"{ARTIFACTS}/eval/{{role}}/{{benchmark}}.samples.jsonl",
         metrics=f"{RESULTS}/eval/{{role}}/{{benchmark}}.json",
     params:
-        prompt=config_json("prompt"),
+        prompt=benchmark_prompt,
         generation=config_json("generation"),
         grading=config_json("grading"),
         pass_k=" ".join(str(k) for k in config["evaluation"]["pass_k"]),
@@ -46,7 +47,7 @@ rule evaluate_run:
         scores=f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{{benchmark}}.csv",
         problems=f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{{benchmark}}.problems.csv",
     params:
-        prompt=config_json("prompt"),
+        prompt=benchmark_prompt,
         generation=config_json("generation"),
         grading=config_json("grading"),
         pass_k=" ".join(str(k) for k in config["evaluation"]["pass_k"]),
