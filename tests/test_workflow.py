@@ -68,6 +68,10 @@ def test_paper_dag_resolves(repo, tmp_path):
     assert counts["train"] == 9 and counts["prepare_train_data"] == 1
     assert "build_model" not in counts and "make_task_data" not in counts
     assert "Qwen/Qwen3-1.7B" in result.stdout and "--backend" not in result.stdout
+    code_prompt = '{"enable_thinking": false, "instruction": "Write a complete'
+    evaluations = [line for line in result.stdout.splitlines() if "effopd evaluate " in line]
+    assert sorted(("humaneval_plus" in line or "mbpp_plus" in line or "lcb_v6" in line)
+                  for line in evaluations if code_prompt in line) == [True] * 6
 
 
 def test_workflow_passes_lint(repo):
