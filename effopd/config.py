@@ -2,12 +2,24 @@
 
 The Snakefile and the command line use the same function, so a config is
 either valid everywhere or rejected everywhere, with a message that names the
-file and the key at fault. Validation fills in the schema's defaults.
+file and the key at fault. Validation fills in the schema's defaults, then
+checks every rule that spans several keys (:func:`cross_key_faults`: names
+resolve to declared benchmarks, the checkpoint grid fits the training length,
+the claims' k is among the analyses' ks, model shapes are consistent, seeds are
+distinct), so a bad config is refused before any job starts.
+
+YAML is read strictly (:class:`StrictLoader`): a key given twice in one mapping
+is refused (plain YAML keeps the last silently), and a number in exponent
+notation without a dot (``1e-3``, which YAML 1.1 reads as text) is a float.
+Configs that reach :func:`validate_config` through another loader (Snakemake's)
+get the same reading: a string that spells a number, at a key whose schema
+type is a number, is read as that number.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +32,94 @@ SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
-    """A config that does not satisfy the schema."""
+    """A config that does not satisfy the schema or a rule across its keys."""
+
+
+# A number in exponent notation that YAML 1.1 (PyYAML) reads as text: 1e-3, 2E5, 1.5e3.
+_EXPONENT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$")
+# Any number a config may spell as text (YAML 1.1 floats and integers included).
+_NUMBER = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$")
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key given twice in one mapping (line named)
+    and reads ``1e-3`` as a float (YAML 1.2), as a reader of the config expects."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice (lines {seen[key]} and {line}); "
+                    "YAML would keep the last silently", key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT,
+                                   list("-+0123456789."))
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Read a YAML file with :class:`StrictLoader`; a fault names the file and the line."""
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return yaml.load(handle, Loader=StrictLoader)  # noqa: S506 (a safe loader)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the config: {err}") from err
+
+
+def _types(schema: Any) -> set[str]:
+    kind = schema.get("type", ()) if isinstance(schema, dict) else ()
+    return {kind} if isinstance(kind, str) else set(kind)
+
+
+def _as_number(value: Any, schema: Any) -> Any:
+    """``value`` read as a number when it is text spelling one and ``schema`` wants a
+    number, not text (``lr: 1e-3`` loaded by YAML 1.1); otherwise ``value`` unchanged."""
+    kinds = _types(schema)
+    if (isinstance(value, str) and "number" in kinds and "string" not in kinds
+            and _NUMBER.match(value.strip())):
+        return float(value)
+    return value
+
+
+def _is_integer(checker, instance) -> bool:
+    """JSON schema's integer without floats: ``steps: 4.0`` is refused, not read as 4."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
 
 
 def _with_defaults(validator_class: type) -> type:
-    """Extend a validator so that ``properties`` fills in each subschema's ``default``.
+    """Extend a validator so that ``properties`` fills in each subschema's ``default``
+    and reads numbers written as text (:func:`_as_number`); ``integer`` excludes floats.
 
     Defaults are deep-copied: a default object is never shared between configs.
     """
     validate_properties = validator_class.VALIDATORS["properties"]
+    validate_items = validator_class.VALIDATORS["items"]
 
     def set_defaults(validator, properties, instance, schema):
         if isinstance(instance, dict):
             for name, subschema in properties.items():
                 if isinstance(subschema, dict) and "default" in subschema:
                     instance.setdefault(name, copy.deepcopy(subschema["default"]))
+                if name in instance:
+                    instance[name] = _as_number(instance[name], subschema)
         yield from validate_properties(validator, properties, instance, schema)
 
-    return validators.extend(validator_class, {"properties": set_defaults})
+    def read_items(validator, items, instance, schema):
+        if isinstance(instance, list):
+            instance[:] = [_as_number(value, items) for value in instance]
+        yield from validate_items(validator, items, instance, schema)
+
+    type_checker = validator_class.TYPE_CHECKER.redefine("integer", _is_integer)
+    return validators.extend(validator_class, {"properties": set_defaults, "items": read_items},
+                             type_checker=type_checker)
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
@@ -54,7 +136,8 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
     """Validate ``config`` in place, filling defaults; return it.
 
     Raises ``ConfigError`` naming ``source`` and the key path of the most
-    relevant error (and how many errors there were in all).
+    relevant error (and how many errors there were in all): first the schema's,
+    then :func:`cross_key_faults`.
     """
     if not isinstance(config, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got "
@@ -65,18 +148,98 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
         main = best_match(errors)
         more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
         raise ConfigError(f"{source}: invalid config: {_describe(main)}{more}")
+    faults = cross_key_faults(config)
+    if faults:
+        more = f" (and {len(faults) - 1} more error(s))" if len(faults) > 1 else ""
+        raise ConfigError(f"{source}: invalid config: {faults[0]}{more}")
     return config
 
 
+def _duplicates(values: list[Any]) -> list[Any]:
+    return sorted({v for v in values if values.count(v) > 1}, key=str)
+
+
+def cross_key_faults(config: dict[str, Any]) -> list[str]:
+    """Every rule across keys that the schema cannot state, on a schema-valid config
+    with defaults filled; one message per fault, each naming the key(s), in the
+    order a reader meets them. Empty when the config is consistent."""
+    faults: list[str] = []
+    training, analysis = config["training"], config["analysis"]
+    methods = training["methods"]
+
+    for key, seeds in (("seeds", config["seeds"]), ("ablation/seeds", config["ablation"]["seeds"])):
+        if seeds and _duplicates(seeds):
+            faults.append(f"key '{key}': seed(s) {_duplicates(seeds)} appear more than once; "
+                          "a repeated seed trains the same run twice and fakes replication")
+
+    for role, model in config["models"].items():
+        arch = model.get("arch")
+        if arch and arch["num_attention_heads"] % arch["num_key_value_heads"]:
+            faults.append(f"key 'models/{role}/arch': num_attention_heads "
+                          f"{arch['num_attention_heads']} is not a multiple of "
+                          f"num_key_value_heads {arch['num_key_value_heads']}")
+    task = config["task"]
+    if task["min_ops"] > task["max_ops"]:
+        faults.append(f"key 'task/min_ops': {task['min_ops']} is above task/max_ops "
+                      f"{task['max_ops']}")
+    for beta in training["betas"]:
+        if not 0 <= beta < 1:
+            faults.append(f"key 'training/betas': {beta} is outside [0, 1) "
+                          "(AdamW's moment decays)")
+
+    declared = list(config["benchmarks"])
+    base = config["evaluation"]["base_benchmarks"]
+    series = config["evaluation"]["series_benchmarks"]
+    analysed = [m for m in (analysis["methods"] or methods) if m in methods]
+    analysing = analysis["enabled"] and bool(analysed)
+    named = [("evaluation/base_benchmarks", name) for name in base or []]
+    named += [("evaluation/series_benchmarks", name) for name in series or []]
+    if "effopd" in methods or (analysing and not analysis["selection_benchmark"]):
+        named.append(("training/effopd/validation_benchmark",
+                      training["effopd"]["validation_benchmark"]))
+    if analysing and analysis["selection_benchmark"]:
+        named.append(("analysis/selection_benchmark", analysis["selection_benchmark"]))
+    for key, name in named:
+        if name not in declared:
+            faults.append(f"key '{key}': benchmark '{name}' is not declared under "
+                          f"benchmarks (declared: {', '.join(declared)})")
+    for key, names in (("evaluation/base_benchmarks", base),
+                       ("evaluation/series_benchmarks", series)):
+        if names is not None and (not names or _duplicates(names)):
+            faults.append(f"key '{key}': expected distinct benchmark names, got {names}")
+
+    steps, every = training["steps"], training["save_every"]
+    if every > steps:
+        faults.append(f"key 'training/save_every': {every} is beyond training/steps {steps}; "
+                      "the checkpoint grid must fit the training length")
+    elif analysing and every == steps and not (training["save_powers_of_two"] and steps > 1):
+        faults.append(f"key 'training/save_every': {every} equals training/steps: one "
+                      "checkpoint, but the analyses need an early and a final one")
+
+    if training["data"]["source"] == "task":
+        for method, block in (("opd", "opd"), ("effopd", "opd"), ("rl", "rl")):
+            need = training[block]["prompts_per_step"]
+            if method in methods and task["n_train"] < need:
+                faults.append(f"key 'task/n_train': {task['n_train']} training problems, "
+                              f"fewer than training/{block}/prompts_per_step {need}")
+                break
+
+    if analysing and {"opd", "rl"} <= set(analysed) and "effopd" in methods:
+        k = config["claims"]["k"]
+        for key in ("spectra_ks", "alignment_ks"):
+            if k not in analysis[key]:
+                faults.append(f"key 'claims/k': {k} is not among analysis/{key} "
+                              f"{analysis[key]}; the claims read the analyses' k")
+    if analysing and min(analysis["alignment_ks"]) > analysis["plot_k"]:
+        faults.append(f"key 'analysis/plot_k': {analysis['plot_k']} is below every "
+                      f"analysis/alignment_ks {analysis['alignment_ks']}")
+    return faults
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file, validate it, and return it with defaults filled in."""
-    path = Path(path)
-    try:
-        with path.open(encoding="utf-8") as handle:
-            config = yaml.safe_load(handle) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    return validate_config(config, source=str(path))
+    """Read a YAML config file strictly, validate it, and return it with defaults filled in."""
+    config = read_yaml(path)
+    return validate_config({} if config is None else config, source=str(path))
 
 
 def dataclass_from_block(cls: type, block: dict[str, Any], **overrides: Any) -> Any:

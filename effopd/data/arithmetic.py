@@ -23,6 +23,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from effopd.config import dataclass_from_block
 from effopd.io import atomic_write_jsonl
 
@@ -117,6 +119,9 @@ def generate_splits(spec: ArithmeticSpec) -> dict[str, list[dict]]:
     for split, size in sizes.items():
         rows: list[dict] = []
         attempts = 0
+        # a progress bar (every 5 s) for a large split: n_train 10^8 takes minutes
+        progress = tqdm(total=size, desc=f"task {split}", unit="problems", mininterval=5,
+                        disable=size < 100_000)
         while len(rows) < size:
             attempts += 1
             if attempts > 50 * size + 1000:
@@ -128,6 +133,8 @@ def generate_splits(spec: ArithmeticSpec) -> dict[str, list[dict]]:
                 continue
             seen.add(problem["question"])
             rows.append({"id": f"{split}-{len(rows):06d}", **problem})
+            progress.update()
+        progress.close()
         splits[split] = rows
     return {split: splits[split] for split in SPLITS}
 

@@ -5,10 +5,14 @@ import json
 import os
 from pathlib import Path
 
-from effopd.config import validate_config
+from effopd.config import read_yaml, validate_config
 from effopd.training.schedule import baseline_training, grid_steps, lr_baselines
 
-validate_config(config, source="snakemake config")
+# The one validation pass (schema, then every cross-key rule) before any job starts;
+# each config file is also read strictly (a key given twice is refused).
+for _configfile in workflow.configfiles:
+    read_yaml(_configfile)
+validate_config(config, source=" + ".join(map(str, workflow.configfiles)) or "snakemake config")
 
 # Every job inherits the pinned CPU kernels (set before any job imports torch):
 # the same CPU results on any Intel CPU with AVX2 (avx2) or any x86-64 CPU (portable);
