@@ -58,6 +58,11 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/analysis_report.smk"
 
 
+# Reviewer mode never keeps an old table whose committed inputs are missing.
+if config["review"]:
+    refuse_missing_review_inputs()
+
+
 onstart:
     print(f"effopd-repro: experiment '{config['experiment']}', outputs in {RESULTS}/")
 

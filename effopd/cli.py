@@ -157,21 +157,19 @@ def cmd_tabulate_ablation(args: argparse.Namespace) -> None:
 
 
 def cmd_plot_speedup(args: argparse.Namespace) -> None:
-    import pandas as pd
-
     from effopd.plots.training import plot_speedup_fits
+    from effopd.tables import read_table
 
-    plot_speedup_fits(pd.read_csv(args.curves), pd.read_csv(args.speedup), args.benchmark,
+    plot_speedup_fits(read_table(args.curves), read_table(args.speedup), args.benchmark,
                       args.out)
 
 
 def cmd_plot_training(args: argparse.Namespace) -> None:
-    import pandas as pd
-
     from effopd.plots.training import plot_training_curves
     from effopd.reports.training import teacher_accuracy
+    from effopd.tables import read_table
 
-    plot_training_curves(pd.read_csv(args.curves), args.benchmark, args.out,
+    plot_training_curves(read_table(args.curves), args.benchmark, args.out,
                          teacher_accuracy(args.base_models, args.benchmark))
 
 

@@ -38,6 +38,7 @@ from effopd.metrics import problems_csv, summarize_grades
 from effopd.models.checkpoint import verify_checkpoint
 from effopd.prompts import DEFAULT_INSTRUCTION, render_prompt
 from effopd.provenance import sha256_file
+from effopd.tables import CHECKPOINT_INDEX, read_table
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +233,7 @@ def evaluate_series(index_csv: str | Path, base_model: str | Path, benchmark_fil
     methods share; EffOPD's extra checkpoints after each search are then skipped); a
     grid step missing from the index is an error.
     """
-    index = pd.read_csv(index_csv)
+    index = read_table(index_csv, CHECKPOINT_INDEX)
     if steps is not None:
         missing = sorted(set(steps) - set(index["step"]))
         if missing:

@@ -7,11 +7,16 @@ that came too late or not at all; ...).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
+
+import pandas as pd
 import pytest
 import yaml
 
 from effopd.config import load_config
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 
 
 @pytest.fixture
@@ -26,8 +31,8 @@ def write_config(tmp_path, config, name="bad.yaml"):
 
 
 def error_lines(result):
-    """The lines of stderr a user reads: a refusal is exactly one, with no traceback."""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    """The error lines of stderr: a refusal is exactly one, with no traceback."""
+    lines = [line for line in result.stderr.splitlines() if " ERROR " in line]
     assert "Traceback" not in result.stderr, result.stderr
     return lines
 
@@ -122,3 +127,187 @@ def test_shipped_configs_pass_every_cross_key_rule(repo):
     for name in ("config/config.yaml", "config/smoke.yaml", "config/paper.yaml",
                  "config/study.yaml", "pilots/base.yaml"):
         load_config(repo / name)
+
+
+# --------------------------------------------------------------------------- reviewer mode
+
+TINY = "results/tiny"
+
+
+@pytest.fixture
+def committed(tmp_path, repo):
+    """A reviewer's copy of the committed tiny results (the tables need no figures)."""
+    shutil.copytree(repo / TINY, tmp_path / TINY)
+    return tmp_path
+
+
+def review(repo, workdir, *args):
+    return run_cli("snakemake", *args, "--cores", "2", "--config", "review=True", "-s",
+                   str(repo / "Snakefile"), "--directory", str(workdir), "--configfile",
+                   str(repo / "config/config.yaml"))
+
+
+def digests(folder):
+    return {p.relative_to(folder): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("removed", [
+    [f"{TINY}/eval/runs/rl/seed2", f"{TINY}/train/rl/seed2", f"{TINY}/analysis/rl/seed2"],
+    [f"{TINY}/eval/runs/opd/seed1/tiny_test.csv"],
+])
+def test_reviewer_mode_refuses_missing_committed_results(repo, committed, removed):
+    """Finding 2: with a seed's results removed, `make figures` kept the old claims
+    ("3 vs 3") and exited 0."""
+    for path in removed:
+        target = committed / path
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    before = digests(committed / TINY / "tables")
+    result = review(repo, committed, "figures", "--forceall")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "reviewer mode:" in output and "committed result(s) the tables are drawn from "\
+        "are missing: " + sorted(removed)[0] in output, output[-2000:]
+    assert digests(committed / TINY / "tables") == before
+
+
+def damage_duplicate_row(path):
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join([*lines, lines[2]]))
+
+
+def damage_truncate_row(path):
+    lines = path.read_text().splitlines(keepends=True)
+    lines[3] = ",".join(lines[3].split(",")[:5]) + "\n"
+    path.write_text("".join(lines))
+
+
+def damage_cell(column, value):
+    def damage(path):
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        table.loc[1, column] = value
+        table.to_csv(path, index=False)
+    return damage
+
+
+EVAL = f"{TINY}/eval/runs/opd/seed0/tiny_test.csv"
+PROBLEMS = f"{TINY}/eval/runs/rl/seed1/tiny_test.problems.csv"
+NORMS = f"{TINY}/analysis/opd/seed1/update_norms.csv"
+SPEEDUP_TARGET = (f"{TINY}/tables/effopd_speedup.csv", "tabulate_training")
+ANALYSIS_TARGET = (f"{TINY}/tables/analysis/update_spectra.csv", "tabulate_analysis")
+CLAIMS_TARGET = (f"{TINY}/tables/claims.csv", "tabulate_claims")
+
+# (file damaged, damage, the table job that reads it, what the refusal says)
+MALFORMED = [
+    ("duplicated row", EVAL, damage_duplicate_row, SPEEDUP_TARGET,
+     f"{EVAL}: rows 3 and 11 share the key (step=1): a duplicated row"),
+    ("truncated row", PROBLEMS, damage_truncate_row, SPEEDUP_TARGET,
+     f"{PROBLEMS}: row 4 has 5 fields, the header 258"),
+    ("impossible accuracy", EVAL, damage_cell("avg@n", "1.5"), SPEEDUP_TARGET,
+     f"{EVAL}: row 3: column 'avg@n' is 1.5, expected a number in [0, 1]"),
+    ("non-numeric cell, analysis", NORMS, damage_cell("block_norm", "0.2x"), ANALYSIS_TARGET,
+     f"{NORMS}: row 3: column 'block_norm' is '0.2x', expected a number >= 0"),
+    ("non-numeric cell, claims", NORMS, damage_cell("block_norm", "0.2x"), CLAIMS_TARGET,
+     f"{NORMS}: row 3: column 'block_norm' is '0.2x', expected a number >= 0"),
+    ("empty file", NORMS, lambda p: p.write_text(""), ANALYSIS_TARGET,
+     f"{NORMS}: empty file"),
+    ("binary file", NORMS, lambda p: p.write_bytes(bytes(range(256)) * 4), ANALYSIS_TARGET,
+     f"{NORMS}: a binary file"),
+]
+
+
+@pytest.mark.parametrize(("name", "damaged", "damage", "target", "message"), MALFORMED,
+                         ids=[case[0] for case in MALFORMED])
+def test_reviewer_mode_refuses_malformed_tables(repo, committed, name, damaged, damage,
+                                                target, message):
+    """Finding 4: malformed committed tables were accepted (or crashed with a traceback,
+    or failed without the file's name), and a failed table job deleted 26 committed
+    tables."""
+    damage(committed / damaged)
+    before = digests(committed / TINY / "tables")
+    path, rule = target
+    result = review(repo, committed, path, "--forcerun", rule)
+    assert result.returncode != 0
+    log = (committed / f"logs/tiny/{rule}.log").read_text()
+    errors = [line for line in log.splitlines() if " ERROR " in line]
+    assert "Traceback" not in log and len(errors) == 1, log[-3000:]
+    assert message in errors[0], errors[0]
+    assert digests(committed / TINY / "tables") == before  # nothing committed deleted
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def copy_checkpoint(source, target):
+    shutil.copytree(source, target)
+    return target
+
+
+def test_analyze_verifies_checksums_by_default(tmp_path, tiny_checkpoint):
+    """Finding 3: a same-size corruption of one checkpoint's weights was analysed as if
+    sound (OPD's block norm 0.256 -> 48.3), exit 0."""
+    first = copy_checkpoint(tiny_checkpoint, tmp_path / "step_000001")
+    final = copy_checkpoint(tiny_checkpoint, tmp_path / "step_000002")
+    weights = first / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-64] ^= 0xFF  # a byte of the last tensor: same size, a sound header
+    weights.write_bytes(bytes(data))
+    args = ["effopd", "analyze", "--base", str(tiny_checkpoint), "--checkpoints", str(first),
+            str(final), "--steps", "1", "2", "--ks", "1", "--alignment-ks", "1",
+            "--device", "cpu"]
+    result = run_cli(*args, "--out-dir", str(tmp_path / "out"))
+    assert result.returncode == 1
+    (line,) = error_lines(result)
+    assert str(weights) in line and "sha256" in line, line
+    assert not (tmp_path / "out").exists()
+    # the flag that skips the check for speed outside the DAG reads the corrupt weights
+    skipped = run_cli(*args, "--no-verify-sha256", "--out-dir", str(tmp_path / "fast"))
+    assert skipped.returncode == 0, skipped.stderr[-2000:]
+
+
+TRAINING = {"steps": 4, "save_every": 2, "lr": 1e-3, "max_new_tokens": 8,
+            "rollout_batch_size": 64, "rl": {"prompts_per_step": 2, "group_size": 2}}
+
+
+@pytest.fixture
+def rl_run(tmp_path, tiny_checkpoint):
+    """A finished RL run through `effopd train` (the smallest of the three methods), and
+    the command that trains it again with a given training block."""
+    from effopd.config import validate_config
+    from effopd.data.arithmetic import ArithmeticSpec, write_splits
+
+    write_splits(ArithmeticSpec(n_train=20, n_val=4, n_test=4, seed=3), tmp_path / "data")
+    smoke = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    config = validate_config({**smoke, "training": TRAINING})
+
+    def train(**changes):
+        training = {**config["training"], **changes}
+        return run_cli("effopd", "train", "--method", "rl", "--seed", "0", "--training",
+                       json.dumps(training), "--grading", json.dumps(config["grading"]),
+                       "--prompt", json.dumps(config["prompt"]), "--student",
+                       str(tiny_checkpoint), "--train", str(tmp_path / "data/train.jsonl"),
+                       "--run-dir", str(tmp_path / "run"), "--log-csv",
+                       str(tmp_path / "log.csv"), "--search-csv", str(tmp_path / "search.csv"),
+                       "--index-csv", str(tmp_path / "index.csv"))
+
+    result = train()
+    assert result.returncode == 0, result.stderr[-2000:]
+    return tmp_path, train
+
+
+@pytest.mark.parametrize("change", ["save_every", "deleted checkpoint"])
+def test_checkpoint_grid_must_match_the_config(rl_run, change):
+    """Finding 5: a changed save_every "resumed" with the old grid (provenance recorded the
+    new one); a deleted checkpoint directory gave OPD and EffOPD different grids."""
+    workdir, train = rl_run
+    index = (workdir / "index.csv").read_bytes()
+    if change == "save_every":
+        result = train(save_every=1)
+    else:
+        shutil.rmtree(workdir / "run/checkpoints/step_000002")
+        result = train()
+    assert result.returncode == 1
+    (line,) = error_lines(result)
+    missing = "[1, 3]" if change == "save_every" else "[2]"
+    assert str(workdir / "run/checkpoints") in line and "differs: checkpoint grid" in line
+    assert f"missing steps {missing}" in line and "--fresh" in line, line
+    assert (workdir / "index.csv").read_bytes() == index

@@ -187,9 +187,11 @@ def _series_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--device", default="auto",
                          help="torch device of the arithmetic (auto: cuda if present)")
     command.add_argument("--threads", type=int, default=None)
-    command.add_argument("--verify-sha256", action="store_true",
+    command.add_argument("--verify-sha256", action=argparse.BooleanOptionalAction,
+                         default=True,
                          help="check every file's sha256 against its manifest before reading "
-                              "(sizes and safetensors headers are always checked)")
+                              "(default, as in the DAG; --no-verify-sha256 skips it for speed: "
+                              "sizes and safetensors headers are always checked)")
 
 
 def _evaluation_arguments(command: argparse.ArgumentParser, one_output: bool = True) -> None:

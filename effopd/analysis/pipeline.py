@@ -86,6 +86,7 @@ from effopd.analysis.settings import (  # noqa: F401 (re-exported)
 )
 from effopd.analysis.updates import update_norm_table
 from effopd.io import apply_limit, atomic_path, atomic_write_json, read_json, read_jsonl
+from effopd.tables import CHECKPOINT_INDEX, read_table
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +131,7 @@ def unique_labels(paths: Sequence[PathLike]) -> list[str]:
 
 def series_from_index(index_csv: PathLike, base: PathLike) -> Series:
     """The series of a training run's ``checkpoints.csv`` (columns step, path; paths as written)."""
-    index = pd.read_csv(index_csv)
-    missing = {"step", "path"} - set(index.columns)
-    if missing:
-        raise ValueError(f"{index_csv}: missing column(s) {sorted(missing)}")
-    if index.empty:
-        raise ValueError(f"{index_csv}: no checkpoints")
-    index = index.sort_values("step")
+    index = read_table(index_csv, CHECKPOINT_INDEX).sort_values("step")
     paths = [Path(p) for p in index["path"]]
     return Series(Path(base), unique_labels(paths), paths, [int(s) for s in index["step"]])
 

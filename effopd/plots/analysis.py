@@ -18,6 +18,7 @@ import seaborn as sns
 
 from effopd.plots.style import METHOD_COLORS, save_figure, setup
 from effopd.reports.runs import method_label
+from effopd.tables import read_table
 
 log = logging.getLogger(__name__)
 
@@ -380,7 +381,7 @@ def plot_analysis_figures(tables_dir: str | Path, out_dir: str | Path, benchmark
     tables_dir, out_dir = Path(tables_dir), Path(out_dir)
 
     def read(name: str) -> pd.DataFrame:
-        return pd.read_csv(tables_dir / f"{name}.csv")
+        return read_table(tables_dir / f"{name}.csv")
 
     paths = {name: out_dir / f"{name}.png" for name in FIGURES}
     scaling = read("scaling_curves")

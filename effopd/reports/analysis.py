@@ -53,6 +53,7 @@ import pandas as pd
 from effopd.analysis.settings import EARLY_FRACTION, Series
 from effopd.reports.runs import run_of
 from effopd.reports.stats import mean_ci95
+from effopd.tables import ANALYSIS_RUN_FILES, EVAL_SERIES, read_table
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def load_runs(run_dirs: Sequence[str | Path], file_name: str) -> pd.DataFrame:
     frames = []
     for run_dir in run_dirs:
         method, seed = run_of(run_dir)
-        frame = pd.read_csv(Path(run_dir) / file_name)
+        frame = read_table(Path(run_dir) / file_name, ANALYSIS_RUN_FILES.get(file_name))
         frame.insert(0, "seed", seed)
         frame.insert(0, "method", method)
         frames.append(frame)
@@ -162,7 +163,7 @@ def load_eval_curves(eval_csvs: Sequence[str | Path]) -> pd.DataFrame:
     frames = []
     for eval_csv in eval_csvs:
         method, seed = run_of(Path(eval_csv).parent)
-        scores = pd.read_csv(eval_csv)
+        scores = read_table(eval_csv, EVAL_SERIES)
         frames.append(pd.DataFrame({"method": method, "seed": seed, "step": scores["step"],
                                     "benchmark": scores["benchmark"],
                                     "accuracy": scores["avg@n"]}))

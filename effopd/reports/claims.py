@@ -100,6 +100,7 @@ from effopd.reports.stats import (
     welch_ci,
     welch_mde,
 )
+from effopd.tables import ANALYSIS_RUN_FILES, read_table
 
 
 @dataclass(frozen=True)
@@ -149,21 +150,26 @@ SPEEDUP_UNITS = {"steps": "optimizer steps", "tokens": "generated tokens (incl. 
 # --------------------------------------------------------------------------- metrics
 
 
+def _run_file(run_dir: Path, name: str) -> pd.DataFrame:
+    """A per-run analysis file, validated (:data:`effopd.tables.ANALYSIS_RUN_FILES`)."""
+    return read_table(run_dir / name, ANALYSIS_RUN_FILES[name])
+
+
 def _final(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["step"] == table["step"].max()]
 
 
 def scaling_slope(run_dir: Path) -> float:
-    scaling = pd.read_csv(run_dir / "scaling.csv")
+    scaling = _run_file(run_dir, "scaling.csv")
     final = scaling[(scaling["kind"] == "final") & (scaling["alpha"] <= 1 + 1e-12)]
-    norm = float(_final(pd.read_csv(run_dir / "update_norms.csv"))["block_norm"].iloc[0])
+    norm = float(_final(_run_file(run_dir, "update_norms.csv"))["block_norm"].iloc[0])
     x = final["alpha"].to_numpy(dtype=float) * norm
     y = final["avg@n"].to_numpy(dtype=float)
     return float(np.polyfit(x, y, 1)[0])
 
 
 def _block_allocation(run_dir: Path) -> pd.DataFrame:
-    table = _final(pd.read_csv(run_dir / "module_allocation.csv"))
+    table = _final(_run_file(run_dir, "module_allocation.csv"))
     table = table[table["layer"].notna()]
     return table.assign(energy=table["delta_norm"] ** 2)
 
@@ -187,12 +193,12 @@ def layer_concentration(run_dir: Path) -> float:
 
 
 def mlp_vs_attention_utility(run_dir: Path) -> float:
-    modules = pd.read_csv(run_dir / "modules.csv").set_index("intervention")["avg@n"]
+    modules = _run_file(run_dir, "modules.csv").set_index("intervention")["avg@n"]
     return float(modules["mlp"] - modules["attention"])
 
 
 def _final_matrices(run_dir: Path) -> pd.DataFrame:
-    return _final(pd.read_csv(run_dir / "spectra.csv"))
+    return _final(_run_file(run_dir, "spectra.csv"))
 
 
 def topk_energy_share(run_dir: Path, k: int) -> float:
@@ -210,8 +216,8 @@ def effective_rank_ratio(run_dir: Path) -> float:
 
 
 def early_alignment(run_dir: Path, k: int, early_fraction: float) -> float:
-    steps = pd.read_csv(run_dir / "update_norms.csv")["step"]
-    table = pd.read_csv(run_dir / "alignment.csv")
+    steps = _run_file(run_dir, "update_norms.csv")["step"]
+    table = _run_file(run_dir, "alignment.csv")
     column = f"left_overlap_k{k}"
     if column not in table:
         raise ValueError(f"{run_dir / 'alignment.csv'}: no {column}; add {k} to "
@@ -220,7 +226,7 @@ def early_alignment(run_dir: Path, k: int, early_fraction: float) -> float:
 
 
 def embedding_shift(run_dir: Path) -> float:
-    return 1.0 - float(pd.read_csv(run_dir / "embedding_cosine.csv")["cosine"].mean())
+    return 1.0 - float(_run_file(run_dir, "embedding_cosine.csv")["cosine"].mean())
 
 
 def per_seed_values(run_dirs: list[str | Path], k: int, early_fraction: float) -> pd.DataFrame:
@@ -534,7 +540,7 @@ def write_claims(run_dirs: list[str | Path], speedup_csv: str | Path | None,
     """Write claims.csv (every column) and claims.md (:func:`claims_markdown`)."""
     from effopd.io import atomic_path, atomic_write_text, markdown_table
 
-    speedup = pd.read_csv(speedup_csv) if speedup_csv else None
+    speedup = read_table(speedup_csv) if speedup_csv else None
     opd_runs = [problem_rates(path) for path in opd_evals] if opd_evals else None
     table = claims_table(per_seed_values(run_dirs, k, early_fraction), speedup,
                          claims["effects"], claims.get("power", 0.8), non_inferiority_margin,

@@ -100,6 +100,7 @@ from scipy.interpolate import PchipInterpolator
 from effopd.metrics import problems_csv
 from effopd.reports.runs import method_label, run_of
 from effopd.reports.stats import Z_POWER_80, crossed_mean, percentile_interval, t_interval
+from effopd.tables import PROBLEMS, TRAIN_LOG, read_table
 
 UNITS = ("steps", "tokens", "cpu_s")
 
@@ -472,7 +473,7 @@ def seeds_for_effect_from_se(se: float, n: int, effect: float) -> int | None:
 def problem_rates(eval_csv: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(steps, rates) from evaluate-series' per-problem file beside ``eval_csv``:
     ``rates[g, i]`` = correct samples of problem i at step g / n."""
-    table = pd.read_csv(problems_csv(eval_csv))
+    table = read_table(problems_csv(eval_csv), PROBLEMS)
     counts = table.drop(columns=["step", "n"]).to_numpy(dtype=float)
     return (table["step"].to_numpy(dtype=int),
             counts / table["n"].to_numpy(dtype=float)[:, None])
@@ -484,7 +485,7 @@ def load_run(eval_csv: str | Path, log_csv: str | Path | None) -> Run:
     steps, rates = problem_rates(eval_csv)
     costs, log_steps = {}, np.zeros(1)
     if log_csv is not None:
-        cumulative = cumulative_costs(pd.read_csv(log_csv).sort_values("step"))
+        cumulative = cumulative_costs(read_table(log_csv, TRAIN_LOG).sort_values("step"))
         log_steps = np.concatenate([[0], cumulative["step"].to_numpy(dtype=float)])
         for unit, column in (("tokens", "generated_tokens"), ("cpu_s", "cpu_s")):
             if cumulative[column].notna().all():

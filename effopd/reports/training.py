@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from effopd.errors import InputError
 from effopd.metrics import problems_csv
 from effopd.reports.runs import run_of
 from effopd.reports.speedup import (
@@ -24,12 +25,13 @@ from effopd.reports.speedup import (
     speedup_table,
 )
 from effopd.reports.stats import problem_mean_se
+from effopd.tables import BASE_MODELS, EVAL_SERIES, TRAIN_LOG, read_table
 
 
 def base_accuracy(base_models_csv: str | Path, model: str, benchmark: str | None) -> float:
     """A base model's avg@n on ``benchmark`` from base_models.csv (the teacher's is the
     reference the training curves and the claims' row 0a are read against)."""
-    table = pd.read_csv(base_models_csv)
+    table = read_table(base_models_csv, BASE_MODELS)
     rows = table[(table["model"] == model) & (table["benchmark"] == benchmark)]
     if len(rows) != 1:
         raise ValueError(f"{base_models_csv}: expected one row for model {model!r} on "
@@ -55,14 +57,17 @@ def load_curves(eval_csvs: list[str | Path], log_csvs: list[str | Path]) -> pd.D
     frames = []
     for eval_csv, log_csv in zip(eval_csvs, log_csvs, strict=True):
         method, seed = run_of(Path(eval_csv).parent)
-        scores = pd.read_csv(eval_csv).rename(columns={"seed": "sampling_seed"})
-        train_log = pd.read_csv(log_csv)
+        scores = read_table(eval_csv, EVAL_SERIES).rename(columns={"seed": "sampling_seed"})
+        train_log = read_table(log_csv, TRAIN_LOG)
         costs = cumulative_costs(train_log)
         merged = scores.merge(train_log[["step", "batch_accuracy", "reverse_kl", "loss"]]
                               .merge(costs, on="step"), on="step", how="left")
         merged.loc[merged["step"] == 0, list(costs.columns.drop("step"))] = 0.0
         if Path(problems_csv(eval_csv)).exists():
             steps, rates = problem_rates(eval_csv)
+            if sorted(steps) != sorted(scores["step"]):
+                raise InputError(f"{problems_csv(eval_csv)}: steps {sorted(steps)} differ "
+                                 f"from {eval_csv}'s {sorted(scores['step'])}")
             se = pd.DataFrame({"step": steps,
                                "accuracy_se": [problem_mean_se(r) for r in rates]})
             merged = merged.merge(se, on="step", how="left")
@@ -92,7 +97,7 @@ def compute_table(log_csvs: list[str | Path]) -> pd.DataFrame:
     rows = []
     for log_csv in log_csvs:
         method, _ = run_of(Path(log_csv).parent)
-        frame = pd.read_csv(log_csv)
+        frame = read_table(log_csv, TRAIN_LOG)
         val_tokens = frame["val_tokens"].sum() if "val_tokens" in frame else float("nan")
         rows.append({"method": method, "steps": int(frame["step"].max()),
                      "prompts_per_step": frame["prompts"].mean(),

@@ -320,6 +320,21 @@ class Trainer:
                 found.append((int(match.group(1)), path))
         return found
 
+    def grid_difference(self) -> str | None:
+        """How the checkpoints on disk differ from the config's grid (``spec.save_steps``)
+        up to the newest of them, or None: a changed ``training.save_every`` (not in the
+        fingerprint, so that a run can be extended) or a deleted checkpoint directory
+        would otherwise give the index, and every table after it, another grid."""
+        found = {step for step, _ in self.checkpoints()}
+        if not found:
+            return None
+        expected = {s for s in self.spec.save_steps if s <= max(found)}
+        if found == expected:
+            return None
+        missing, extra = sorted(expected - found), sorted(found - expected)
+        return ("checkpoint grid (training.save_every / save_powers_of_two, or a deleted "
+                f"checkpoint: missing steps {missing}, steps off the grid {extra})")
+
     def check_fingerprint(self, fresh: bool = False) -> None:
         """Refuse (or, ``fresh``, discard) checkpoints made by a different run.
 
@@ -341,6 +356,9 @@ class Trainer:
                 continue
             differing.update(fingerprint_differences(manifest.get("fingerprint"),
                                                      self.fingerprint))
+        grid = self.grid_difference()
+        if grid:
+            differing.add(grid)
         if not differing:
             return
         if fresh:

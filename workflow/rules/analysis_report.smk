@@ -8,7 +8,7 @@ rule tabulate_analysis:
         runs=analysis_run_files(),
         scores=analysis_eval_csvs(),
     output:
-        analysis_tables(),
+        [committed(path) for path in analysis_tables()],
     params:
         run_dirs=analysis_run_dirs(),
         out_dir=output_dir,
@@ -32,9 +32,11 @@ rule plot_analysis:
         expand(f"{ANALYSIS_TABLES}/{{name}}.csv", name=ANALYSIS_TABLE_NAMES),
     output:
         [
-            report(path, caption=f"../report/{Path(path).stem}.rst", category="Analysis")
-            if path.endswith(".png")
-            else path
+            committed(
+                report(path, caption=f"../report/{Path(path).stem}.rst", category="Analysis")
+                if path.endswith(".png")
+                else path
+            )
             for path in analysis_figures()
         ],
     params:
@@ -70,12 +72,12 @@ rule tabulate_claims:
         ),
         base_models=f"{RESULTS}/tables/base_models.csv",
     output:
-        csv=report(
+        csv=committed(report(
             f"{RESULTS}/tables/claims.csv",
             caption="../report/claims.rst",
             category="Tables",
-        ),
-        md=f"{RESULTS}/tables/claims.md",
+        )),
+        md=committed(f"{RESULTS}/tables/claims.md"),
     params:
         run_dirs=analysis_run_dirs(),
         early_fraction=ANALYSIS["early_fraction"],

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from effopd.config import read_yaml, validate_config
+from effopd.errors import InputError
 from effopd.training.schedule import baseline_training, grid_steps, lr_baselines
 
 # The one validation pass (schema, then every cross-key rule) before any job starts;
@@ -225,3 +226,26 @@ def provenance_data_files():
 def all_targets():
     """Everything the full DAG makes: the report and its provenance sidecar."""
     return report_targets() + [f"{RESULTS}/provenance.json"]
+
+
+def committed(path):
+    """A committed table or figure (a rule's output): Snakemake leaves it in place while
+    its job runs and restores it when the job fails (the update flag), so a failed
+    table job never deletes committed outputs."""
+    return update(path)
+
+
+def refuse_missing_review_inputs():
+    """Reviewer mode: every input that no rule makes (the committed results the tables
+    are drawn from) must exist; otherwise Snakemake would keep the old tables made from
+    them as source files and exit 0. One line naming the missing files."""
+    made = {str(f) for r in workflow.rules for f in r.output}
+    needed = {str(f) for r in workflow.rules for f in r.input if isinstance(f, str)}
+    missing = sorted(f for f in needed - made if not os.path.exists(f))
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise InputError(
+            f"reviewer mode: {len(missing)} committed result(s) the tables are drawn from "
+            f"are missing: {shown}; restore them (git checkout -- {RESULTS}) or run the "
+            "full DAG (review: false)"
+        )

@@ -8,12 +8,12 @@ rule plot_training_curves:
         curves=f"{RESULTS}/tables/training_curves.csv",
         base_models=f"{RESULTS}/tables/base_models.csv",
     output:
-        png=report(
+        png=committed(report(
             f"{FIGURES}/training_curves.png",
             caption="../report/training_curves.rst",
             category="Training",
-        ),
-        pdf=f"{FIGURES}/training_curves.pdf",
+        )),
+        pdf=committed(f"{FIGURES}/training_curves.pdf"),
     params:
         benchmark=SPEEDUP_BENCHMARK,
     log:
@@ -34,12 +34,12 @@ rule plot_speedup:
         curves=f"{RESULTS}/tables/training_curves.csv",
         speedup=f"{RESULTS}/tables/effopd_speedup.csv",
     output:
-        png=report(
+        png=committed(report(
             f"{FIGURES}/speedup_fits.png",
             caption="../report/speedup_fits.rst",
             category="Training",
-        ),
-        pdf=f"{FIGURES}/speedup_fits.pdf",
+        )),
+        pdf=committed(f"{FIGURES}/speedup_fits.pdf"),
     params:
         benchmark=SPEEDUP_BENCHMARK,
     log:

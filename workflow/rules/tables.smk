@@ -6,12 +6,12 @@ rule tabulate_base_models:
     input:
         base_model_metrics(),
     output:
-        csv=report(
+        csv=committed(report(
             f"{RESULTS}/tables/base_models.csv",
             caption="../report/base_models.rst",
             category="Tables",
-        ),
-        md=f"{RESULTS}/tables/base_models.md",
+        )),
+        md=committed(f"{RESULTS}/tables/base_models.md"),
     log:
         f"{LOGS}/tabulate_base_models.log",
     benchmark:
@@ -40,15 +40,15 @@ rule tabulate_training:
             seed=SEEDS,
         ),
     output:
-        curves=f"{RESULTS}/tables/training_curves.csv",
-        speedup=report(
+        curves=committed(f"{RESULTS}/tables/training_curves.csv"),
+        speedup=committed(report(
             f"{RESULTS}/tables/effopd_speedup.csv",
             caption="../report/effopd_speedup.rst",
             category="Tables",
-        ),
-        speedup_md=f"{RESULTS}/tables/effopd_speedup.md",
-        compute=f"{RESULTS}/tables/training_compute.csv",
-        compute_md=f"{RESULTS}/tables/training_compute.md",
+        )),
+        speedup_md=committed(f"{RESULTS}/tables/effopd_speedup.md"),
+        compute=committed(f"{RESULTS}/tables/training_compute.csv"),
+        compute_md=committed(f"{RESULTS}/tables/training_compute.md"),
     params:
         benchmark=SPEEDUP_BENCHMARK,
         speedup=config_json("speedup"),
@@ -85,8 +85,8 @@ rule tabulate_ablation:
             seed=ABLATION_SEEDS,
         ),
     output:
-        csv=f"{RESULTS}/tables/effopd_ablation.csv",
-        md=f"{RESULTS}/tables/effopd_ablation.md",
+        csv=committed(f"{RESULTS}/tables/effopd_ablation.csv"),
+        md=committed(f"{RESULTS}/tables/effopd_ablation.md"),
     params:
         effopd=config_json("training/effopd"),
         variants=config_json("ablation/variants"),
