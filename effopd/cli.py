@@ -27,7 +27,13 @@ def json_arg(text: str) -> Any:
 
 
 def set_threads(count: int | None) -> None:
-    """Set torch's intra-op threads (the rule's ``threads``); None leaves torch's default."""
+    """Set torch's intra-op threads (the rule's ``threads``); None leaves torch's default.
+    A count below 1 or above 4 x the machine's CPUs is refused, naming the flag."""
+    from effopd.errors import InputError
+
+    most = 4 * (os.cpu_count() or 1)
+    if count is not None and not 1 <= count <= most:
+        raise InputError(f"--threads {count}: expected 1 to {most} (4 x this machine's CPUs)")
     if count:
         import torch
 

@@ -32,6 +32,7 @@ from effopd.io import (
     atomic_write_jsonl,
     read_json,
     read_jsonl,
+    require_keys,
     write_table,
 )
 from effopd.metrics import problems_csv, summarize_grades
@@ -118,7 +119,8 @@ def score_model(model_dir: str | Path, benchmark_file: str | Path, label: str,
     """
     benchmark = Path(benchmark_file).stem
     verify_checkpoint(model_dir, sha256=True)
-    problems = read_jsonl(benchmark_file)
+    problems = require_keys(read_jsonl(benchmark_file), ("id", "problem", "answer"),
+                            benchmark_file)
     if not problems:
         raise ValueError(f"{benchmark_file}: no problems")
     spec = SamplingSpec.from_config(generation)

@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from effopd.errors import InputError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
@@ -92,6 +94,18 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             raise ValueError(f"{path}:{line_no}: expected a JSON object, "
                              f"got {type(row).__name__}")
         rows.append(row)
+    return rows
+
+
+def require_keys(rows: list[dict[str, Any]], keys: Iterable[str],
+                 path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """``rows`` (of the JSON-lines file ``path``) unchanged, or an error naming the file,
+    the row and the key the first row without one of ``keys`` lacks."""
+    for number, row in enumerate(rows, start=1):
+        missing = [key for key in keys if key not in row]
+        if missing:
+            raise InputError(f"{path}: row {number} has no key(s) {', '.join(missing)} "
+                             f"(has: {', '.join(map(str, row)) or 'none'})")
     return rows
 
 

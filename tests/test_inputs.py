@@ -268,26 +268,38 @@ TRAINING = {"steps": 4, "save_every": 2, "lr": 1e-3, "max_new_tokens": 8,
             "rollout_batch_size": 64, "rl": {"prompts_per_step": 2, "group_size": 2}}
 
 
-@pytest.fixture
-def rl_run(tmp_path, tiny_checkpoint):
-    """A finished RL run through `effopd train` (the smallest of the three methods), and
-    the command that trains it again with a given training block."""
+def train_command(workdir, student, train_file, **changes):
+    """`effopd train` of RL (the smallest method) on the smoke config's training block
+    with TRAINING and ``changes``; outputs under ``workdir``."""
     from effopd.config import validate_config
+
+    smoke = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    config = validate_config({**smoke, "training": TRAINING})
+    training = {**config["training"], **changes}
+    return run_cli("effopd", "train", "--method", "rl", "--seed", "0", "--training",
+                   json.dumps(training), "--grading", json.dumps(config["grading"]),
+                   "--prompt", json.dumps(config["prompt"]), "--student", str(student),
+                   "--train", str(train_file), "--run-dir", str(workdir / "run"),
+                   "--log-csv", str(workdir / "log.csv"), "--search-csv",
+                   str(workdir / "search.csv"), "--index-csv", str(workdir / "index.csv"))
+
+
+@pytest.fixture
+def task_data(tmp_path):
     from effopd.data.arithmetic import ArithmeticSpec, write_splits
 
     write_splits(ArithmeticSpec(n_train=20, n_val=4, n_test=4, seed=3), tmp_path / "data")
-    smoke = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
-    config = validate_config({**smoke, "training": TRAINING})
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def rl_run(tmp_path, tiny_checkpoint, task_data):
+    """A finished RL run through `effopd train` from a copy of the tiny student, and the
+    command that trains it again with changed training keys."""
+    student = copy_checkpoint(tiny_checkpoint, tmp_path / "student")
 
     def train(**changes):
-        training = {**config["training"], **changes}
-        return run_cli("effopd", "train", "--method", "rl", "--seed", "0", "--training",
-                       json.dumps(training), "--grading", json.dumps(config["grading"]),
-                       "--prompt", json.dumps(config["prompt"]), "--student",
-                       str(tiny_checkpoint), "--train", str(tmp_path / "data/train.jsonl"),
-                       "--run-dir", str(tmp_path / "run"), "--log-csv",
-                       str(tmp_path / "log.csv"), "--search-csv", str(tmp_path / "search.csv"),
-                       "--index-csv", str(tmp_path / "index.csv"))
+        return train_command(tmp_path, student, task_data / "train.jsonl", **changes)
 
     result = train()
     assert result.returncode == 0, result.stderr[-2000:]
@@ -311,3 +323,74 @@ def test_checkpoint_grid_must_match_the_config(rl_run, change):
     assert str(workdir / "run/checkpoints") in line and "differs: checkpoint grid" in line
     assert f"missing steps {missing}" in line and "--fresh" in line, line
     assert (workdir / "index.csv").read_bytes() == index
+
+
+def test_lost_student_manifest_is_not_called_another_run(rl_run):
+    """Finding 7: a missing student manifest was reported as a fingerprint difference whose
+    advice was to discard the run's valid checkpoints."""
+    workdir, train = rl_run
+    (workdir / "student/manifest.json").unlink()
+    result = train()
+    assert result.returncode == 1
+    (line,) = error_lines(result)
+    assert f"{workdir / 'student/manifest.json'}: missing" in line and "--fresh" not in line
+    assert (workdir / "run/checkpoints/step_000004").is_dir()
+
+
+# --------------------------------------------------------------------------- one-line errors
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def evaluate_command(tmp_path, model, benchmark, *extra):
+    return run_cli("effopd", "evaluate", "--model", str(model), "--benchmark", str(benchmark),
+                   "--label", "x", "--samples", str(tmp_path / "s.jsonl"), "--metrics",
+                   str(tmp_path / "m.json"), *extra)
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("benchmark without problem", "bench.jsonl: row 1 has no key(s) problem (has: id, question"),
+    ("not a checkpoint", "empty: not a model checkpoint (no config.json)"),
+    ("threads -5", "--threads -5: expected 1 to "),
+    ("threads 100000", "--threads 100000: expected 1 to "),
+])
+def test_evaluate_faults_are_one_line(tmp_path, tiny_checkpoint, case, message):
+    """Finding 7: `'problem'`, a tokenizer error without the path, tracebacks."""
+    good = write_jsonl(tmp_path / "good.jsonl", [{"id": "a", "problem": "1+1", "answer": "2"}])
+    model, benchmark, extra = tiny_checkpoint, good, []
+    if case == "benchmark without problem":
+        benchmark = write_jsonl(tmp_path / "bench.jsonl",
+                                [{"id": "a", "question": "1+1", "answer": "2"}])
+    elif case == "not a checkpoint":
+        model = tmp_path / "empty"
+        model.mkdir()
+    else:
+        extra = ["--threads", case.split()[1]]
+    result = evaluate_command(tmp_path, model, benchmark, *extra)
+    assert result.returncode == 1
+    (line,) = error_lines(result)
+    assert message in line, line
+
+
+@pytest.mark.parametrize(("rows", "message"), [
+    ([{"problem": "1+1", "answer": "2"}] * 4, "train.jsonl: row 1 has no key(s) question"),
+    ([{"question": "1+1", "answer": "2"}], "train.jsonl: 1 training problems, fewer than "
+                                           "prompts_per_step 2 (training.rl)"),
+])
+def test_train_data_faults_are_one_line(tmp_path, tiny_checkpoint, rows, message):
+    """Finding 7: `'question'` and "Sample larger than population"."""
+    train_file = write_jsonl(tmp_path / "train.jsonl", rows)
+    result = train_command(tmp_path, tiny_checkpoint, train_file)
+    assert result.returncode == 1
+    (line,) = error_lines(result)
+    assert message in line, line
+
+
+def test_large_task_splits_show_progress(tmp_path):
+    """Finding 6: `n_train: 100000000` ran for minutes without a word."""
+    result = run_cli("effopd", "make-task", "--spec", json.dumps({"n_train": 100_000}),
+                     "--out-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "task train: 100%" in result.stderr and "100000/100000" in result.stderr

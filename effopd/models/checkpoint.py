@@ -225,6 +225,8 @@ def verify_checkpoint(directory: str | Path, sha256: bool = True,
     root = Path(directory)
     if not root.is_dir():
         raise CheckpointError(f"{root}: checkpoint directory not found")
+    if not (root / "config.json").is_file():
+        raise CheckpointError(f"{root}: not a model checkpoint (no config.json)")
     manifest = read_manifest(root)
     if manifest is not None:
         sizes = manifest.get("sizes", {})

@@ -50,7 +50,7 @@ from effopd.analysis.device import resolve_device
 from effopd.errors import CheckpointError, InputError, StaleRunError
 from effopd.generation import SamplingSpec, sample_completions
 from effopd.grading import grade_records
-from effopd.io import atomic_path, read_json, read_jsonl
+from effopd.io import atomic_path, read_json, read_jsonl, require_keys
 from effopd.models.checkpoint import TRAINING_STATE_NAME as STATE_FILE
 from effopd.models.checkpoint import (
     read_manifest,
@@ -261,6 +261,7 @@ class Trainer:
                  val_file: str | Path | None, prompt: dict[str, Any], run_dir: str | Path,
                  device: str | None = None) -> None:
         self.spec, self.seed = spec, seed
+        self.models = {"student": student_dir, "teacher": teacher_dir}
         self.fingerprint = run_fingerprint(spec, seed, student_dir, teacher_dir, train_file,
                                            val_file, prompt)
         self.device = resolve_device(device or "auto")
@@ -283,9 +284,15 @@ class Trainer:
                 str(teacher_dir), dtype=torch.float32).to(self.device).eval()
             self.teacher.requires_grad_(False)
         instruction, thinking = prompt["instruction"], prompt["enable_thinking"]
-        self.train_rows = read_jsonl(train_file)
+        self.train_rows = require_keys(read_jsonl(train_file), ("question", "answer"),
+                                       train_file)
+        if len(self.train_rows) < spec.prompts_per_step:
+            raise InputError(f"{train_file}: {len(self.train_rows)} training problems, fewer "
+                             f"than prompts_per_step {spec.prompts_per_step} "
+                             f"(training.{'rl' if spec.method == 'rl' else 'opd'})")
         self.prompt_settings = (instruction, thinking)  # train prompts are rendered when drawn
-        self.val_rows = read_jsonl(val_file) if val_file else []
+        self.val_rows = (require_keys(read_jsonl(val_file), ("problem", "answer"), val_file)
+                         if val_file else [])
         if spec.validation_size is not None:  # the first N problems (an ablation's smaller set)
             if spec.validation_size > len(self.val_rows):
                 raise InputError(f"training.effopd.validation_size = {spec.validation_size}, "
@@ -359,6 +366,13 @@ class Trainer:
         grid = self.grid_difference()
         if grid:
             differing.add(grid)
+        for role, directory in self.models.items():  # a lost manifest is not another model
+            manifest = Path(directory or "") / "manifest.json"
+            if f"{role}_sha256" in differing and directory and not manifest.exists():
+                raise CheckpointError(
+                    f"{manifest}: missing; this run's checkpoints were made from a {role} "
+                    f"with a manifest: restore it (rebuild or fetch the {role} again) "
+                    "rather than discard the run")
         if not differing:
             return
         if fresh:
