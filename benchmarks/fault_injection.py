@@ -28,6 +28,7 @@ Prints one row per fault and, as its last line,
 
     python benchmarks/fault_injection.py --quick     # K = 3, C = 4, S = 1 (a few minutes)
     python benchmarks/fault_injection.py             # K = 10, C = 7, S = 3
+    python benchmarks/fault_injection.py --inputs    # bad inputs refused K/K (bad_inputs.py)
 """
 
 from __future__ import annotations
@@ -470,7 +471,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8,
                         help="training.steps (smoke: 4; 8 leaves room for K kills)")
     parser.add_argument("--workdir", default=None, help="keep the files here (default: a tmp dir)")
+    parser.add_argument("--inputs", action="store_true",
+                        help="bad inputs instead (benchmarks/bad_inputs.py): configs, damaged "
+                             "tables, data files and flags, each refused in one line")
     args = parser.parse_args()
+    if args.inputs:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from bad_inputs import main as bad_inputs
+
+        raise SystemExit(bad_inputs())
     kills = args.kills or (3 if args.quick else 10)
     config = load_config(REPO / "config" / "smoke.yaml")
     config["training"]["steps"] = args.steps  # room for K kills at distinct moments
