@@ -394,3 +394,33 @@ def test_large_task_splits_show_progress(tmp_path):
                      "--out-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "task train: 100%" in result.stderr and "100000/100000" in result.stderr
+
+
+def schema_of(path):
+    """The schema of a committed results file (None: a table checked for its form only)."""
+    from effopd import tables
+
+    text = str(path)
+    if "/eval/runs/" in text:
+        return tables.PROBLEMS if path.name.endswith(".problems.csv") else tables.EVAL_SERIES
+    if "/train/" in text:
+        return {"log.csv": tables.TRAIN_LOG,
+                "checkpoints.csv": tables.CHECKPOINT_INDEX}.get(path.name)
+    if "/analysis/" in text and "/tables/" not in text:
+        return tables.ANALYSIS_RUN_FILES[path.name]
+    return tables.BASE_MODELS if path.name == "base_models.csv" else None
+
+
+@pytest.mark.parametrize("experiment", ["tiny", "study"])
+def test_committed_results_pass_their_schemas_unchanged(repo, experiment):
+    """The validated reader accepts every committed results file and returns exactly what
+    pandas reads, so reviewer mode's tables stay byte-identical."""
+    from effopd.tables import read_table
+
+    files = sorted((repo / "results" / experiment).rglob("*.csv"))
+    # (the search logs of OPD and RL are a header only: no line search ran)
+    files = [f for f in files if "/benchmarks/" not in str(f)
+             and len(f.read_text().splitlines()) > 1]
+    assert len(files) > 100
+    for path in files:
+        pd.testing.assert_frame_equal(read_table(path, schema_of(path)), pd.read_csv(path))
