@@ -169,10 +169,11 @@ EVAL_SERIES = TableSchema({"step": "step", **_SAMPLING}, ("step", "avg@n", "benc
 #: its per-problem counts (``.problems.csv``): correct samples of each problem per step.
 PROBLEMS = TableSchema({"step": "step", "n": "count"}, ("step", "n"), key=("step",),
                        other_columns="count")
-#: a training run's log.csv: one row per optimizer step.
+#: a training run's log.csv: one row per optimizer step. ``cpu_s`` may be blank: engine
+#: verl does not measure CPU time (the speed-up then has no CPU-seconds unit).
 TRAIN_LOG = TableSchema({"step": "step", "response_tokens": "count", "prompts": "count",
                          "responses": "count", "search_s": "nonnegative"},
-                        ("step", "response_tokens"), key=("step",),
+                        ("step", "response_tokens"), key=("step",), blank_ok=("cpu_s",),
                         prefixes={"val_": "count", "cpu_s": "nonnegative"})
 #: a training run's checkpoints.csv: one row per saved checkpoint.
 CHECKPOINT_INDEX = TableSchema({"step": "step", "path": "text"}, ("step", "path"),

@@ -48,7 +48,11 @@ def test_smoke_dag_trains_through_trl(tmp_path):
     assert index["step"].tolist() == [1, 2, 4]
     assert all((Path(p) / "effopd_anchor.safetensors").exists() for p in index["path"])
     assert pd.read_csv(results / "train/opd/seed0/effopd_search.csv").empty
+    # the learning-rate baseline of config/smoke.yaml, trained by TRL at twice the lr
+    baseline = pd.read_csv(results / "train/opd-lr2x/seed0/log.csv")
+    assert list(baseline["step"]) == [1, 2, 3, 4] and (baseline["lr"] == 0.002).all()
     speedup = pd.read_csv(results / "tables/effopd_speedup.csv")
     assert list(zip(speedup["comparison"], speedup["row"], strict=True)) == [
-        ("effopd_vs_opd", "pair"), ("effopd_vs_opd", "summary")]
+        (c, r) for c in ("effopd_vs_opd", "opd-lr2x_vs_opd", "effopd_vs_best_lr_opd")
+        for r in ("pair", "summary")]
     assert (tmp_path / "paper_figures/smoke/training_curves.png").stat().st_size > 0
