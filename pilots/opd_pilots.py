@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from effopd.cpu_kernels import pin_cpu_kernels  # noqa: E402  (before torch)
 
 log = logging.getLogger("pilots")
-SUMMARY_COLUMNS = ["pilot", "method", "student", "lr", "warmup", "prompts", "steps",
+SUMMARY_COLUMNS = ["pilot", "method", "student", "teacher", "lr", "warmup", "prompts", "steps",
                    "base_acc", "final_acc", "teacher_acc", "gap_closed", "kl_first", "kl_last",
                    "batch_acc_first", "batch_acc_last", "tokens", "cpu_s"]
 
@@ -58,19 +58,23 @@ def deep_merge(base: dict, overrides: dict) -> dict:
     return merged
 
 
-def build_student(config: dict, artifacts: Path, tokenizer: Path, train: Path) -> Path:
-    """The config's student: the DAG's if its block equals the base's, else built here
-    into ``artifacts/pilots/models/<digest>`` (same recipe as the DAG's build rule)."""
+def pilot_model(config: dict, base_config: dict, role: str, artifacts: Path) -> Path:
+    """The config's ``role`` model (student or teacher): the DAG's if its block equals the
+    base's, else built here into ``artifacts/pilot_models/<digest>`` (same recipe as the
+    DAG's build rule: ``effopd.models.build.build_model``)."""
     import hashlib
 
     from effopd.models.build import build_model
 
-    spec = config["models"]["student"]
+    spec = config["models"][role]
+    if spec == base_config["models"][role]:
+        return artifacts / "models" / role
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     out = artifacts / "pilot_models" / digest
     if not (out / "manifest.json").exists():
-        log.info("building student %s: %s", digest, spec)
-        build_model(spec, config["prompt"], tokenizer, train, out, out.with_suffix(".sft.csv"))
+        log.info("building %s %s: %s", role, digest, spec)
+        build_model(spec, config["prompt"], artifacts / "tokenizer",
+                    artifacts / "data" / "train.jsonl", out, out.with_suffix(".sft.csv"))
     return out
 
 
@@ -152,12 +156,9 @@ def run_pilot(pilot: dict, base_config: dict, settings: dict, artifacts: Path,
     config = validate_config(deep_merge(base_config, pilot.get("overrides", {})),
                              source=f"pilot {name}")
     data = artifacts / "data"
-    if config["models"]["student"] == base_config["models"]["student"]:
-        student = artifacts / "models" / "student"
-    else:
-        student = build_student(config, artifacts, artifacts / "tokenizer",
-                                data / "train.jsonl")
-    teacher = artifacts / "models" / "teacher"
+    student = pilot_model(config, base_config, "student", artifacts)
+    teacher = pilot_model(config, base_config, "teacher", artifacts)
+    score_teacher(teacher, config, settings, artifacts, results)
     training = copy.deepcopy(config["training"])
     steps = pilot.get("eval_steps", settings["eval_steps"])
     training["save_every"] = math.gcd(*[s for s in steps if s]) if len(steps) > 1 else steps[0]
@@ -194,6 +195,12 @@ def run_pilot(pilot: dict, base_config: dict, settings: dict, artifacts: Path,
         writer.writerows(rows)
 
 
+def model_label(spec: dict) -> str:
+    """``3L h96 sft400``: layers, hidden size and SFT steps of a built model."""
+    arch = spec["arch"]
+    return f"{arch['num_hidden_layers']}L h{arch['hidden_size']} sft{spec['sft']['steps']}"
+
+
 def summarize(pilots: list[dict], base_config: dict, results: Path,
               teacher_acc: dict[str | None, float], settings_steps: list[int]) -> None:
     """One row per finished pilot: test accuracy at the evaluated steps, the share of the
@@ -216,13 +223,12 @@ def summarize(pilots: list[dict], base_config: dict, results: Path,
         lg = pd.read_csv(out / "log.csv")
         quarter = max(1, len(lg) // 4)
         base, final = float(ev.accuracy.iloc[0]), float(ev.accuracy.iloc[-1])
-        arch = config["models"]["student"]["arch"]
         training = config["training"]
         per = training.get("rl" if pilot["method"] == "rl" else "opd", {})
         rows.append({
             "pilot": pilot["name"], "method": pilot["method"],
-            "student": f"{arch['num_hidden_layers']}L h{arch['hidden_size']} "
-                       f"sft{config['models']['student']['sft']['steps']}",
+            "student": model_label(config["models"]["student"]),
+            "teacher": model_label(config["models"]["teacher"]),
             "lr": training["lr"], "warmup": training.get("warmup_steps", 0),
             "prompts": per.get("prompts_per_step", 64) * per.get("group_size", 1),
             "steps": int(lg.step.max()), "base_acc": base,
@@ -237,34 +243,40 @@ def summarize(pilots: list[dict], base_config: dict, results: Path,
             "tokens": int(lg.response_tokens.sum()), "cpu_s": float(lg.cpu_s.iloc[-1])})
     every = sorted({s for p in pilots for s in p.get("eval_steps", settings_steps)} - {0})
     curve = [f"acc@{s}" for s in every[:-1]]
-    columns = SUMMARY_COLUMNS[:8] + curve + SUMMARY_COLUMNS[8:]
+    columns = SUMMARY_COLUMNS[:9] + curve + SUMMARY_COLUMNS[9:]
     table = pd.DataFrame(rows, columns=columns)
     write_table(table, results / "opd_pilots.csv")
     print(markdown_table(table))
 
 
-def teacher_accuracy(config: dict, settings: dict, artifacts: Path, results: Path
-                     ) -> dict[str | None, float]:
-    """The teacher's test accuracy at the pilots' evaluation settings, by the teacher's
-    model digest (None: the teacher of the pilots run before digests were recorded,
-    ``teacher.json``); the current teacher is scored once and cached in
-    ``teachers/<digest>.json``."""
+def score_teacher(teacher: Path, config: dict, settings: dict, artifacts: Path,
+                  results: Path) -> float:
+    """The teacher's test accuracy at the pilots' evaluation settings, scored once per
+    model digest and cached in ``teachers/<digest>.json``."""
     from effopd.evaluation import score_model
     from effopd.io import atomic_write_json, read_json
     from effopd.training.trainer import model_digest
 
-    teacher = artifacts / "models" / "teacher"
+    cache = results / "teachers" / f"{model_digest(teacher)}.json"
+    if not cache.exists():
+        metrics, _ = score_model(teacher, artifacts / "benchmarks" / "tiny_test.jsonl",
+                                 "teacher", config["prompt"],
+                                 {**config["generation"], "n": settings["eval_n"]},
+                                 {**config["grading"], "workers": 1}, [1])
+        atomic_write_json(cache, metrics)
+    return float(read_json(cache)["avg@n"])
+
+
+def teacher_accuracy(config: dict, settings: dict, artifacts: Path, results: Path
+                     ) -> dict[str | None, float]:
+    """Teacher test accuracy by the teacher's model digest (None: the teacher of the pilots
+    run before digests were recorded, ``teacher.json``); the DAG's current teacher is
+    scored if it is not cached yet."""
+    from effopd.io import read_json
+
     accuracy = {None: float(read_json(results / "teacher.json")["avg@n"])}
-    if teacher.exists():
-        digest = model_digest(teacher)
-        cache = results / "teachers" / f"{digest}.json"
-        if not cache.exists():
-            metrics, _ = score_model(teacher, artifacts / "benchmarks" / "tiny_test.jsonl",
-                                     "teacher", config["prompt"],
-                                     {**config["generation"], "n": settings["eval_n"]},
-                                     {**config["grading"], "workers": 1}, [1])
-            atomic_write_json(cache, metrics)
-        accuracy[digest] = float(read_json(cache)["avg@n"])
+    if (artifacts / "models" / "teacher").exists():
+        score_teacher(artifacts / "models" / "teacher", config, settings, artifacts, results)
     for cached in (results / "teachers").glob("*.json"):
         accuracy.setdefault(cached.stem, float(read_json(cached)["avg@n"]))
     return accuracy
