@@ -19,6 +19,9 @@ VENV_GPU := .venv-gpu
 STAMP_GPU := $(VENV_GPU)/.installed-stamp
 CORES ?= all
 SNAKEMAKE_ARGS ?=
+# pytest-xdist: one worker per core, each test file on one worker (its module fixtures
+# built once); the smoke DAG that several files read runs once (tests/conftest.py).
+PYTEST_ARGS ?= -n auto --dist loadfile
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: run study test test-verl verl-env gpu-env check-gpu-lock lint figures report clean-venv

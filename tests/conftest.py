@@ -83,8 +83,25 @@ def run_smoke_dag(workdir: Path, *extra: str, timeout: float = 1200,
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
-    """The smoke DAG run once locally (2 cores); shared by the tests that read its outputs."""
-    workdir = tmp_path_factory.mktemp("smoke")
-    result = run_smoke_dag(workdir, "--cores", "2")
-    assert result.returncode == 0, result.stderr[-4000:]
+    """The smoke DAG run once locally (2 cores); shared by the tests that read its outputs.
+
+    Under pytest-xdist (``make test`` runs ``-n auto``) every worker has its own session,
+    so the first worker to ask runs the DAG under a file lock in the folder all workers
+    share, and the others wait for it and read the same outputs (or its failure)."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    workdir = shared / "smoke-dag"
+    done, failure = shared / "smoke-dag.done", shared / "smoke-dag.failed"
+    with FileLock(str(shared / "smoke-dag.lock")):
+        if not done.exists() and not failure.exists():
+            workdir.mkdir(exist_ok=True)
+            result = run_smoke_dag(workdir, "--cores", "2")
+            if result.returncode == 0:
+                done.write_text("")
+            else:
+                failure.write_text(result.stderr[-4000:])
+    assert not failure.exists(), failure.read_text()
     return workdir

@@ -58,7 +58,7 @@ def test_write_splits_round_trip(tmp_path, splits):
 
 def test_impossible_spec_names_the_split():
     with pytest.raises(ValueError, match="n_test"):
-        generate_splits(ArithmeticSpec(n_test=100000, n_val=1, n_train=1, min_ops=1,
+        generate_splits(ArithmeticSpec(n_test=200, n_val=1, n_train=1, min_ops=1,
                                        max_ops=1, value_max=10, start_max=3, operand_max=2))
 
 
