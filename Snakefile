@@ -74,7 +74,7 @@ onerror:
 rule all:
     default_target: True
     input:
-        report_targets() if config["review"] else all_targets(),
+        report_targets() if config["review"] else all_targets() + missing_results(),
 
 
 # Every table and figure of the artifact (reviewers: with review=True).

@@ -102,6 +102,25 @@ def test_smoke_config_runs_end_to_end(repo, smoke_run):
 
 
 @pytest.mark.slow
+def test_a_deleted_evaluation_is_redone_by_a_full_run(smoke_run, tmp_path):
+    """Issue 21, finding 2: after a finished run, a deleted evaluation CSV is evaluated
+    again (and everything downstream of it redrawn), not "Nothing to be done"."""
+    import shutil
+
+    workdir = tmp_path / "run"
+    shutil.copytree(smoke_run, workdir, symlinks=True)  # mtimes kept: the run is finished
+    assert "Nothing to be done" in run_smoke_dag(workdir, "-n").stdout
+    (workdir / "results/smoke/eval/runs/opd/seed0/tiny_test.csv").unlink()
+    result = run_smoke_dag(workdir, "-n", "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    assert counts["evaluate_run"] == 1 and "train" not in counts, counts
+    assert counts["tabulate_training"] == 1 and counts["tabulate_claims"] == 1, counts
+    assert "Missing output files: results/smoke/eval/runs/opd/seed0/tiny_test.csv" \
+        in result.stdout
+
+
+@pytest.mark.slow
 def test_provenance_ties_outputs_to_config_code_models_and_data(smoke_run):
     from effopd.provenance import config_sha256, sha256_file
 
