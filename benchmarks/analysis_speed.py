@@ -185,7 +185,7 @@ def worker(args: argparse.Namespace) -> None:
     import torch
     import transformers  # noqa: F401
 
-    from effopd.analysis.device import resolve_device
+    from effopd.device import resolve_device
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)

@@ -21,8 +21,8 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from effopd.analysis.device import resolve_device
 from effopd.config import dataclass_from_block
+from effopd.device import resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from effopd.analysis.alignment import alignment_table, long_by_k
+from effopd.analysis.alignment import alignment_table
 from effopd.analysis.checkpoint_io import block_matrix_names, write_modified_checkpoint
-from effopd.analysis.series import series_tables
 from effopd.analysis.spectra_table import spectra_table
 from effopd.analysis.synthetic import (
     orthonormal_columns,
@@ -26,6 +25,8 @@ from effopd.analysis.updates import (
     update_norm_table,
     update_size_series,
 )
+from effopd.analysis.weight_pass import series_tables
+from effopd.reports.analysis import long_by_k
 
 ZERO = "model.layers.1.mlp.up_proj.weight"  # left untouched by every planted checkpoint
 

@@ -376,7 +376,7 @@ def test_empty_or_unreadable_benchmark_fails_in_prepare(tmp_path):
 def test_limit_has_one_meaning(tmp_path):
     import argparse
 
-    from effopd.analysis.cli import limit_arg
+    from effopd.cli.args import limit_arg
     from effopd.data.benchmarks import load_benchmark
     from effopd.data.train_data import filter_rows
     from effopd.evaluation import prepare_benchmark

@@ -34,9 +34,9 @@ from effopd.analysis.checkpoint_io import (
     parse_param_name,
     read_tensor,
 )
-from effopd.analysis.device import DeviceLike, resolve_device
 from effopd.analysis.spectra import Subspaces, topk_subspaces
 from effopd.analysis.subspace import subspace_overlap, top1_abs_cos
+from effopd.device import DeviceLike, resolve_device
 
 DEFAULT_K_LIST = (1, 2, 4, 8, 16)
 
@@ -124,23 +124,3 @@ def alignment_table(base_dir: CheckpointLike,
     if not table.empty:
         table["layer"] = table["layer"].astype("Int64")
     return table
-
-
-def long_by_k(table: pd.DataFrame, stems: Sequence[str]) -> pd.DataFrame:
-    """Melt wide ``{stem}_k{k}`` columns into rows (columns: id columns, k, and one per stem).
-
-    For plotting: ``long_by_k(alignment, ["left_overlap", "right_overlap"])``.
-    """
-    pieces = []
-    suffixed = [c for c in table.columns if any(c.startswith(f"{s}_k") for s in stems)]
-    ids = [c for c in table.columns if c not in suffixed]
-    ks = sorted({int(c.rsplit("_k", 1)[1]) for c in suffixed})
-    for k in ks:
-        piece = table[ids].copy()
-        piece["k"] = k
-        for stem in stems:
-            piece[stem] = table.get(f"{stem}_k{k}", math.nan)
-        pieces.append(piece)
-    if not pieces:
-        raise ValueError(f"no column of the form <stem>_k<k> for stems {list(stems)}")
-    return pd.concat(pieces, ignore_index=True)

@@ -31,7 +31,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from effopd.analysis.device import DeviceLike, resolve_device
+from effopd.device import DeviceLike, resolve_device
 from effopd.errors import CheckpointError
 from effopd.io import atomic_write_json
 from effopd.models.checkpoint import MANIFEST_NAME, check_safetensors_file

@@ -24,7 +24,7 @@ from effopd.analysis.checkpoint_io import (
     parse_param_name,
     read_tensor,
 )
-from effopd.analysis.device import DeviceLike
+from effopd.device import DeviceLike
 
 
 def embedding_name(ckpt: CheckpointLike) -> str:

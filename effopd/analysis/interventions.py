@@ -32,8 +32,8 @@ from effopd.analysis.checkpoint_io import (
     read_tensor,
     write_modified_checkpoint,
 )
-from effopd.analysis.device import DeviceLike, resolve_device
 from effopd.analysis.spectra import rank_k_approximation
+from effopd.device import DeviceLike, resolve_device
 
 Selector = Callable[[str], bool]
 PathLike = str | os.PathLike[str]

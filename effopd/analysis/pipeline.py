@@ -45,7 +45,6 @@ import logging
 import math
 import multiprocessing
 import os
-import re
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -58,7 +57,6 @@ import pandas as pd
 import torch
 
 from effopd.analysis.checkpoint_io import block_matrix_names, open_checkpoint, tensor_shape
-from effopd.analysis.device import resolve_device
 from effopd.analysis.embedding_shift import embedding_cosine, embedding_projection
 from effopd.analysis.interventions import (
     cast_survival,
@@ -71,7 +69,14 @@ from effopd.analysis.interventions import (
     scaled_update,
     sliding_windows,
 )
-from effopd.analysis.series import series_tables
+from effopd.analysis.series import (  # noqa: F401 (re-exported)
+    Series,
+    parse_step,
+    series_from_dirs,
+    series_from_index,
+    unique_labels,
+    verify_series,
+)
 from effopd.analysis.settings import (  # noqa: F401 (re-exported)
     ALIGNMENT_KS,
     EARLY_FRACTION,
@@ -82,11 +87,11 @@ from effopd.analysis.settings import (  # noqa: F401 (re-exported)
     SPECTRA_KS,
     WINDOW_SIZE,
     WINDOW_STRIDE,
-    Series,
 )
 from effopd.analysis.updates import update_norm_table
+from effopd.analysis.weight_pass import series_tables
+from effopd.device import resolve_device
 from effopd.io import apply_limit, atomic_path, atomic_write_json, read_json, read_jsonl
-from effopd.tables import CHECKPOINT_INDEX, read_table
 
 log = logging.getLogger(__name__)
 
@@ -94,89 +99,6 @@ PathLike = str | os.PathLike[str]
 
 # Defaults shared by the command line and the config schema's analysis block
 # (tests/test_analysis_pipeline.py checks that the two agree).
-
-_STEP_RE = re.compile(r"^(?:global_step|step|checkpoint|ckpt|iter)[_-]?(\d+)$", re.IGNORECASE)
-
-
-# --------------------------------------------------------------------------- the series
-
-
-def parse_step(path: PathLike) -> int | None:
-    """The training step a checkpoint path names, or None.
-
-    Reads the innermost path component of the form ``step_000050``,
-    ``global_step_50`` (verl; ``global_step_50/actor/huggingface`` works),
-    ``checkpoint-50`` (TRL), ``ckpt50`` or ``iter_50``.
-    """
-    for part in reversed(Path(path).parts):
-        match = _STEP_RE.match(part)
-        if match:
-            return int(match.group(1))
-    return None
-
-
-def unique_labels(paths: Sequence[PathLike]) -> list[str]:
-    """Label checkpoints by directory name, or by the shortest distinct path tail.
-
-    ``a/global_step_5/actor/huggingface`` and ``a/global_step_9/actor/huggingface``
-    become ``global_step_5/actor/huggingface`` and ``global_step_9/...``.
-    """
-    parts = [Path(p).resolve().parts for p in paths]
-    for depth in range(1, max((len(p) for p in parts), default=1) + 1):
-        labels = ["/".join(p[-depth:]) for p in parts]
-        if len(set(labels)) == len(labels):
-            return labels
-    raise ValueError("checkpoint paths are not distinct")
-
-
-def series_from_index(index_csv: PathLike, base: PathLike) -> Series:
-    """The series of a training run's ``checkpoints.csv`` (columns step, path; paths as written)."""
-    index = read_table(index_csv, CHECKPOINT_INDEX).sort_values("step")
-    paths = [Path(p) for p in index["path"]]
-    return Series(Path(base), unique_labels(paths), paths, [int(s) for s in index["step"]])
-
-
-def series_from_dirs(base: PathLike, checkpoints: Sequence[PathLike],
-                     labels: Sequence[str] | None = None, steps: Sequence[int] | None = None,
-                     final: PathLike | None = None) -> Series:
-    """A series from checkpoint directories.
-
-    ``steps`` default to those parsed from the paths (:func:`parse_step`). When
-    every step is known the checkpoints are sorted by step, else they keep the
-    order given. ``final`` (default: the last one) is appended when it is not
-    among ``checkpoints``, and moved to the end when it is.
-    """
-    paths = [Path(p) for p in checkpoints]
-    if not paths:
-        raise ValueError("no checkpoints given")
-    labels = list(labels) if labels else unique_labels(paths)
-    step_list = list(steps) if steps else [parse_step(p) for p in paths]
-    if len(labels) != len(paths) or len(step_list) != len(paths):
-        raise ValueError(f"{len(paths)} checkpoints but {len(labels)} labels and "
-                         f"{len(step_list)} steps")
-    entries = list(zip(labels, paths, step_list, strict=True))
-    if all(step is not None for _, _, step in entries):
-        entries.sort(key=lambda entry: entry[2])
-    if final is not None:
-        final_path = Path(final).resolve()
-        chosen = [e for e in entries if e[1].resolve() == final_path]
-        entries = [e for e in entries if e[1].resolve() != final_path]
-        entries.append(chosen[0] if chosen else ("final", Path(final), parse_step(final)))
-    labels_out, paths_out, steps_out = (list(column) for column in zip(*entries, strict=True))
-    if len(set(labels_out)) != len(labels_out):
-        raise ValueError(f"checkpoint labels are not unique: {labels_out}")
-    return Series(Path(base), labels_out, paths_out, steps_out)
-
-
-def verify_series(series: Series, sha256: bool = False) -> None:
-    """Verify the base and every checkpoint before any analysis reads them: every file
-    a manifest lists has its recorded size (and, ``sha256``, its sha256), and every
-    safetensors file is sound; ``CheckpointError`` names the file otherwise."""
-    from effopd.models.checkpoint import verify_checkpoint
-
-    for path in [series.base, *series.paths]:
-        verify_checkpoint(path, sha256=sha256)
-
 
 # --------------------------------------------------------------------------- weight analyses
 

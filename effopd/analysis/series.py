@@ -1,84 +1,163 @@
-"""Spectra and alignment of a whole checkpoint series in one streaming pass.
+"""The checkpoint series: a base model and its checkpoints in training order.
 
-Same numbers as :func:`effopd.analysis.spectra_table.spectra_table` (per
-checkpoint) and :func:`effopd.analysis.alignment.alignment_table`, but each
-(2-D block weight, checkpoint) update is decomposed ONCE: one float64 ``eigh``
-of its smaller Gram matrix gives every singular value (for the spectra) and the
-top-kmax singular vectors (for the alignment). The final update's bases are
-computed once per tensor and reused, also for the final checkpoint's own row
-when it is part of the series. Memory: theta_0 of one tensor, one update, and
-the m x kmax / n x kmax bases of the final update.
+Discovery (a run's ``checkpoints.csv``, or checkpoint directories with steps
+parsed from their paths), the early checkpoint's choice, and verification of
+every file before any analysis reads it. Torch-free: the tables above read
+:func:`early_index` without importing the numerical stack.
+
+Steps of a checkpoint directory are parsed from its path (``step_000050``,
+``global_step_50/actor/huggingface``, ``checkpoint-50``) unless given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
-import torch
-from tqdm.auto import tqdm
 
-from effopd.analysis.alignment import DEFAULT_K_LIST, alignment_row, checkpoint_labels
-from effopd.analysis.checkpoint_io import (
-    Checkpoint,
-    CheckpointLike,
-    block_matrix_names,
-    open_checkpoint,
-    parse_param_name,
-    read_tensor,
-)
-from effopd.analysis.device import DeviceLike, resolve_device
-from effopd.analysis.spectra import Subspaces, spectrum_and_subspaces
-from effopd.analysis.spectra_table import DEFAULT_KS, spectrum_row
+from effopd.tables import CHECKPOINT_INDEX, read_table
 
+PathLike = str | os.PathLike[str]
 
-def _decompose(base: Checkpoint, ckpt: Checkpoint, name: str, theta0: torch.Tensor,
-               kmax: int, method: str) -> tuple[torch.Tensor, Subspaces | None]:
-    """Singular values and top-kmax bases of theta_t - theta_0 (bases None for a zero update)."""
-    delta = read_tensor(ckpt, name, device=theta0.device)
-    if delta.shape != theta0.shape:
-        raise ValueError(f"tensor {name!r}: shape {tuple(delta.shape)} in {ckpt.directory} "
-                         f"differs from {tuple(theta0.shape)} in base {base.directory}")
-    delta.sub_(theta0)
-    s, bases = spectrum_and_subspaces(delta, min(kmax, *delta.shape), method)
-    return s, (bases if bool(s[0] > 0) else None)
+@dataclass(frozen=True)
+class Series:
+    """A base model and its checkpoints in training order; the last one is the final update.
 
-
-def series_tables(base_dir: CheckpointLike,
-                  ckpt_dirs: Mapping[str, CheckpointLike] | Sequence[CheckpointLike],
-                  final_dir: CheckpointLike, ks: Sequence[int] = DEFAULT_KS,
-                  k_list: Sequence[int] = DEFAULT_K_LIST, names: Iterable[str] | None = None,
-                  method: str = "gram", device: DeviceLike = "cpu",
-                  progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return ``(spectra, alignment)`` for every checkpoint and 2-D block weight.
-
-    ``spectra`` has the columns of ``spectra_table`` plus ``checkpoint`` first;
-    ``alignment`` has the columns of ``alignment_table``. ``method`` is "gram"
-    (default) or "svd"; see :func:`effopd.analysis.spectra.spectrum_and_subspaces`.
+    ``steps`` are None where unknown; ``fraction`` is step / final step.
     """
-    base, final = open_checkpoint(base_dir), open_checkpoint(final_dir)
-    labelled = {label: open_checkpoint(c) for label, c in checkpoint_labels(ckpt_dirs).items()}
-    names = block_matrix_names(base) if names is None else list(names)
-    device = resolve_device(device)
-    kmax = max(k_list)
-    final_path = final.directory.resolve()
-    spectra_rows, alignment_rows = [], []
-    for name in tqdm(names, disable=not progress, desc="series"):
-        info = parse_param_name(name)
-        theta0 = read_tensor(base, name, device=device)
-        ids = {"name": name, "layer": info.layer, "module": info.module, "group": info.group,
-               "rows": theta0.shape[0], "cols": theta0.shape[1]}
-        final_s, final_bases = _decompose(base, final, name, theta0, kmax, method)
-        for label, ckpt in labelled.items():
-            if ckpt.directory.resolve() == final_path:
-                s, bases = final_s, final_bases
-            else:
-                s, bases = _decompose(base, ckpt, name, theta0, kmax, method)
-            spectra_rows.append({"checkpoint": label, **ids, **spectrum_row(s, ks)})
-            alignment_rows.append({"checkpoint": label, **ids,
-                                   **alignment_row(bases, final_bases, k_list)})
-    tables = pd.DataFrame(spectra_rows), pd.DataFrame(alignment_rows)
-    for table in tables:
-        if not table.empty:
-            table["layer"] = table["layer"].astype("Int64")
-    return tables
+
+    base: Path
+    labels: list[str]
+    paths: list[Path]
+    steps: list[int | None]
+
+    def __post_init__(self) -> None:
+        if not self.paths:
+            raise ValueError("a series needs at least one checkpoint")
+        if not len(self.labels) == len(self.paths) == len(self.steps):
+            raise ValueError("labels, paths and steps differ in length")
+
+    @property
+    def final(self) -> Path:
+        return self.paths[-1]
+
+    @property
+    def final_step(self) -> int | None:
+        return self.steps[-1]
+
+    def fraction(self, step: int | None) -> float:
+        if step is None or not self.final_step:
+            return math.nan
+        return step / self.final_step
+
+    def info(self, index: int) -> dict[str, Any]:
+        """checkpoint, step and fraction of checkpoint ``index`` (step NaN-able)."""
+        step = self.steps[index]
+        return {"checkpoint": self.labels[index],
+                "step": pd.NA if step is None else step, "fraction": self.fraction(step)}
+
+    def early_index(self, fraction: float) -> int:
+        """The early checkpoint's position: :func:`early_index` of the steps."""
+        return early_index(self.steps, fraction)
+
+
+def early_index(steps: Sequence[int | None], fraction: float) -> int:
+    """The position of the checkpoint whose training fraction (step / last step) is
+    closest to ``fraction`` (ties: the earlier).
+
+    The last checkpoint is chosen only when it is the only one. When a step is
+    unknown (None), position in the series stands in for the step.
+    """
+    if len(steps) == 1:
+        return 0
+    final = steps[-1]
+    known = all(step is not None for step in steps) and final
+    positions = [s / final if known else (i + 1) / len(steps) for i, s in enumerate(steps)]
+    candidates = range(len(steps) - 1)
+    return min(candidates, key=lambda i: (abs(positions[i] - fraction), i))
+
+
+_STEP_RE = re.compile(r"^(?:global_step|step|checkpoint|ckpt|iter)[_-]?(\d+)$", re.IGNORECASE)
+
+
+def parse_step(path: PathLike) -> int | None:
+    """The training step a checkpoint path names, or None.
+
+    Reads the innermost path component of the form ``step_000050``,
+    ``global_step_50`` (verl; ``global_step_50/actor/huggingface`` works),
+    ``checkpoint-50`` (TRL), ``ckpt50`` or ``iter_50``.
+    """
+    for part in reversed(Path(path).parts):
+        match = _STEP_RE.match(part)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def unique_labels(paths: Sequence[PathLike]) -> list[str]:
+    """Label checkpoints by directory name, or by the shortest distinct path tail.
+
+    ``a/global_step_5/actor/huggingface`` and ``a/global_step_9/actor/huggingface``
+    become ``global_step_5/actor/huggingface`` and ``global_step_9/...``.
+    """
+    parts = [Path(p).resolve().parts for p in paths]
+    for depth in range(1, max((len(p) for p in parts), default=1) + 1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    raise ValueError("checkpoint paths are not distinct")
+
+
+def series_from_index(index_csv: PathLike, base: PathLike) -> Series:
+    """The series of a training run's ``checkpoints.csv`` (columns step, path; paths as written)."""
+    index = read_table(index_csv, CHECKPOINT_INDEX).sort_values("step")
+    paths = [Path(p) for p in index["path"]]
+    return Series(Path(base), unique_labels(paths), paths, [int(s) for s in index["step"]])
+
+
+def series_from_dirs(base: PathLike, checkpoints: Sequence[PathLike],
+                     labels: Sequence[str] | None = None, steps: Sequence[int] | None = None,
+                     final: PathLike | None = None) -> Series:
+    """A series from checkpoint directories.
+
+    ``steps`` default to those parsed from the paths (:func:`parse_step`). When
+    every step is known the checkpoints are sorted by step, else they keep the
+    order given. ``final`` (default: the last one) is appended when it is not
+    among ``checkpoints``, and moved to the end when it is.
+    """
+    paths = [Path(p) for p in checkpoints]
+    if not paths:
+        raise ValueError("no checkpoints given")
+    labels = list(labels) if labels else unique_labels(paths)
+    step_list = list(steps) if steps else [parse_step(p) for p in paths]
+    if len(labels) != len(paths) or len(step_list) != len(paths):
+        raise ValueError(f"{len(paths)} checkpoints but {len(labels)} labels and "
+                         f"{len(step_list)} steps")
+    entries = list(zip(labels, paths, step_list, strict=True))
+    if all(step is not None for _, _, step in entries):
+        entries.sort(key=lambda entry: entry[2])
+    if final is not None:
+        final_path = Path(final).resolve()
+        chosen = [e for e in entries if e[1].resolve() == final_path]
+        entries = [e for e in entries if e[1].resolve() != final_path]
+        entries.append(chosen[0] if chosen else ("final", Path(final), parse_step(final)))
+    labels_out, paths_out, steps_out = (list(column) for column in zip(*entries, strict=True))
+    if len(set(labels_out)) != len(labels_out):
+        raise ValueError(f"checkpoint labels are not unique: {labels_out}")
+    return Series(Path(base), labels_out, paths_out, steps_out)
+
+
+def verify_series(series: Series, sha256: bool = False) -> None:
+    """Verify the base and every checkpoint before any analysis reads them: every file
+    a manifest lists has its recorded size (and, ``sha256``, its sha256), and every
+    safetensors file is sound; ``CheckpointError`` names the file otherwise."""
+    from effopd.models.checkpoint import verify_checkpoint
+
+    for path in [series.base, *series.paths]:
+        verify_checkpoint(path, sha256=sha256)

@@ -23,13 +23,13 @@ from effopd.analysis.checkpoint_io import (
     open_checkpoint,
     parse_param_name,
 )
-from effopd.analysis.device import DeviceLike
 from effopd.analysis.spectra import (
     effective_rank,
     energy_share,
     singular_values,
     stable_rank,
 )
+from effopd.device import DeviceLike
 
 DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
 

@@ -29,7 +29,7 @@ from effopd.analysis.checkpoint_io import (
     parse_param_name,
     tensor_shape,
 )
-from effopd.analysis.device import DeviceLike
+from effopd.device import DeviceLike
 
 NORM_COLUMNS = ("name", "layer", "module", "group", "block", "shape", "numel",
                 "delta_norm", "base_norm", "relative_norm")

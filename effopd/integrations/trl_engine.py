@@ -50,7 +50,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
-from effopd.analysis.device import resolve_device
+from effopd.device import resolve_device
 from effopd.grading import grade_records
 from effopd.integrations.trl import EffOPDCallback, checkpoint_dir
 from effopd.io import atomic_path, atomic_write_json, read_json, read_jsonl

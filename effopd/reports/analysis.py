@@ -50,7 +50,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from effopd.analysis.settings import EARLY_FRACTION, Series
+from effopd.analysis.series import early_index
+from effopd.analysis.settings import EARLY_FRACTION
 from effopd.reports.runs import run_of
 from effopd.reports.stats import mean_ci95
 from effopd.tables import ANALYSIS_RUN_FILES, EVAL_SERIES, read_table
@@ -357,12 +358,30 @@ def rank_k_per_seed(rank_k: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def long_by_k(table: pd.DataFrame, stems: Sequence[str]) -> pd.DataFrame:
+    """Melt wide ``{stem}_k{k}`` columns into rows (columns: id columns, k, and one per stem).
+
+    For plotting: ``long_by_k(alignment, ["left_overlap", "right_overlap"])``.
+    """
+    pieces = []
+    suffixed = [c for c in table.columns if any(c.startswith(f"{s}_k") for s in stems)]
+    ids = [c for c in table.columns if c not in suffixed]
+    ks = sorted({int(c.rsplit("_k", 1)[1]) for c in suffixed})
+    for k in ks:
+        piece = table[ids].copy()
+        piece["k"] = k
+        for stem in stems:
+            piece[stem] = table.get(f"{stem}_k{k}", math.nan)
+        pieces.append(piece)
+    if not pieces:
+        raise ValueError(f"no column of the form <stem>_k<k> for stems {list(stems)}")
+    return pd.concat(pieces, ignore_index=True)
+
+
 def alignment_per_seed(alignment: pd.DataFrame, early_steps: dict[tuple[str, int], int]
                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per (method, seed, step, k): mean overlaps over matrices and the random baseline;
     per (method, seed, step): mean top-1 |cos|."""
-    from effopd.analysis.alignment import long_by_k
-
     long = long_by_k(alignment, ["left_overlap", "right_overlap"])
     valid = long["k"] <= long[["rows", "cols"]].min(axis=1)
     long["left_random"] = (long["k"] / long["rows"]).where(valid)
@@ -380,10 +399,10 @@ def alignment_per_seed(alignment: pd.DataFrame, early_steps: dict[tuple[str, int
 
 def early_step(steps: Sequence[int], early_fraction: float) -> int:
     """The step of a run's early checkpoint, chosen as in the scaling analysis
-    (:meth:`Series.early_index`: closest training fraction, ties to the earlier)."""
+    (:func:`effopd.analysis.series.early_index`: closest training fraction, ties to
+    the earlier)."""
     steps = sorted(int(s) for s in steps)
-    series = Series(Path("."), [str(s) for s in steps], [Path(str(s)) for s in steps], steps)
-    return steps[series.early_index(early_fraction)]
+    return steps[early_index(steps, early_fraction)]
 
 
 def early_steps_of(norms: pd.DataFrame, early_fraction: float) -> dict[tuple[str, int], int]:

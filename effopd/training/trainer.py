@@ -46,7 +46,7 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from effopd.analysis.device import resolve_device
+from effopd.device import resolve_device
 from effopd.errors import CheckpointError, InputError, StaleRunError
 from effopd.generation import SamplingSpec, sample_completions
 from effopd.grading import grade_records

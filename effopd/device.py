@@ -1,4 +1,4 @@
-"""Where the analysis arithmetic runs.
+"""Where the arithmetic runs: ground floor, so analysis, generation and every engine share it.
 
 Every streaming analysis takes ``device`` and moves one tensor at a time to it;
 results (numbers, small bases) come back to the CPU. Nothing in the package

@@ -13,31 +13,10 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+
+from effopd.cli.args import json_arg, set_threads
 
 log = logging.getLogger("effopd")
-
-
-def json_arg(text: str) -> Any:
-    """argparse type: a JSON value, with the parse error and the text's start in the message."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {err}: {text[:200]!r}") from err
-
-
-def set_threads(count: int | None) -> None:
-    """Set torch's intra-op threads (the rule's ``threads``); None leaves torch's default.
-    A count below 1 or above 4 x the machine's CPUs is refused, naming the flag."""
-    from effopd.errors import InputError
-
-    most = 4 * (os.cpu_count() or 1)
-    if count is not None and not 1 <= count <= most:
-        raise InputError(f"--threads {count}: expected 1 to {most} (4 x this machine's CPUs)")
-    if count:
-        import torch
-
-        torch.set_num_threads(count)
 
 
 def cmd_make_task(args: argparse.Namespace) -> None:
@@ -357,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--outputs", nargs="+", required=True, help="tables and figures covered")
     c.add_argument("--out", required=True)
 
-    from effopd.analysis.cli import register_analysis_commands
+    from effopd.cli.analysis import register_analysis_commands
 
     register_analysis_commands(add)
 

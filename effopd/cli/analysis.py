@@ -17,16 +17,13 @@ A series is either a training run's ``--index checkpoints.csv`` or
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from effopd.analysis import settings
-from effopd.cli import json_arg, set_threads
+from effopd.cli.args import AddCommand, json_arg, limit_arg, set_threads
 
 if TYPE_CHECKING:
     from effopd.analysis.pipeline import EvalSettings, Series
-
-AddCommand = Callable[[str, Callable[[argparse.Namespace], None], str], Any]
 
 
 def _series(args: argparse.Namespace) -> Series:
@@ -57,20 +54,6 @@ def _settings(args: argparse.Namespace) -> EvalSettings:
                                  pass_k=tuple(args.pass_k), limit=args.limit,
                                  n=args.n, device=args.device,
                                  min_cast_survival=args.min_cast_survival)
-
-
-def limit_arg(text: str) -> int | None:
-    """argparse type of ``--limit``: a positive integer, or ``all`` (the config's null)."""
-    if text.lower() in ("all", "none", "null"):
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--limit must be a positive integer or 'all', "
-                                         f"got {text!r}")
-    return value
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
