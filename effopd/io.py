@@ -9,10 +9,11 @@ a later stage would mistake for a finished one.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,16 +122,32 @@ def apply_limit(rows: list[Any], limit: int | None, where: str) -> list[Any]:
     return rows[:limit]
 
 
+def write_rows(path: str | os.PathLike[str], columns: Sequence[str],
+               rows: Iterable[dict[str, Any]]) -> Path:
+    """Write dict rows as CSV with a header of ``columns`` (keys not among them are
+    left out, missing ones left empty), atomically: the row writer of every engine."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return Path(path)
+
+
+def write_csv(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write one table as CSV (no index), atomically."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+    return Path(path)
+
+
 def write_table(table: pd.DataFrame, csv_path: str | os.PathLike[str],
                 float_format: str = "%.4g") -> tuple[Path, Path]:
     """Write ``table`` as CSV and as a Markdown rendering beside it (same stem, ``.md``).
 
     Returns the two paths. Both are written atomically.
     """
-    csv_target = Path(csv_path)
+    csv_target = write_csv(table, csv_path)
     md_target = csv_target.with_suffix(".md")
-    with atomic_path(csv_target) as tmp:
-        table.to_csv(tmp, index=False)
     atomic_write_text(md_target, markdown_table(table, float_format=float_format) + "\n")
     return csv_target, md_target
 

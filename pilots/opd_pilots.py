@@ -95,7 +95,7 @@ class _PilotTrainer:
                 import random
 
                 from effopd.prompts import render_prompt
-                from effopd.training.trainer import step_seed
+                from effopd.training.contract import step_seed
 
                 spec, step = self.spec, self.step + 1
                 seed = step_seed(self.seed, step)

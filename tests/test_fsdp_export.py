@@ -7,7 +7,7 @@ import torch
 from fsdp_helpers import spawn, write_shards_worker
 from safetensors.torch import load_file
 
-from effopd.training.fsdp_export import export_fsdp_checkpoint, rank_files
+from effopd.integrations.fsdp_export import export_fsdp_checkpoint, rank_files
 
 
 @pytest.mark.parametrize("version", [2, 1])

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from effopd.training.contract import block_parameters, save_steps
 from effopd.training.extrapolation import is_power_of_two, line_search
 from effopd.training.losses import (
     grpo_advantages,
@@ -13,7 +14,7 @@ from effopd.training.losses import (
     ppo_clip_loss,
     token_logprobs,
 )
-from effopd.training.trainer import Trainer, TrainSpec, block_parameters, save_steps
+from effopd.training.trainer import Trainer, TrainSpec
 
 # ----------------------------------------------------------------------------- losses
 
@@ -216,8 +217,8 @@ def test_opd_rejects_teacher_with_other_vocabulary(tmp_path, tiny_checkpoint, da
 
 
 def test_search_schedules_and_their_checkpoints():
+    from effopd.training.contract import save_steps
     from effopd.training.extrapolation import is_search_step, require_authors_search
-    from effopd.training.trainer import save_steps
 
     assert [s for s in range(1, 20) if is_search_step(s)] == [1, 2, 4, 8, 16]
     assert [s for s in range(1, 20) if is_search_step(s, "every_k", 5)] == [5, 10, 15]

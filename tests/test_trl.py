@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from effopd.io import read_jsonl
 from effopd.prompts import DEFAULT_INSTRUCTION
-from effopd.training.trainer import block_parameters
+from effopd.training.contract import block_parameters
 
 trl = pytest.importorskip("trl")
 

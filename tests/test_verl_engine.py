@@ -8,9 +8,9 @@ import pytest
 
 from effopd.config import load_config
 from effopd.data.train_data import prepare_train_data
+from effopd.integrations.verl_engine import verl_command, write_verl_parquet
+from effopd.integrations.verl_reward import BatchGrader, compute_score
 from effopd.io import read_jsonl
-from effopd.training.verl_engine import verl_command, write_verl_parquet
-from effopd.training.verl_reward import BatchGrader, compute_score
 
 
 @pytest.fixture
@@ -113,8 +113,8 @@ def test_verl_reward_grades_concurrent_calls_in_batches_with_hard_timeout():
 def test_a_resumed_verl_run_keeps_every_attempt_and_the_rerun_steps(tmp_path):
     import json as _json
 
-    from effopd.training.verl_engine import metrics_parts
-    from effopd.training.verl_metrics import log_from_verl_metrics
+    from effopd.integrations.verl_engine import metrics_parts
+    from effopd.integrations.verl_metrics import log_from_verl_metrics
 
     def line(step, wall):
         return _json.dumps({"step": step, "data": {

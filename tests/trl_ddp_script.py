@@ -15,7 +15,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from effopd.integrations.trl import EffOPDCallback
-from effopd.training.trainer import block_parameters
+from effopd.training.contract import block_parameters
 
 SCRIPT = {1: [0.1, 0.2, 0.15], 2: [0.3, 0.2]}  # step 1: accept 3, reject 5; step 2: reject 3
 

@@ -35,6 +35,7 @@ from effopd.device import DeviceLike, resolve_device
 from effopd.errors import CheckpointError
 from effopd.io import atomic_write_json
 from effopd.models.checkpoint import MANIFEST_NAME, check_safetensors_file
+from effopd.models.names import LAYER
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ _BLOCK_MODULES: dict[str, tuple[str, str]] = {
     "input_layernorm": ("input_norm", "norm"),
     "post_attention_layernorm": ("post_attn_norm", "norm"),
 }
-_BLOCK_RE = re.compile(r"(?:^|\.)layers\.(\d+)\.(.+)\.(?:weight|bias)$")
+_BLOCK_RE = re.compile(rf"(?:^|\.){LAYER}(.+)\.(?:weight|bias)$")  # any wrapper prefix
 _TOP_RES: tuple[tuple[re.Pattern[str], ParamInfo], ...] = (
     (re.compile(r"(?:^|\.)embed_tokens\.weight$"), ParamInfo(None, "embed", "embedding")),
     (re.compile(r"(?:^|\.)lm_head\.weight$"), ParamInfo(None, "lm_head", "head")),

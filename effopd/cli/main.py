@@ -81,7 +81,7 @@ def cmd_evaluate_series(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     if args.training.get("engine") == "verl":
-        from effopd.training.verl_engine import train_with_verl
+        from effopd.integrations.verl_engine import train_with_verl
 
         train_with_verl(args.method, args.seed, args.training, args.prompt, args.student,
                         args.teacher, args.train, args.val, args.run_dir, args.log_csv,
@@ -106,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_export_fsdp(args: argparse.Namespace) -> None:
-    from effopd.training.fsdp_export import export_fsdp_checkpoint
+    from effopd.integrations.fsdp_export import export_fsdp_checkpoint
 
     manifest = export_fsdp_checkpoint(args.actor_dir, args.out,
                                       max_shard_bytes=int(args.max_shard_gb * 1024 ** 3))

@@ -18,8 +18,8 @@ the model's transformer-block weights, exactly as the local engine does:
 - a candidate's score is, by default, math-verify accuracy on the
   validation set: one sample per prompt with the evaluation sampling settings
   (``temperature``, ``top_p``, ``max_new_tokens``), every candidate of one
-  search sampled with the same seed (common random numbers, the local
-  engine's ``seed * 1_000_003 + step + 500_009``), graded by
+  search sampled with the same seed (common random numbers, every engine's
+  :func:`effopd.training.contract.search_seed`), graded by
   :func:`effopd.grading.grade_records` (the last ``\\boxed{}``, gold first);
   ``score_fn(model, step) -> float`` replaces it;
 - float32 arithmetic whatever the parameters' dtype; the optimizer's moments
@@ -51,7 +51,6 @@ gathered, and TRL's vLLM calls are collective).
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import time
@@ -65,15 +64,14 @@ from transformers import Trainer, TrainerCallback
 
 from effopd.generation import SamplingSpec, sample_completions
 from effopd.grading import grade_records
-from effopd.io import atomic_path, atomic_write_json, read_json
+from effopd.io import atomic_path, atomic_write_json, read_json, write_rows
+from effopd.training.contract import SEARCH_COLUMNS, block_parameters, search_seed
 from effopd.training.extrapolation import is_power_of_two, line_search, snapshot
-from effopd.training.trainer import SEARCH_COLUMNS, block_parameters, step_seed
 
 log = logging.getLogger(__name__)
 
 ANCHOR_FILE = "effopd_anchor.safetensors"
 STATE_FILE = "effopd_state.json"
-SEARCH_SEED_OFFSET = 500_009  # the local engine's offset of the search seed from the step seed
 
 
 def render_val_prompt(tokenizer: Any, prompt: str | list[dict[str, Any]],
@@ -211,7 +209,7 @@ class EffOPDCallback(TrainerCallback):
         if not is_power_of_two(step):
             return control
         started = time.perf_counter()
-        seed = step_seed(self.seed, step) + SEARCH_SEED_OFFSET
+        seed = search_seed(self.seed, step)
         score = (lambda: self.score_fn(model, step)) if self.score_fn is not None \
             else (lambda: self.validation_accuracy(model, seed))
         records, self.anchor = line_search(block_parameters(model), self.anchor,
@@ -356,10 +354,7 @@ class EffOPDCallback(TrainerCallback):
         if self.output_csv is None or (accelerator is not None
                                        and not accelerator.is_main_process):
             return
-        with atomic_path(self.output_csv) as tmp, tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, SEARCH_COLUMNS)
-            writer.writeheader()
-            writer.writerows(self.search_rows)
+        write_rows(self.output_csv, SEARCH_COLUMNS, self.search_rows)
 
 
 def load_anchor(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

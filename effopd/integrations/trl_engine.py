@@ -12,7 +12,7 @@ so every rule downstream of ``train`` reads a TRL run unchanged:
   epsilons of the config, no KL (``beta = 0``), token-mean loss
   (``loss_type = "dapo"``), group-normalised advantages.
 - The step's batch: ``prompts_per_step`` prompts drawn by TRL's seeded sampler
-  (not the local engine's ``Random(seed * 1_000_003 + step)``); AdamW with the
+  (not the local engine's ``Random(step_seed(seed, step))``); AdamW with the
   config's lr, betas, weight decay and gradient clipping, constant schedule,
   no warm-up; float32 weights.
 - Outputs: ``log.csv`` (:data:`LOG_COLUMNS`, one row per step),
@@ -21,7 +21,7 @@ so every rule downstream of ``train`` reads a TRL run unchanged:
   ``RUN_DIR/checkpoint-N`` folders: float32 safetensors Hugging Face
   checkpoints (with TRL's optimizer state, the EffOPD anchor and this
   engine's log rows for resuming), saved at the local engine's steps
-  (:func:`effopd.training.trainer.save_steps`). A rerun resumes from the
+  (:func:`effopd.training.contract.save_steps`). A rerun resumes from the
   newest checkpoint.
 
 Columns of ``log.csv`` and where they come from: ``loss`` is TRL's loss;
@@ -53,11 +53,17 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from effopd.device import resolve_device
 from effopd.grading import grade_records
 from effopd.integrations.trl import EffOPDCallback, checkpoint_dir
-from effopd.io import atomic_path, atomic_write_json, read_json, read_jsonl
+from effopd.io import atomic_write_json, read_json, read_jsonl, write_rows
 from effopd.prompts import user_message
+from effopd.training.contract import (
+    INDEX_COLUMNS,
+    LOG_COLUMNS,
+    SEARCH_COLUMNS,
+    process_cpu_s,
+    save_steps,
+)
 from effopd.training.extrapolation import require_authors_search
 from effopd.training.schedule import method_lr
-from effopd.training.trainer import LOG_COLUMNS, SEARCH_COLUMNS, process_cpu_s, save_steps
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +167,7 @@ class RunLogCallback(TrainerCallback):
         return control
 
     def _write(self) -> None:
-        _write_rows(self.log_csv, LOG_COLUMNS, self.rows)
+        write_rows(self.log_csv, LOG_COLUMNS, self.rows)
 
 
 class SaveStepsCallback(TrainerCallback):
@@ -181,13 +187,6 @@ def trl_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     found = [(int(m.group(1)), p) for p in Path(run_dir).glob("checkpoint-*")
              if (m := CHECKPOINT.match(p.name)) and (p / "trainer_state.json").exists()]
     return sorted(found)
-
-
-def _write_rows(path: str | Path, columns: list[str], rows: list[dict]) -> None:
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def train_with_trl(method: str, seed: int, training: dict[str, Any], grading: dict[str, Any],
@@ -268,9 +267,9 @@ def train_with_trl(method: str, seed: int, training: dict[str, Any], grading: di
     if stop_after is not None and trainer.state.global_step < training["steps"]:
         return
     if effopd is None:
-        _write_rows(search_csv, SEARCH_COLUMNS, [])
+        write_rows(search_csv, SEARCH_COLUMNS, [])
     walls = {row["step"]: row["wall_s"] for row in read_log_rows(log_csv)}
-    _write_rows(index_csv, ["step", "path", "wall_s"],
+    write_rows(index_csv, INDEX_COLUMNS,
                 [{"step": step, "path": str(path.resolve()), "wall_s": walls[step]}
                  for step, path in trl_checkpoints(run_dir)])
 

@@ -54,10 +54,10 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.workers.engine_workers import ActorRolloutRefWorker
 
 from effopd.integrations import verl_effopd
+from effopd.training.contract import SEARCH_COLUMNS
 from effopd.training.extrapolation import SearchRecord, is_power_of_two, search_multipliers
 
 SEARCH_FILE = "effopd_search.csv"
-SEARCH_COLUMNS = ["step", "iteration", "multiplier", "score", "accepted"]
 # verl's core validation metric: val-core/<data_source>/<variable>/mean@<n>; data_source
 # "val" (write_verl_parquet), variable "acc" for a float reward (NaiveRewardManager).
 VAL_CORE = re.compile(r"^val-core/(?P<source>[^/]+)/(?P<var>[^/]+)/mean@(?P<n>\d+)$")

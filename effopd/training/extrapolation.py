@@ -22,11 +22,12 @@ and the learning-rate schedule are not touched (the caller does not pass them).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 import torch
+
+from effopd.models.names import is_block_parameter
 
 
 @dataclass(frozen=True)
@@ -43,12 +44,12 @@ class SearchRecord:
         return asdict(self)
 
 
-# Which parameters move. "blocks": every tensor of a transformer block (model.layers.N.*),
+# Which parameters move. "blocks": every tensor of a transformer block (model.layers.N.*,
+# effopd.models.names),
 # what the local trainer does. "authors": the EffOPD authors' name rule, a parameter whose
 # name contains one of AUTHORS_KEYS: in Qwen3 that moves post_attention_layernorm, q_norm
 # and k_norm (their names contain "attention" / sit under self_attn) and leaves
 # input_layernorm, the embeddings, the head and the final norm alone.
-BLOCK_PREFIX = re.compile(r"^(model\.)?layers\.\d+\.")
 AUTHORS_KEYS = ("attn", "self_attn", "attention", "q_proj", "k_proj", "v_proj", "o_proj",
                 "mlp", "feed_forward", "ffn", "gate_proj", "up_proj", "down_proj")
 PARAM_RULES = ("blocks", "authors")
@@ -57,7 +58,7 @@ PARAM_RULES = ("blocks", "authors")
 def is_extrapolated(name: str, rule: str = "blocks") -> bool:
     """Whether EffOPD moves parameter ``name`` under ``rule`` (see :data:`PARAM_RULES`)."""
     if rule == "blocks":
-        return bool(BLOCK_PREFIX.match(name))
+        return is_block_parameter(name)
     if rule == "authors":
         return any(key in name for key in AUTHORS_KEYS)
     raise ValueError(f"unknown parameter rule {rule!r}; expected one of {PARAM_RULES}")

@@ -33,7 +33,6 @@ import csv
 import hashlib
 import json
 import logging
-import os
 import random
 import re
 import shutil
@@ -50,7 +49,7 @@ from effopd.device import resolve_device
 from effopd.errors import CheckpointError, InputError, StaleRunError
 from effopd.generation import SamplingSpec, sample_completions
 from effopd.grading import grade_records
-from effopd.io import atomic_path, read_json, read_jsonl, require_keys
+from effopd.io import read_json, read_jsonl, require_keys, write_rows
 from effopd.models.checkpoint import TRAINING_STATE_NAME as STATE_FILE
 from effopd.models.checkpoint import (
     read_manifest,
@@ -60,6 +59,17 @@ from effopd.models.checkpoint import (
 )
 from effopd.prompts import render_prompt
 from effopd.provenance import directory_manifest, sha256_file
+from effopd.training.contract import (
+    INDEX_COLUMNS,
+    LOG_COLUMNS,
+    METHODS,
+    SEARCH_COLUMNS,
+    block_parameters,
+    process_cpu_s,
+    save_steps,
+    search_seed,
+    step_seed,
+)
 from effopd.training.extrapolation import is_search_step, line_search, snapshot
 from effopd.training.losses import (
     grpo_advantages,
@@ -67,18 +77,11 @@ from effopd.training.losses import (
     ppo_clip_loss,
     token_logprobs,
 )
-from effopd.training.schedule import grid_steps, method_lr
+from effopd.training.schedule import method_lr
 
 log = logging.getLogger(__name__)
 
-METHODS = ("opd", "rl", "effopd")
-LOG_COLUMNS = ["step", "wall_s", "search_s", "loss", "reverse_kl", "batch_accuracy",
-               "response_tokens", "lr", "prompts", "responses", "val_responses", "val_tokens",
-               "cpu_s"]
-SEARCH_COLUMNS = ["step", "iteration", "multiplier", "score", "accepted"]
 CHECKPOINT_DIR = re.compile(r"^step_(\d{6})$")
-# Transformer-block weights: the only tensors EffOPD extrapolates.
-BLOCK_PREFIX = re.compile(r"^(model\.)?layers\.\d+\.")
 # TrainSpec fields that do not change the trajectory: left out of the fingerprint, so a
 # run can be extended (steps) or graded with more workers and still resume.
 UNFINGERPRINTED = ("steps", "save_steps", "grading_workers")
@@ -147,32 +150,10 @@ class TrainSpec:
             grading_timeout_s=grading["timeout_s"], grading_workers=grading["workers"])
 
 
-def save_steps(training: dict[str, Any], method: str) -> list[int]:
-    """Checkpoint steps: the shared grid (:func:`grid_steps`); for EffOPD also every
-    search step (:func:`is_search_step`: the steps right after a line search)."""
-    steps = set(grid_steps(training))
-    if method == "effopd":
-        effopd = training.get("effopd", {})
-        steps |= {s for s in range(1, training["steps"] + 1)
-                  if is_search_step(s, effopd.get("schedule", "powers_of_two"),
-                                    effopd.get("search_every", 1))}
-    return sorted(steps)
-
-
-def block_parameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The transformer-block parameters (attention, MLP, in-block norms) by name."""
-    return {name: param for name, param in model.named_parameters()
-            if BLOCK_PREFIX.match(name)}
-
-
 def lr_at_step(lr: float, step: int, warmup_steps: int) -> float:
     """The learning rate of optimizer step ``step`` (1-based): ``lr * min(1, step / N)``
     with ``N = warmup_steps`` (linear warm-up, then constant; N = 0: ``lr`` throughout)."""
     return lr if warmup_steps <= 0 else lr * min(1.0, step / warmup_steps)
-
-
-def step_seed(seed: int, step: int) -> int:
-    return seed * 1_000_003 + step
 
 
 def _package_version() -> str:
@@ -497,7 +478,7 @@ class Trainer:
 
     def search(self) -> None:
         """EffOPD's line search after this step's optimizer update."""
-        seed = step_seed(self.seed, self.step) + 500_009
+        seed = search_seed(self.seed, self.step)
         log.info("step %d: line search", self.step)
         records, self.anchor = line_search(
             block_parameters(self.policy), self.anchor, lambda: self.validation_score(seed),
@@ -559,17 +540,10 @@ class Trainer:
                     self.save()
                 if stop_after is not None and self.step >= stop_after:
                     return
-        _write_rows(search_csv, SEARCH_COLUMNS, self.search_rows)
-        _write_rows(index_csv, ["step", "path", "wall_s"],
+        write_rows(search_csv, SEARCH_COLUMNS, self.search_rows)
+        write_rows(index_csv, INDEX_COLUMNS,
                     [{"step": step, "path": str(path),
                       "wall_s": _checkpoint_wall(path)} for step, path in self.checkpoints()])
-
-
-def process_cpu_s() -> float:
-    """CPU seconds (user + system) of this process and of its children that have ended
-    (the grading workers): the compute a step used, whatever else shares the cores."""
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
 
 
 def _checkpoint_wall(path: Path) -> float:
@@ -597,10 +571,3 @@ class _csv_writer:
 
     def __exit__(self, *exc) -> None:
         self.handle.close()
-
-
-def _write_rows(path: str | Path, columns: list[str], rows: list[dict]) -> None:
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)

@@ -16,7 +16,7 @@ pytest.importorskip("verl", reason="verl environment only (make verl-env; make t
 
 from packaging.requirements import Requirement  # noqa: E402
 
-from effopd.training.verl_engine import ENGINE_MODULES  # noqa: E402
+from effopd.integrations.verl_engine import ENGINE_MODULES  # noqa: E402
 
 # verl 0.9.1's extras of a vLLM rollout with the FSDP actor's flash attention
 EXTRAS = ("vllm", "flash-attn-cu130torch211")

@@ -8,8 +8,8 @@ import pytest
 pytest.importorskip("verl", reason="verl environment only (make verl-env; make test runs it)")
 
 from effopd.config import load_config  # noqa: E402
-from effopd.training.verl_compose import compose_verl_config  # noqa: E402
-from effopd.training.verl_engine import verl_command  # noqa: E402
+from effopd.integrations.verl_compose import compose_verl_config  # noqa: E402
+from effopd.integrations.verl_engine import verl_command  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ import pytest
 pytest.importorskip("verl", reason="verl environment only (make verl-env; make test runs it)")
 
 from effopd.config import load_config  # noqa: E402
-from effopd.training.verl_compose import compose_verl_config  # noqa: E402
-from effopd.training.verl_engine import verl_command  # noqa: E402
-from effopd.training.verl_resources import (  # noqa: E402
+from effopd.integrations.verl_compose import compose_verl_config  # noqa: E402
+from effopd.integrations.verl_engine import verl_command  # noqa: E402
+from effopd.integrations.verl_resources import (  # noqa: E402
     check_gpus,
     fits,
     gpu_pools,
@@ -123,7 +123,7 @@ def test_missing_module_is_named_before_ray_starts(paper, tmp_path, monkeypatch)
 
     import ray
 
-    from effopd.training.verl_engine import train_with_verl
+    from effopd.integrations.verl_engine import train_with_verl
 
     assert importlib.util.find_spec("vllm") is None  # the CPU verl environment
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -141,7 +141,7 @@ def test_missing_module_is_named_before_ray_starts(paper, tmp_path, monkeypatch)
 
 
 def test_effopd_plugin_import_is_checked_loudly(monkeypatch):
-    from effopd.training.verl_engine import require_effopd_plugin
+    from effopd.integrations.verl_engine import require_effopd_plugin
 
     require_effopd_plugin()  # imports effopd.integrations.verl_plugin through the entry point
     monkeypatch.setenv("VERL_USE_EXTERNAL_PLUGINS", "none")
@@ -319,7 +319,7 @@ def test_effopd_candidates_are_scored_with_common_random_numbers(paper):
 
 def test_runs_side_by_side_lease_different_gpus(tmp_path):
     """Failure 1, side by side: two runs on one machine hold disjoint GPU ids (flock)."""
-    from effopd.training.verl_resources import lease_gpus
+    from effopd.integrations.verl_resources import lease_gpus
 
     with lease_gpus(4, 8, tmp_path) as first, lease_gpus(4, 8, tmp_path) as second:
         assert (first, second) == ("0,1,2,3", "4,5,6,7")

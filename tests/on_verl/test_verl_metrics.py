@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("verl", reason="verl environment only (make verl-env; make test runs it)")
 
+from effopd.integrations.verl_metrics import LOG_COLUMNS, write_verl_tables  # noqa: E402
 from effopd.reports.training import write_training_tables  # noqa: E402
-from effopd.training.verl_metrics import LOG_COLUMNS, write_verl_tables  # noqa: E402
 
 STEP_S = {"opd": 10.0, "effopd": 12.0, "rl": 8.0}
 ACCURACY = {"opd": [0.1, 0.3, 0.4, 0.45, 0.5], "effopd": [0.1, 0.4, 0.5, 0.55, 0.6],

@@ -140,7 +140,7 @@ def train_gpus(wildcards):
     otherwise resources.gpus."""
     if TRAINING["engine"] != "verl":
         return config["resources"]["gpus"]
-    from effopd.training.verl_resources import gpu_request
+    from effopd.integrations.verl_resources import gpu_request
 
     return gpu_request(TRAINING, trainer_method(wildcards.method))
 

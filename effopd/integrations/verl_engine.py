@@ -12,11 +12,11 @@ local engine. Three pieces:
   per-method extras of ``training.verl.method_overrides``. Upstream verl 0.9.1,
   no fork: OPD is verl's native ``distillation`` group, RL is GRPO.
 - :func:`export_checkpoints` turns every ``global_step_N/actor`` into a float32
-  Hugging Face checkpoint with :func:`effopd.training.fsdp_export.export_fsdp_checkpoint`
+  Hugging Face checkpoint with :func:`effopd.integrations.fsdp_export.export_fsdp_checkpoint`
   (never verl's model merger, which writes bfloat16 and can erase lr-1e-6
   updates, SPEC section 4) and writes the checkpoint index the DAG reads.
 
-The reward of the RL baseline is :func:`effopd.training.verl_reward.compute_score`
+The reward of the RL baseline is :func:`effopd.integrations.verl_reward.compute_score`
 (math-verify on the last ``\\boxed{}``), passed as verl's custom reward function.
 """
 
@@ -35,12 +35,9 @@ from typing import Any
 
 import pandas as pd
 
-from effopd.io import atomic_path, read_jsonl
-from effopd.prompts import user_message
-from effopd.training.fsdp_export import export_fsdp_checkpoint
-from effopd.training.schedule import method_lr
-from effopd.training.verl_metrics import write_verl_tables
-from effopd.training.verl_resources import (
+from effopd.integrations.fsdp_export import export_fsdp_checkpoint
+from effopd.integrations.verl_metrics import write_verl_tables
+from effopd.integrations.verl_resources import (
     check_gpus,
     gpu_request,
     lease_gpus,
@@ -48,6 +45,9 @@ from effopd.training.verl_resources import (
     token_budget,
     visible_gpus,
 )
+from effopd.io import atomic_path, read_jsonl
+from effopd.prompts import user_message
+from effopd.training.schedule import method_lr
 
 log = logging.getLogger(__name__)
 REWARD_MODULE = Path(__file__).with_name("verl_reward.py")
@@ -285,10 +285,10 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
     """One verl run end to end: parquet inputs, verl, float32 exports, the DAG's tables.
 
     The overrides are first composed against verl's packaged config
-    (:func:`effopd.training.verl_compose.compose_verl_config`), so a bad key
+    (:func:`effopd.integrations.verl_compose.compose_verl_config`), so a bad key
     fails before any GPU is allocated. ``log_csv``, the checkpoint index (with
     wall times) and ``search_csv`` are derived from verl's own metrics by
-    :func:`effopd.training.verl_metrics.write_verl_tables`.
+    :func:`effopd.integrations.verl_metrics.write_verl_tables`.
     """
     from effopd.training.extrapolation import require_authors_search
 
@@ -304,7 +304,7 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
         require_effopd_plugin()
     check_gpus(training, method)  # verl's pools against the GPUs Ray will see
     log_logits_memory(training, student)
-    from effopd.training.verl_compose import compose_verl_config
+    from effopd.integrations.verl_compose import compose_verl_config
 
     run_dir = Path(run_dir)
     instruction = prompt["instruction"]

@@ -2,7 +2,7 @@
 
 :func:`compose_verl_config` composes verl's ``ppo_trainer`` Hydra config (the
 yaml files shipped in the ``verl`` package) with the overrides that
-:func:`effopd.training.verl_engine.verl_command` emits, then
+:func:`effopd.integrations.verl_engine.verl_command` emits, then
 
 - lets Hydra reject keys that do not exist (a misspelt key without ``+``);
 - rejects a value whose type differs from the default's (a string where verl

@@ -3,7 +3,7 @@
 verl's ``file`` tracking backend (``verl.utils.tracking.FileLogger``, selected
 by ``trainer.logger=[console,file]``) writes one JSON line per ``log`` call:
 ``{"step": k, "data": {metric: value}}``, to ``$VERL_FILE_LOGGER_PATH`` (which
-:func:`effopd.training.verl_engine.train_with_verl` sets to
+:func:`effopd.integrations.verl_engine.train_with_verl` sets to
 ``<run_dir>/verl_metrics.jsonl``). Lines of the same step are merged (the
 training line wins over a validation line). :func:`log_from_verl_metrics`
 maps verl 0.9.1's metric names onto :data:`LOG_COLUMNS`, the columns of the
@@ -46,10 +46,11 @@ from typing import Any
 import pandas as pd
 
 from effopd.io import atomic_path
+from effopd.training import contract
+from effopd.training.contract import SEARCH_COLUMNS
 
-LOG_COLUMNS = ["step", "wall_s", "search_s", "loss", "reverse_kl", "batch_accuracy",
-               "response_tokens", "lr", "prompts", "responses", "val_tokens", "cpu_s"]
-SEARCH_COLUMNS = ["step", "iteration", "multiplier", "score", "accepted"]
+# The engines' log columns less val_responses (verl does not count the search's responses).
+LOG_COLUMNS = [column for column in contract.LOG_COLUMNS if column != "val_responses"]
 REQUIRED = ("timing_s/step", "critic/score/mean", "response_length/mean", "actor/loss")
 
 

@@ -1,7 +1,7 @@
 """What a verl run asks of the hardware: GPU pools, the GPUs that are there, logits memory.
 
 No verl import here: the Snakefile reads :func:`gpu_request` to size the
-``train`` rule, and :func:`effopd.training.verl_engine.train_with_verl` runs
+``train`` rule, and :func:`effopd.integrations.verl_engine.train_with_verl` runs
 :func:`check_gpus` before Ray starts.
 
 - **Pools** (:func:`gpu_pools`): verl 0.9.1's ``_init_resource_pool_mgr``
