@@ -6,9 +6,11 @@ safetensors, tied embeddings): per-tensor update norms of every tensor, the
 spectra of every 2-D block weight of each checkpoint, and the overlap of each
 checkpoint's top-k subspaces with the final update's.
 
-- suite: ``effopd.analysis`` streams one tensor at a time (update_norm_table,
-  series_tables: one float64 Gram eigh per matrix and checkpoint, bases of
-  the final update kept in memory, nothing but tables written).
+- suite: ``effopd.analysis.weight_pass.stream_updates``, the pass of
+  ``effopd analyze``: one tensor at a time, each tensor of each checkpoint read
+  once for its norms, spectrum and bases (one float64 Gram eigh per matrix and
+  checkpoint, bases of the final update kept in memory, nothing but tables
+  written).
 - naive: as the authors' ``Analysis/eval/svd.py`` then ``upd_rank.py``: load
   the base and each checkpoint in full with ``from_pretrained``, full
   ``torch.linalg.svd`` of every 2-D attention/MLP update keeping U, S and V,
@@ -99,17 +101,16 @@ def build_series(args: argparse.Namespace, data: Path) -> dict[str, Path]:
 
 
 def run_suite(data: Path, out: Path, device: str) -> None:
-    from effopd.analysis import series_tables, update_norm_table
+    from effopd.analysis.weight_pass import stream_updates
     from effopd.io import write_table
 
     ckpts = {label: data / label for label in LABELS}
-    for label, path in ckpts.items():
-        write_table(update_norm_table(data / "base", path, device=device),
-                    out / f"norms_{label}.csv")
-    spectra, alignment = series_tables(data / "base", ckpts, data / FINAL, ks=KS,
-                                       k_list=K_LIST, device=device)
-    write_table(spectra, out / "spectra.csv")
-    write_table(alignment, out / "alignment.csv")
+    result = stream_updates(data / "base", ckpts, data / FINAL, ks=KS, k_list=K_LIST,
+                            device=device)
+    for label in ckpts:
+        write_table(result.norms[label], out / f"norms_{label}.csv")
+    write_table(result.spectra, out / "spectra.csv")
+    write_table(result.alignment, out / "alignment.csv")
 
 
 def run_naive(data: Path, out: Path, device: str) -> None:
@@ -119,8 +120,7 @@ def run_naive(data: Path, out: Path, device: str) -> None:
     from transformers import AutoModelForCausalLM
 
     from effopd.analysis.alignment import alignment_row
-    from effopd.analysis.spectra import Subspaces
-    from effopd.analysis.spectra_table import spectrum_row
+    from effopd.analysis.spectra import Subspaces, spectrum_row
     from effopd.io import write_table
 
     parts = ("self_attn", "mlp")

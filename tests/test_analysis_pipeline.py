@@ -20,7 +20,8 @@ import torch
 from safetensors.torch import load_file
 from scipy import stats
 
-from effopd.analysis import pipeline
+from effopd.analysis import generated_tokens, recipes, scoring, settings
+from effopd.analysis import series as series_mod
 from effopd.analysis.checkpoint_io import write_modified_checkpoint
 from effopd.analysis.synthetic import planted_series, qwen3_config, write_random_qwen3
 from effopd.cli import main
@@ -51,40 +52,40 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ("out/final", None),
 ])
 def test_parse_step_reads_common_checkpoint_layouts(path: str, step: int | None) -> None:
-    assert pipeline.parse_step(path) == step
+    assert series_mod.parse_step(path) == step
 
 
 def test_unique_labels_use_the_shortest_distinct_tail() -> None:
     paths = ["r/global_step_5/actor/huggingface", "r/global_step_9/actor/huggingface"]
-    assert pipeline.unique_labels(paths) == ["global_step_5/actor/huggingface",
+    assert series_mod.unique_labels(paths) == ["global_step_5/actor/huggingface",
                                              "global_step_9/actor/huggingface"]
-    assert pipeline.unique_labels(["a/x", "a/y"]) == ["x", "y"]
+    assert series_mod.unique_labels(["a/x", "a/y"]) == ["x", "y"]
 
 
 def test_series_from_dirs_sorts_by_step_and_appends_the_final(tmp_path: Path) -> None:
-    series = pipeline.series_from_dirs("base", ["c/step_000020", "c/step_000005"],
+    series = series_mod.series_from_dirs("base", ["c/step_000020", "c/step_000005"],
                                        final="c/step_000040")
     assert series.labels == ["step_000005", "step_000020", "final"]
     assert series.steps == [5, 20, 40]
     assert series.fraction(20) == 0.5
-    kept = pipeline.series_from_dirs("base", ["c/b", "c/a"], steps=[2, 1], final="c/b")
+    kept = series_mod.series_from_dirs("base", ["c/b", "c/a"], steps=[2, 1], final="c/b")
     assert [p.name for p in kept.paths] == ["a", "b"] and kept.final_step == 2
 
 
 def test_early_index_is_the_checkpoint_closest_to_the_fraction() -> None:
-    series = pipeline.Series(Path("b"), ["1", "2", "4", "8", "16"],
+    series = series_mod.Series(Path("b"), ["1", "2", "4", "8", "16"],
                              [Path(str(s)) for s in (1, 2, 4, 8, 16)], [1, 2, 4, 8, 16])
     assert series.early_index(0.1) == 1  # 2/16 = 0.125 is nearest to 0.1
     assert series.early_index(0.0) == 0
     assert series.early_index(1.0) == 3  # never the final when others exist
-    single = pipeline.Series(Path("b"), ["a"], [Path("a")], [None])
+    single = series_mod.Series(Path("b"), ["a"], [Path("a")], [None])
     assert single.early_index(0.1) == 0 and math.isnan(single.fraction(None))
 
 
 def test_series_from_index_reads_the_trainers_index(tmp_path: Path) -> None:
     index = tmp_path / "checkpoints.csv"
     index.write_text("step,path,wall_s\n4,runs/x/step_000004,2.0\n2,runs/x/step_000002,1.0\n")
-    series = pipeline.series_from_index(index, "base")
+    series = series_mod.series_from_index(index, "base")
     assert series.steps == [2, 4] and series.labels == ["step_000002", "step_000004"]
     assert series.final == Path("runs/x/step_000004")
 
@@ -224,11 +225,77 @@ def test_embedding_shift_uses_the_generated_tokens(tiny_series: dict[str, Path],
     assert 0 < projection["explained_x"].iloc[0] <= 1
 
 
+def test_analyze_reads_each_checkpoint_once(tiny_series: dict[str, Path], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`effopd analyze` (norms, allocation, spectra, alignment, embedding shift) reads every
+    element of every tensor of the base and of each checkpoint exactly once: the checkpoint
+    reader (checkpoint_io.safe_open) is wrapped and counts the elements it hands out."""
+    from collections import Counter
+
+    from safetensors import safe_open
+
+    from effopd.analysis import checkpoint_io
+
+    read: Counter[tuple[str, str]] = Counter()
+
+    class Slice:
+        def __init__(self, inner, key):
+            self.inner, self.key = inner, key
+
+        def get_shape(self):
+            return self.inner.get_shape()
+
+        def __getitem__(self, index):
+            tensor = self.inner[index]
+            read[self.key] += tensor.numel()
+            return tensor
+
+    class CountingReader:
+        def __init__(self, path, framework, **kwargs):
+            self.inner = safe_open(path, framework=framework, **kwargs)
+            self.directory = str(Path(path).resolve().parent)
+
+        def __enter__(self):
+            self.inner.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.inner.__exit__(*exc)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def get_tensor(self, name):
+            tensor = self.inner.get_tensor(name)
+            read[(self.directory, name)] += tensor.numel()
+            return tensor
+
+        def get_slice(self, name):
+            return Slice(self.inner.get_slice(name), (self.directory, name))
+
+    monkeypatch.setattr(checkpoint_io, "safe_open", CountingReader)
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    (samples / "step_000010.jsonl").write_text(json.dumps({"response": "12+3=15"}) + "\n")
+    out = tmp_path / "out"
+    assert main(["analyze", "--base", str(tiny_series["base"]), "--checkpoints",
+                 str(tiny_series["early"]), str(tiny_series["final"]), "--samples", str(samples),
+                 "--out-dir", str(out), "--ks", "1", "4", "--alignment-ks", "1", "2",
+                 "--no-verify-sha256"]) == 0
+    assert (out / "embedding_cosine.csv").exists() and (out / "alignment.csv").exists()
+    expected = Counter()
+    for ckpt in (tiny_series["base"], tiny_series["early"], tiny_series["final"]):
+        for name, tensor in load_file(Path(ckpt) / "model.safetensors").items():
+            expected[(str(Path(ckpt).resolve()), name)] = tensor.numel()
+    assert len(expected) > 3 * 10
+    assert read == expected  # every element of every file once, nothing twice
+
+
 def test_final_samples_file_picks_the_final_step(tmp_path: Path) -> None:
     (tmp_path / "step_000004.jsonl").write_text("")
-    assert pipeline.final_samples_file(tmp_path, 4) == tmp_path / "step_000004.jsonl"
+    assert generated_tokens.final_samples_file(tmp_path, 4) == tmp_path / "step_000004.jsonl"
     with pytest.raises(FileNotFoundError, match="step_000008"):
-        pipeline.final_samples_file(tmp_path, 8)
+        generated_tokens.final_samples_file(tmp_path, 8)
 
 
 # --------------------------------------------------------------------------- accuracy analyses
@@ -241,22 +308,22 @@ def accuracy_runs(tiny_series: dict[str, Path], tmp_path_factory: pytest.TempPat
     benchmark = root / "bench.jsonl"
     benchmark.write_text("".join(json.dumps({"id": f"p{i}", "problem": f"Compute {i}+1.",
                                              "answer": str(i + 1)}) + "\n" for i in range(5)))
-    settings = pipeline.EvalSettings(benchmark=benchmark,
+    settings = scoring.EvalSettings(benchmark=benchmark,
                                      generation={"max_new_tokens": 6, "temperature": 1.0},
                                      grading={"workers": 1}, pass_k=(1, 2), limit=3, n=1,
                                      device="cpu")
-    series = pipeline.series_from_dirs(tiny_series["base"],
+    series = series_mod.series_from_dirs(tiny_series["base"],
                                        [tiny_series["early"], tiny_series["final"]])
     work = root / "work"
     return {
         "series": series, "settings": settings, "work": work,
-        "scaling": pipeline.run_scaling(series, settings, work / "scaling", root / "s.csv",
+        "scaling": recipes.run_scaling(series, settings, work / "scaling", root / "s.csv",
                                         alphas=[0, 0.5, 1, 2], early_fraction=0.1,
                                         early_alphas=[0, 0.5, 1, 2]),
-        "modules": pipeline.run_modules(series, settings, work / "modules", root / "m.csv",
+        "modules": recipes.run_modules(series, settings, work / "modules", root / "m.csv",
                                         window_size=1, window_stride=1,
                                         keep_checkpoints=True),
-        "rank_k": pipeline.run_rank_k(series, settings, work / "rank_k", root / "r.csv",
+        "rank_k": recipes.run_rank_k(series, settings, work / "rank_k", root / "r.csv",
                                       ks=[1, 4, 64]),
     }
 
@@ -282,16 +349,16 @@ def test_scores_are_cached_and_reused(accuracy_runs: dict, monkeypatch: pytest.M
     def fail(*args, **kwargs):
         raise AssertionError("a cached candidate was rebuilt")
 
-    monkeypatch.setattr(pipeline, "scaled_update", fail)
-    again = pipeline.run_scaling(accuracy_runs["series"], accuracy_runs["settings"],
+    monkeypatch.setattr(recipes, "scaled_update", fail)
+    again = recipes.run_scaling(accuracy_runs["series"], accuracy_runs["settings"],
                                  accuracy_runs["work"] / "scaling", tmp_path / "again.csv",
                                  alphas=[0, 0.5, 1, 2], early_fraction=0.1,
                                  early_alphas=[0, 0.5, 1, 2])
     columns = ["kind", "alpha", "avg@n"]
     pd.testing.assert_frame_equal(again[columns], accuracy_runs["scaling"][columns])
-    changed = pipeline.EvalSettings(**{**accuracy_runs["settings"].__dict__, "limit": 2})
+    changed = scoring.EvalSettings(**{**accuracy_runs["settings"].__dict__, "limit": 2})
     with pytest.raises(AssertionError, match="rebuilt"):
-        pipeline.run_scaling(accuracy_runs["series"], changed, accuracy_runs["work"] / "scaling",
+        recipes.run_scaling(accuracy_runs["series"], changed, accuracy_runs["work"] / "scaling",
                              tmp_path / "changed.csv", alphas=[0.5])
 
 
@@ -299,12 +366,12 @@ def test_scoring_in_a_subprocess_gives_the_same_scores(accuracy_runs: dict,
                                                        tmp_path: Path) -> None:
     """The path taken with vLLM (a fresh process per model), here with transformers."""
     series = accuracy_runs["series"]
-    isolated = pipeline.EvalSettings(**{**accuracy_runs["settings"].__dict__, "isolate": True})
+    isolated = scoring.EvalSettings(**{**accuracy_runs["settings"].__dict__, "isolate": True})
     assert not accuracy_runs["settings"].in_subprocess and isolated.in_subprocess
-    assert pipeline.EvalSettings(Path("b"), generation={"backend": "vllm"}).in_subprocess
-    candidate = pipeline.Candidate("final_a1", {"alpha": 1.0}, (series.final,),
+    assert scoring.EvalSettings(Path("b"), generation={"backend": "vllm"}).in_subprocess
+    candidate = scoring.Candidate("final_a1", {"alpha": 1.0}, (series.final,),
                                    model=series.final)
-    table = pipeline.score_candidates([candidate], isolated, tmp_path)
+    table = scoring.score_candidates([candidate], isolated, tmp_path)
     direct = accuracy_runs["scaling"].set_index("label").loc["final_a1"]
     assert table["avg@n"].iloc[0] == direct["avg@n"]
 
@@ -502,15 +569,15 @@ def test_tables_and_figures_over_two_methods_and_seeds(analyzed: Path, accuracy_
 
 def test_schema_defaults_match_the_command_line_defaults() -> None:
     block = load_schema()["properties"]["analysis"]["properties"]
-    assert block["spectra_ks"]["default"] == list(pipeline.SPECTRA_KS)
-    assert block["alignment_ks"]["default"] == list(pipeline.ALIGNMENT_KS)
-    assert block["scaling_alphas"]["default"] == list(pipeline.SCALING_ALPHAS)
-    assert block["early_fraction"]["default"] == pipeline.EARLY_FRACTION
-    assert block["window_size"]["default"] == pipeline.WINDOW_SIZE
-    assert block["window_stride"]["default"] == pipeline.WINDOW_STRIDE
-    assert block["rank_ks"]["default"] == list(pipeline.RANK_KS)
-    assert block["eval_limit"]["default"] == pipeline.EVAL_LIMIT
-    assert block["eval_n"]["default"] == pipeline.EVAL_N
+    assert block["spectra_ks"]["default"] == list(settings.SPECTRA_KS)
+    assert block["alignment_ks"]["default"] == list(settings.ALIGNMENT_KS)
+    assert block["scaling_alphas"]["default"] == list(settings.SCALING_ALPHAS)
+    assert block["early_fraction"]["default"] == settings.EARLY_FRACTION
+    assert block["window_size"]["default"] == settings.WINDOW_SIZE
+    assert block["window_stride"]["default"] == settings.WINDOW_STRIDE
+    assert block["rank_ks"]["default"] == list(settings.RANK_KS)
+    assert block["eval_limit"]["default"] == settings.EVAL_LIMIT
+    assert block["eval_n"]["default"] == settings.EVAL_N
 
 
 def test_rule_helpers_list_every_table_and_figure() -> None:

@@ -10,9 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from effopd.analysis.alignment import alignment_table
 from effopd.analysis.checkpoint_io import block_matrix_names, write_modified_checkpoint
-from effopd.analysis.spectra_table import spectra_table
 from effopd.analysis.synthetic import (
     orthonormal_columns,
     qwen3_config,
@@ -25,7 +23,12 @@ from effopd.analysis.updates import (
     update_norm_table,
     update_size_series,
 )
-from effopd.analysis.weight_pass import series_tables
+from effopd.analysis.weight_pass import (
+    alignment_table,
+    series_tables,
+    spectra_table,
+    stream_updates,
+)
 from effopd.reports.analysis import long_by_k
 
 ZERO = "model.layers.1.mlp.up_proj.weight"  # left untouched by every planted checkpoint
@@ -192,3 +195,17 @@ def test_one_pass_series_tables_equal_the_separate_tables(series: dict[str, Path
         alignment.sort_values(keys).reset_index(drop=True),
         reference.sort_values(keys).reset_index(drop=True),
         check_exact=False, rtol=1e-9, atol=1e-9)
+
+
+def test_one_pass_norms_equal_the_per_checkpoint_tables(series: dict[str, Path]) -> None:
+    """The pass's norms are update_norm_table's to the last bit, also when every tensor
+    is reduced in many blocks of rows."""
+    ckpts = {"early": series["early"], "final": series["final"]}
+    for max_elements in (64, 1 << 24):
+        result = stream_updates(series["base"], ckpts, series["final"], ks=(1,), k_list=(1,),
+                                max_elements=max_elements)
+        for label, path in ckpts.items():
+            pd.testing.assert_frame_equal(
+                result.norms[label],
+                update_norm_table(series["base"], path, max_elements=max_elements),
+                check_exact=True)

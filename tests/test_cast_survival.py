@@ -7,7 +7,7 @@ import torch
 
 from effopd.analysis.checkpoint_io import read_tensor, write_modified_checkpoint
 from effopd.analysis.interventions import cast_survival
-from effopd.analysis.pipeline import Candidate, EvalSettings, check_cast_survival
+from effopd.analysis.scoring import Candidate, EvalSettings, check_cast_survival
 
 NORM = "model.norm.weight"
 

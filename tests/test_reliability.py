@@ -404,7 +404,7 @@ def test_limit_has_one_meaning(tmp_path):
 def test_intervention_cache_key_has_code_version_and_config(tmp_path, tiny_checkpoint,
                                                             monkeypatch):
     from effopd import provenance
-    from effopd.analysis.pipeline import Candidate, EvalSettings, _cache_key
+    from effopd.analysis.scoring import Candidate, EvalSettings, _cache_key
 
     assert provenance.code_digest(("grading.py",)) == provenance.code_digest(("grading.py",))
     assert provenance.code_digest(("grading.py",)) != provenance.code_digest(("metrics.py",))

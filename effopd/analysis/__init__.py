@@ -1,15 +1,33 @@
-"""Analyses of a checkpoint series (SPEC section 4): library functions returning numbers or tables.
+"""Analyses of a checkpoint series (SPEC section 4), floor 2: library functions that
+return numbers or tables. They import the ground floor and data / models below;
+never the reports, plots or command line above (tests/test_floors.py).
 
-- :mod:`.checkpoint_io`  streaming safetensors reader and checkpoint writer, parameter names
-- :mod:`.spectra`        singular values, effective/stable rank, energy shares, top-k subspaces
-- :mod:`.subspace`       subspace overlap, principal angles, |cos| of vectors
-- :mod:`.updates`        per-tensor update norms, per-layer / per-module allocation
-- :mod:`.spectra_table`  per-matrix spectra of one checkpoint's update
-- :mod:`.alignment`      overlap of each checkpoint's update with the final update
-- :mod:`.series`         spectra + alignment of a series in one pass (one eigh per matrix)
-- :mod:`.interventions`  scaled, injected and rank-k checkpoints for the accuracy analyses
+By job:
+
+- :mod:`.series`          the series: discovery (index or directories), steps, the
+                          early checkpoint, verification before reading (torch-free)
+- :mod:`.weight_pass`     ONE streaming pass over the checkpoints: norms, allocation,
+                          spectra, alignment, embedding shift (``effopd analyze``)
+- :mod:`.scoring`         the scoring service: settings, candidates, cache, cast check
+- :mod:`.recipes`         the intervention recipes: scaling, modules, rank-k
+- :mod:`.generated_tokens` the token ids a checkpoint generated
+
+The formulas, each defined once:
+
+- :mod:`.spectra`         singular values, effective/stable rank, energy shares,
+                          spectrum_row, top-k subspaces
+- :mod:`.subspace`        subspace overlap, principal angles, |cos| of vectors
+- :mod:`.alignment`       overlaps of an update's subspaces with the final update's
+- :mod:`.updates`         per-tensor update norms, update share, per-layer / module
+                          allocation, update sizes
 - :mod:`.embedding_shift` cosine of base vs trained embedding rows, 2-D PCA picture
-- :mod:`.synthetic`      random Qwen3 checkpoints with planted updates (tests, benchmark)
+- :mod:`.interventions`   scaled, injected and rank-k checkpoints
+
+Input, output and test data:
+
+- :mod:`.checkpoint_io`   streaming safetensors reader and checkpoint writer, names
+- :mod:`.settings`        the analyses' defaults (torch-free)
+- :mod:`.synthetic`       random Qwen3 checkpoints with planted updates (tests, benchmark)
 """
 
 from __future__ import annotations
@@ -19,7 +37,7 @@ from typing import Any
 
 _SOURCES = {
     'aggregate_update_norms': 'effopd.analysis.updates',
-    'alignment_table': 'effopd.analysis.alignment',
+    'alignment_table': 'effopd.analysis.weight_pass',
     'block_matrix_names': 'effopd.analysis.checkpoint_io',
     'effective_rank': 'effopd.analysis.spectra',
     'embedding_cosine': 'effopd.analysis.embedding_shift',
@@ -51,7 +69,7 @@ _SOURCES = {
     'series_tables': 'effopd.analysis.weight_pass',
     'singular_values': 'effopd.analysis.spectra',
     'sliding_windows': 'effopd.analysis.interventions',
-    'spectra_table': 'effopd.analysis.spectra_table',
+    'spectra_table': 'effopd.analysis.weight_pass',
     'spectrum_and_subspaces': 'effopd.analysis.spectra',
     'stable_rank': 'effopd.analysis.spectra',
     'subspace_overlap': 'effopd.analysis.subspace',

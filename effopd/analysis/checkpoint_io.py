@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -318,12 +318,17 @@ def iter_row_blocks(base_dir: CheckpointLike, ckpt_dir: CheckpointLike, name: st
     if len(shape) < 2:
         yield read_tensor(base, name, dtype, device), read_tensor(ckpt, name, dtype, device)
         return
-    row_size = max(1, int(torch.Size(shape[1:]).numel()))
-    step = max(1, max_elements // row_size)
-    for start in range(0, shape[0], step):
-        stop = min(shape[0], start + step)
+    for start, stop in row_ranges(shape, max_elements):
         yield (read_tensor_rows(base, name, start, stop, dtype, device),
                read_tensor_rows(ckpt, name, start, stop, dtype, device))
+
+
+def row_ranges(shape: Sequence[int], max_elements: int = 1 << 24) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` blocks of rows of at most ``max_elements`` elements that
+    :func:`iter_row_blocks` reads a tensor of ``shape`` (at least 2-D) in."""
+    row_size = max(1, int(torch.Size(shape[1:]).numel()))
+    step = max(1, max_elements // row_size)
+    return [(start, min(shape[0], start + step)) for start in range(0, shape[0], step)]
 
 
 # --------------------------------------------------------------------------- writing

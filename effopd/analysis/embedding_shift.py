@@ -47,15 +47,19 @@ def unique_token_ids(token_ids: Iterable[int]) -> np.ndarray:
     return ids
 
 
+def check_token_ids(token_ids: np.ndarray, vocab: int, where: object) -> None:
+    """Raise ``ValueError`` for token ids outside the vocabulary [0, vocab) of ``where``."""
+    bad = token_ids[(token_ids < 0) | (token_ids >= vocab)]
+    if bad.size:
+        raise ValueError(f"token ids {bad[:5].tolist()} outside the vocabulary [0, {vocab}) "
+                         f"of {where}")
+
+
 def embedding_rows(ckpt: CheckpointLike, token_ids: np.ndarray,
                    device: DeviceLike = "cpu") -> torch.Tensor:
     """Rows ``token_ids`` of the input embedding, float32 (the full matrix is read once)."""
     table = read_tensor(ckpt, embedding_name(ckpt), device=device)
-    vocab = table.shape[0]
-    bad = token_ids[(token_ids < 0) | (token_ids >= vocab)]
-    if bad.size:
-        raise ValueError(f"token ids {bad[:5].tolist()} outside the vocabulary [0, {vocab}) "
-                         f"of {open_checkpoint(ckpt).directory}")
+    check_token_ids(token_ids, table.shape[0], open_checkpoint(ckpt).directory)
     rows = table[torch.as_tensor(token_ids, device=table.device)].clone()
     del table
     return rows
@@ -77,8 +81,14 @@ def embedding_cosine(base_dir: CheckpointLike, ckpt_dir: CheckpointLike,
     number is the mean of ``cosine`` (:func:`embedding_cosine_summary`).
     """
     ids = unique_token_ids(token_ids)
-    base = embedding_rows(base_dir, ids, device).to(torch.float64)
-    trained = embedding_rows(ckpt_dir, ids, device).to(torch.float64)
+    return cosine_table(ids, embedding_rows(base_dir, ids, device),
+                        embedding_rows(ckpt_dir, ids, device))
+
+
+def cosine_table(ids: np.ndarray, base_rows: torch.Tensor,
+                 trained_rows: torch.Tensor) -> pd.DataFrame:
+    """The :func:`embedding_cosine` table of rows already read (row i is token ``ids[i]``)."""
+    base, trained = base_rows.to(torch.float64), trained_rows.to(torch.float64)
     return pd.DataFrame({
         "token_id": ids,
         "cosine": row_cosine(base, trained).numpy(),
@@ -137,8 +147,13 @@ def embedding_projection(base_dir: CheckpointLike, ckpt_dir: CheckpointLike,
     if method != "pca":
         raise ValueError(f"only method='pca' is implemented, got {method!r}")
     ids = unique_token_ids(token_ids)
-    base = embedding_rows(base_dir, ids, device)
-    trained = embedding_rows(ckpt_dir, ids, device)
+    return projection_table(ids, embedding_rows(base_dir, ids, device),
+                            embedding_rows(ckpt_dir, ids, device))
+
+
+def projection_table(ids: np.ndarray, base: torch.Tensor, trained: torch.Tensor
+                     ) -> pd.DataFrame:
+    """The :func:`embedding_projection` table of rows already read (row i is ``ids[i]``)."""
     fit = pca_2d(torch.cat([base, trained]))
     coords = fit.coords.numpy()
     table = pd.DataFrame({

@@ -134,6 +134,18 @@ def rank_k_norm_ratio(s: SingularValues, k: int) -> float:
     return math.sqrt(energy_share(s, k))
 
 
+def spectrum_row(s: torch.Tensor, ks: Sequence[int]) -> dict[str, float]:
+    """The spectral summary of one matrix from its singular values (NaN ratios if all zero)."""
+    row = {"delta_norm": float(torch.linalg.vector_norm(s)),
+           "sigma_1": float(s.max()) if s.numel() else math.nan,
+           "effective_rank": effective_rank(s), "stable_rank": stable_rank(s)}
+    for k in ks:
+        share = energy_share(s, k)
+        row[f"energy_share_k{k}"] = share
+        row[f"norm_ratio_k{k}"] = math.sqrt(share)
+    return row
+
+
 class Subspaces(NamedTuple):
     """Top-k singular triplets: ``U`` (m x k), ``S`` (k), ``V`` (n x k), float64, CPU.
 

@@ -23,53 +23,54 @@ from effopd.analysis import settings
 from effopd.cli.args import AddCommand, json_arg, limit_arg, set_threads
 
 if TYPE_CHECKING:
-    from effopd.analysis.pipeline import EvalSettings, Series
+    from effopd.analysis.scoring import EvalSettings
+    from effopd.analysis.series import Series
 
 
 def _series(args: argparse.Namespace) -> Series:
-    from effopd.analysis import pipeline
+    from effopd.analysis.series import series_from_dirs, series_from_index, verify_series
 
     if args.index:
         if args.checkpoints:
             raise ValueError("give either --index or --checkpoints, not both")
-        series = pipeline.series_from_index(args.index, args.base)
+        series = series_from_index(args.index, args.base)
         if args.final:
             raise ValueError("--final goes with --checkpoints; an index's final is its last step")
     elif not args.checkpoints:
         raise ValueError("give the checkpoints: --index CSV or --checkpoints DIR [DIR ...]")
     else:
-        series = pipeline.series_from_dirs(args.base, args.checkpoints, args.labels,
-                                           args.steps, args.final)
-    pipeline.verify_series(series, sha256=args.verify_sha256)
+        series = series_from_dirs(args.base, args.checkpoints, args.labels, args.steps,
+                                  args.final)
+    verify_series(series, sha256=args.verify_sha256)
     return series
 
 
 def _settings(args: argparse.Namespace) -> EvalSettings:
     from pathlib import Path
 
-    from effopd.analysis import pipeline
+    from effopd.analysis import scoring
 
-    return pipeline.EvalSettings(benchmark=Path(args.benchmark), prompt=args.prompt,
-                                 generation=args.generation, grading=args.grading,
-                                 pass_k=tuple(args.pass_k), limit=args.limit,
-                                 n=args.n, device=args.device,
-                                 min_cast_survival=args.min_cast_survival)
+    return scoring.EvalSettings(benchmark=Path(args.benchmark), prompt=args.prompt,
+                                generation=args.generation, grading=args.grading,
+                                pass_k=tuple(args.pass_k), limit=args.limit,
+                                n=args.n, device=args.device,
+                                min_cast_survival=args.min_cast_survival)
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
-    from effopd.analysis import pipeline
+    from effopd.analysis import weight_pass
 
     set_threads(args.threads)
     series = _series(args)
-    written = pipeline.analyze_series(series, args.out_dir, ks=args.ks,
-                                      alignment_ks=args.alignment_ks, method=args.svd_method,
-                                      samples=args.samples, device=args.device,
-                                      progress=args.progress)
-    pipeline.log.info("wrote %s", ", ".join(str(p) for p in written.values()))
+    written = weight_pass.analyze_series(series, args.out_dir, ks=args.ks,
+                                         alignment_ks=args.alignment_ks,
+                                         method=args.svd_method, samples=args.samples,
+                                         device=args.device, progress=args.progress)
+    weight_pass.log.info("wrote %s", ", ".join(str(p) for p in written.values()))
 
 
 def _run_scaling(args: argparse.Namespace, series: Series, work_dir: str, out: str) -> None:
-    from effopd.analysis import pipeline
+    from effopd.analysis import recipes
 
     selection = None
     if args.selection_benchmark:
@@ -78,26 +79,26 @@ def _run_scaling(args: argparse.Namespace, series: Series, work_dir: str, out: s
 
         selection = replace(_settings(args), benchmark=Path(args.selection_benchmark),
                             limit=None)
-    pipeline.run_scaling(series, _settings(args), work_dir, out,
-                         alphas=args.alphas, early_fraction=args.early_fraction,
-                         keep_checkpoints=args.keep_checkpoints,
-                         early_alphas=args.early_alphas, selection=selection)
+    recipes.run_scaling(series, _settings(args), work_dir, out,
+                        alphas=args.alphas, early_fraction=args.early_fraction,
+                        keep_checkpoints=args.keep_checkpoints,
+                        early_alphas=args.early_alphas, selection=selection)
 
 
 def _run_modules(args: argparse.Namespace, series: Series, work_dir: str, out: str) -> None:
-    from effopd.analysis import pipeline
+    from effopd.analysis import recipes
 
-    pipeline.run_modules(series, _settings(args), work_dir, out,
-                         window_size=args.window_size, window_stride=args.window_stride,
-                         keep_checkpoints=args.keep_checkpoints)
+    recipes.run_modules(series, _settings(args), work_dir, out,
+                        window_size=args.window_size, window_stride=args.window_stride,
+                        keep_checkpoints=args.keep_checkpoints)
 
 
 def _run_rank_k(args: argparse.Namespace, series: Series, work_dir: str, out: str) -> None:
-    from effopd.analysis import pipeline
+    from effopd.analysis import recipes
 
-    pipeline.run_rank_k(series, _settings(args), work_dir, out, ks=args.ks,
-                        alpha=args.alpha, method=args.svd_method,
-                        keep_checkpoints=args.keep_checkpoints)
+    recipes.run_rank_k(series, _settings(args), work_dir, out, ks=args.ks,
+                       alpha=args.alpha, method=args.svd_method,
+                       keep_checkpoints=args.keep_checkpoints)
 
 
 def cmd_evaluate_scaling(args: argparse.Namespace) -> None:
