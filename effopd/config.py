@@ -19,7 +19,9 @@ type is a number, is read as that number.
 from __future__ import annotations
 
 import copy
+import functools
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,32 @@ def _with_defaults(validator_class: type) -> type:
 def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
     with path.open(encoding="utf-8") as handle:
         return yaml.safe_load(handle)
+
+
+@functools.lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
+    return load_schema()
+
+
+def block_defaults(block: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The config's top-level block ``block`` (e.g. ``"speedup"``) with the schema's
+    defaults filled in wherever ``given`` lacks a key, exactly as validation fills them.
+
+    The one source of defaults for code handed a block (or nothing) rather than a
+    validated config, and for the keyword defaults of pure functions: no default is
+    written twice. Values are not checked here; :func:`validate_config` does that.
+    """
+    schema = _schema()
+    subschema = {**schema["properties"][block], "$defs": schema.get("$defs", {})}
+    instance = copy.deepcopy(dict(given or {}))
+    for _ in _with_defaults(Draft202012Validator)(subschema).iter_errors(instance):
+        pass  # iterating fills the defaults; faults are validate_config's to report
+    return instance
+
+
+def schema_default(block: str, key: str) -> Any:
+    """The schema's default of ``<block>.<key>`` (:func:`block_defaults`)."""
+    return block_defaults(block)[key]
 
 
 def _describe(error: ValidationError) -> str:

@@ -306,3 +306,15 @@ def test_a_pinned_bootstrap_gives_no_minimum_detectable_effect():
     assert not rows["speedup_steps"]["mde80_below_paper_effect"]
     assert rows["speedup_tokens"]["mde80"] == pytest.approx(2.8016 * 0.1, rel=1e-4)
     assert rows["final_accuracy"]["test"].startswith("paired per seed and problem")
+
+
+def test_tabulate_claims_needs_no_eval_csvs() -> None:
+    """The claims read --run-dirs and --opd-evals; --eval-csvs is optional (and unread)."""
+    from effopd.cli import build_parser
+
+    args = build_parser().parse_args(["tabulate-claims", "--run-dirs", "a", "--speedup", "s.csv",
+                                      "--claims", "{}", "--out", "claims.csv"])
+    assert args.eval_csvs is None and args.run_dirs == ["a"]
+    tabulate = build_parser().parse_args(["tabulate-analysis", "--run-dirs", "a", "--eval-csvs",
+                                          "e.csv", "--out-dir", "t"])
+    assert tabulate.eval_csvs == ["e.csv"]

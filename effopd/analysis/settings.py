@@ -1,19 +1,24 @@
-"""Defaults of the checkpoint-series analyses.
+"""Defaults of the checkpoint-series analyses, read from the config schema's
+``analysis`` block (the one place they are written).
 
 Torch-free on purpose: the command line reads these defaults when it builds
-its parser without importing the numerical stack. The config schema's
-``analysis`` block states the same defaults (tests/test_analysis_pipeline.py
-checks that the two agree).
+its parser without importing the numerical stack.
 """
 
 from __future__ import annotations
 
-SPECTRA_KS = (1, 2, 4, 8, 16, 32, 64)
-ALIGNMENT_KS = (1, 2, 4, 8, 16)
-SCALING_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
-EARLY_FRACTION = 0.1
-WINDOW_SIZE = 4
-WINDOW_STRIDE = 2
-RANK_KS = (1, 4, 16)
-EVAL_LIMIT = 64
-EVAL_N = 1
+from effopd.config import block_defaults
+
+_ANALYSIS = block_defaults("analysis")
+
+SPECTRA_KS = tuple(_ANALYSIS["spectra_ks"])
+ALIGNMENT_KS = tuple(_ANALYSIS["alignment_ks"])
+SCALING_ALPHAS = tuple(float(alpha) for alpha in _ANALYSIS["scaling_alphas"])
+EARLY_FRACTION = float(_ANALYSIS["early_fraction"])
+WINDOW_SIZE = _ANALYSIS["window_size"]
+WINDOW_STRIDE = _ANALYSIS["window_stride"]
+RANK_KS = tuple(_ANALYSIS["rank_ks"])
+EVAL_LIMIT = _ANALYSIS["eval_limit"]
+EVAL_N = _ANALYSIS["eval_n"]
+PLOT_K = _ANALYSIS["plot_k"]
+PROJECTION_MAX_TOKENS = _ANALYSIS["projection_max_tokens"]

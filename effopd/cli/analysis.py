@@ -139,13 +139,14 @@ def cmd_tabulate_analysis(args: argparse.Namespace) -> None:
 
 
 def cmd_tabulate_claims(args: argparse.Namespace) -> None:
+    from effopd.config import block_defaults
     from effopd.reports.claims import write_claims
     from effopd.reports.training import teacher_accuracy
 
+    speedup = block_defaults("speedup", args.speedup_settings)
     write_claims(args.run_dirs, args.speedup, args.out, args.claims["k"], args.early_fraction,
-                 args.claims, args.speedup_settings.get("non_inferiority_margin", 0.01),
-                 args.opd_evals, args.speedup_settings.get("plateau_fraction", 0.25),
-                 teacher_accuracy(args.base_models, args.benchmark))
+                 args.claims, speedup["non_inferiority_margin"], args.opd_evals,
+                 speedup["plateau_fraction"], teacher_accuracy(args.base_models, args.benchmark))
 
 
 def cmd_plot_analysis(args: argparse.Namespace) -> None:
@@ -223,12 +224,19 @@ def _rank_k_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--svd-method", default="gram", choices=["gram", "svd"])
 
 
-def _run_results_arguments(command: argparse.ArgumentParser) -> None:
-    """The committed per-run results that the table commands read."""
+def _run_results_arguments(command: argparse.ArgumentParser, eval_csvs: bool = True) -> None:
+    """The committed per-run results that the table commands read (``eval_csvs``: the
+    command reads the runs' checkpoint scores; else ``--eval-csvs`` is accepted, unread)."""
     command.add_argument("--run-dirs", nargs="+", required=True,
                          help="per-run analysis directories (.../<method>/seed<seed>)")
-    command.add_argument("--eval-csvs", nargs="+", required=True,
-                         help="the runs' checkpoint scores (.../<method>/seed<seed>/<bench>.csv)")
+    if eval_csvs:
+        command.add_argument("--eval-csvs", nargs="+", required=True,
+                             help="the runs' checkpoint scores "
+                                  "(.../<method>/seed<seed>/<bench>.csv)")
+    else:
+        command.add_argument("--eval-csvs", nargs="+", default=None,
+                             help="not read (the claims take the scores they need from "
+                                  "--opd-evals); accepted so older command lines still run")
     command.add_argument("--early-fraction", type=float, default=settings.EARLY_FRACTION,
                          help="training fraction of the early checkpoint")
 
@@ -285,12 +293,12 @@ def register_analysis_commands(add: AddCommand) -> None:
             "analysis tables of every run: mean and 95%% CI over seeds (CSV + Markdown)")
     _run_results_arguments(c)
     c.add_argument("--out-dir", required=True)
-    c.add_argument("--projection-max-tokens", type=int, default=2000,
+    c.add_argument("--projection-max-tokens", type=int, default=settings.PROJECTION_MAX_TOKENS,
                    help="tokens per method kept for the embedding picture")
 
     c = add("tabulate-claims", cmd_tabulate_claims,
             "the claims table: metric, measured value and verdict for each claim")
-    _run_results_arguments(c)
+    _run_results_arguments(c, eval_csvs=False)
     c.add_argument("--speedup", required=True, help="effopd_speedup.csv")
     c.add_argument("--opd-evals", nargs="+", default=None, metavar="CSV",
                    help="OPD runs' evaluate-series CSVs (per-problem files beside them): adds "
@@ -309,5 +317,5 @@ def register_analysis_commands(add: AddCommand) -> None:
     c.add_argument("--tables-dir", required=True, help="the tabulate-analysis output directory")
     c.add_argument("--out-dir", required=True)
     c.add_argument("--benchmark", default="", help="benchmark name for the accuracy axes")
-    c.add_argument("--plot-k", type=int, default=4,
+    c.add_argument("--plot-k", type=int, default=settings.PLOT_K,
                    help="k of the subspace overlaps drawn against training fraction")

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from effopd.config import block_defaults
 from effopd.reports.speedup import (
     UNITS,
     Run,
@@ -47,7 +48,7 @@ def ablation_table(runs: Sequence[Run], effopd: dict[str, Any],
     """One row per variant (the authors' setting first): its knobs, the pairs compared,
     the speed-up in each unit with its interval and censoring, and the final-accuracy
     difference (variant - OPD) with its interval and ``non_inferior``."""
-    settings = speedup or {}
+    settings = block_defaults("speedup", speedup)
     by = {(r.method, r.seed): r for r in runs}
     rows = []
     for name, overrides in [("authors", {}), *variants.items()]:
@@ -58,7 +59,7 @@ def ablation_table(runs: Sequence[Run], effopd: dict[str, Any],
             raise ValueError(f"ablation: no run of {method} with an OPD run of the same seed")
         result = estimate(pairs, **estimate_settings(settings))
         summary = result.summary
-        margin = settings.get("non_inferiority_margin", 0.01)
+        margin = settings["non_inferiority_margin"]
         row = {"variant": name, "method": method,
                **variant_settings(effopd, overrides),
                "seeds": " ".join(str(trt.seed) for _, trt in pairs),

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from effopd.analysis.series import early_index
-from effopd.analysis.settings import EARLY_FRACTION
+from effopd.analysis.settings import EARLY_FRACTION, PROJECTION_MAX_TOKENS
 from effopd.reports.runs import run_of
 from effopd.reports.stats import mean_ci95
 from effopd.tables import ANALYSIS_RUN_FILES, EVAL_SERIES, read_table
@@ -445,7 +445,8 @@ def projection_sample(projections: pd.DataFrame, max_tokens: int) -> pd.DataFram
 
 def analysis_tables(run_dirs: Sequence[str | Path], eval_csvs: Sequence[str | Path],
                     early_fraction: float = EARLY_FRACTION,
-                    projection_max_tokens: int = 2000) -> dict[str, pd.DataFrame]:
+                    projection_max_tokens: int = PROJECTION_MAX_TOKENS
+                    ) -> dict[str, pd.DataFrame]:
     """Every analysis table (module docstring), by name."""
     norms = load_runs(run_dirs, "update_norms.csv")
     curves = load_eval_curves(eval_csvs)
@@ -501,7 +502,8 @@ def _module_sorted(table: pd.DataFrame) -> pd.DataFrame:
 
 def write_analysis_tables(run_dirs: Sequence[str | Path], eval_csvs: Sequence[str | Path],
                           out_dir: str | Path, early_fraction: float = EARLY_FRACTION,
-                          projection_max_tokens: int = 2000) -> dict[str, Path]:
+                          projection_max_tokens: int = PROJECTION_MAX_TOKENS
+                          ) -> dict[str, Path]:
     """Write every analysis table as ``<out_dir>/<name>.csv`` and ``.md``."""
     tables = analysis_tables(run_dirs, eval_csvs, early_fraction, projection_max_tokens)
     written = {}

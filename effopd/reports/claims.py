@@ -84,9 +84,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from effopd.config import block_defaults
 from effopd.reports.analysis import early_step
 from effopd.reports.runs import method_label, run_of
 from effopd.reports.speedup import (
+    SPEEDUP,
     mde_from_se,
     problem_rates,
     seeds_for_effect_from_se,
@@ -112,6 +114,9 @@ class Metric:
     direction: int        # +1: the paper claims the first method's value is higher
     relative: bool = True  # effects as a fraction of |mean of the baseline|
 
+
+# Keyword defaults of the claims table: the config schema's claims block, read once.
+CLAIMS = block_defaults("claims")
 
 SPEC_CLAIMS = {
     "1": "OPD buys more reasoning accuracy per unit of parameter change than RL",
@@ -485,11 +490,12 @@ def gate_verdicts(rows: list[dict[str, Any]], preconditions: list[dict[str, Any]
 
 
 def claims_table(values: pd.DataFrame, speedup: pd.DataFrame | None,
-                 effects: dict[str, dict[str, float]], power: float = 0.8,
-                 non_inferiority_margin: float = 0.01,
+                 effects: dict[str, dict[str, float]], power: float = CLAIMS["power"],
+                 non_inferiority_margin: float = SPEEDUP["non_inferiority_margin"],
                  opd_runs: list[tuple[np.ndarray, np.ndarray]] | None = None,
-                 min_opd_gain: float = 0.01, max_late_gain: float = 0.01,
-                 plateau_fraction: float = 0.25,
+                 min_opd_gain: float = CLAIMS["min_opd_gain"],
+                 max_late_gain: float = CLAIMS["max_late_gain"],
+                 plateau_fraction: float = SPEEDUP["plateau_fraction"],
                  teacher_accuracy: float | None = None) -> pd.DataFrame:
     """The claims table (module docstring): the preconditions when OPD's per-problem runs
     are given, then one row per metric, gated by them."""
@@ -535,18 +541,18 @@ def write_claims(run_dirs: list[str | Path], speedup_csv: str | Path | None,
                  out_csv: str | Path, k: int, early_fraction: float,
                  claims: dict[str, Any], non_inferiority_margin: float,
                  opd_evals: list[str | Path] | None = None,
-                 plateau_fraction: float = 0.25,
+                 plateau_fraction: float = SPEEDUP["plateau_fraction"],
                  teacher_accuracy: float | None = None) -> pd.DataFrame:
     """Write claims.csv (every column) and claims.md (:func:`claims_markdown`)."""
     from effopd.io import atomic_path, atomic_write_text, markdown_table
 
     speedup = read_table(speedup_csv) if speedup_csv else None
     opd_runs = [problem_rates(path) for path in opd_evals] if opd_evals else None
+    claims = block_defaults("claims", claims)
     table = claims_table(per_seed_values(run_dirs, k, early_fraction), speedup,
-                         claims["effects"], claims.get("power", 0.8), non_inferiority_margin,
-                         opd_runs, claims.get("min_opd_gain", 0.01),
-                         claims.get("max_late_gain", 0.01), plateau_fraction,
-                         teacher_accuracy)
+                         claims["effects"], claims["power"], non_inferiority_margin,
+                         opd_runs, claims["min_opd_gain"], claims["max_late_gain"],
+                         plateau_fraction, teacher_accuracy)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     atomic_write_text(Path(out_csv).with_suffix(".md"),

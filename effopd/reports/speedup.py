@@ -97,12 +97,15 @@ import pandas as pd
 from scipy import optimize
 from scipy.interpolate import PchipInterpolator
 
+from effopd.config import block_defaults
 from effopd.metrics import problems_csv
 from effopd.reports.runs import method_label, run_of
 from effopd.reports.stats import Z_POWER_80, crossed_mean, percentile_interval, t_interval
 from effopd.tables import PROBLEMS, TRAIN_LOG, read_table
 
 UNITS = ("steps", "tokens", "cpu_s")
+# The keyword defaults of the estimator: the config schema's speedup block, read once.
+SPEEDUP = block_defaults("speedup")
 
 
 @dataclass(frozen=True)
@@ -341,9 +344,11 @@ class Estimate:
     summary: dict
 
 
-def estimate(pairs: Sequence[tuple[Run, Run]], plateau_fraction: float = 0.25,
-             n_bootstrap: int = 2000, seed: int = 0, confidence: float = 0.95,
-             target_fraction: float = 0.9) -> Estimate:
+def estimate(pairs: Sequence[tuple[Run, Run]],
+             plateau_fraction: float = SPEEDUP["plateau_fraction"],
+             n_bootstrap: int = SPEEDUP["bootstrap"], seed: int = SPEEDUP["bootstrap_seed"],
+             confidence: float = SPEEDUP["confidence"],
+             target_fraction: float = SPEEDUP["target_fraction"]) -> Estimate:
     """Per-pair speed-ups, their median and the two-level bootstrap (module doc).
 
     The target of pair i is the mean of :func:`run_target` over the reference (OPD) runs
@@ -505,12 +510,10 @@ def cumulative_costs(train_log: pd.DataFrame) -> pd.DataFrame:
 
 def estimate_settings(speedup: dict | None) -> dict:
     """:func:`estimate`'s keyword arguments from the config's ``speedup`` block."""
-    settings = speedup or {}
-    return {"plateau_fraction": settings.get("plateau_fraction", 0.25),
-            "n_bootstrap": settings.get("bootstrap", 2000),
-            "seed": settings.get("bootstrap_seed", 0),
-            "confidence": settings.get("confidence", 0.95),
-            "target_fraction": settings.get("target_fraction", 0.9)}
+    settings = block_defaults("speedup", speedup)
+    return {"plateau_fraction": settings["plateau_fraction"],
+            "n_bootstrap": settings["bootstrap"], "seed": settings["bootstrap_seed"],
+            "confidence": settings["confidence"], "target_fraction": settings["target_fraction"]}
 
 
 def curve_area(run: Run) -> float:
@@ -555,9 +558,11 @@ def comparisons_of(runs: Sequence[Run]) -> list[tuple[str, str, str]]:
     return [*comparisons, ("null_opd_vs_opd", "opd", "opd")]
 
 
-def speedup_table(runs: Sequence[Run], plateau_fraction: float = 0.25,
-                  n_bootstrap: int = 2000, seed: int = 0, confidence: float = 0.95,
-                  non_inferiority_margin: float = 0.01, target_fraction: float = 0.9
+def speedup_table(runs: Sequence[Run], plateau_fraction: float = SPEEDUP["plateau_fraction"],
+                  n_bootstrap: int = SPEEDUP["bootstrap"], seed: int = SPEEDUP["bootstrap_seed"],
+                  confidence: float = SPEEDUP["confidence"],
+                  non_inferiority_margin: float = SPEEDUP["non_inferiority_margin"],
+                  target_fraction: float = SPEEDUP["target_fraction"]
                   ) -> pd.DataFrame:
     """effopd_speedup: per pair and summary rows for each comparison of
     :func:`comparisons_of` (EffOPD vs OPD, the learning-rate baselines vs OPD, EffOPD vs

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from effopd.config import block_defaults
 from effopd.errors import InputError
 from effopd.metrics import problems_csv
 from effopd.reports.runs import run_of
@@ -133,11 +134,11 @@ def write_training_tables(eval_csvs: list[str | Path], log_csvs: list[str | Path
     curves = load_curves(eval_csvs, log_csvs)
     with atomic_path(curves_csv) as tmp:
         curves.to_csv(tmp, index=False)
-    settings = speedup or {}
+    settings = block_defaults("speedup", speedup)
     runs = [load_run(e, lg) for e, lg in zip(eval_csvs, log_csvs, strict=True)
             if Path(e).stem == benchmark]
     table = speedup_table(
-        runs, non_inferiority_margin=settings.get("non_inferiority_margin", 0.01),
+        runs, non_inferiority_margin=settings["non_inferiority_margin"],
         **estimate_settings(settings))
     with atomic_path(speedup_csv) as tmp:
         table.to_csv(tmp, index=False)

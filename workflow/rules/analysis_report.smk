@@ -61,7 +61,6 @@ rule plot_analysis:
 rule tabulate_claims:
     input:
         runs=analysis_run_files(),
-        scores=analysis_eval_csvs(),
         speedup=f"{RESULTS}/tables/effopd_speedup.csv",
         opd_evals=expand(
             f"{RESULTS}/eval/runs/opd/seed{{seed}}/{SPEEDUP_BENCHMARK}.csv", seed=SEEDS
@@ -91,7 +90,7 @@ rule tabulate_claims:
     conda:
         "../../environment.yml"
     shell:
-        "effopd tabulate-claims --run-dirs {params.run_dirs} --eval-csvs {input.scores} "
+        "effopd tabulate-claims --run-dirs {params.run_dirs} "
         "--speedup {input.speedup} --opd-evals {input.opd_evals} --claims {params.claims:q} "
         "--speedup-settings {params.speedup:q} --early-fraction {params.early_fraction} "
         "--base-models {input.base_models} --benchmark {params.benchmark} "
