@@ -81,7 +81,7 @@ figures: $(STAMP)
 		--configfile config/study.yaml --config review=True; fi
 
 lint: $(STAMP)
-	ruff check effopd tests benchmarks pilots
+	ruff check effopd tests benchmarks pilots tools
 	snakemake --lint
 
 clean-venv:

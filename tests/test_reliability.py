@@ -424,7 +424,7 @@ def test_fault_injection_benchmark_quick():
     import sys
 
     repo = Path(__file__).resolve().parents[1]
-    result = subprocess.run([sys.executable, str(repo / "benchmarks" / "fault_injection.py"),
+    result = subprocess.run([sys.executable, str(repo / "tools" / "fault_injection.py"),
                              "--quick"], capture_output=True, text=True, timeout=900,
                             env={**os.environ, "PYTHONPATH": str(repo)})
     assert result.returncode == 0, result.stderr[-3000:]

@@ -7,8 +7,8 @@ damaged copies of the committed tiny results (``effopd tabulate-training`` and
 checkpoint and bad flags (``effopd evaluate`` and ``train``). Prints one row per input
 and, as its last line, ``bad inputs refused K/K``.
 
-    python benchmarks/bad_inputs.py          # about a minute on 2 cores
-    python benchmarks/fault_injection.py --inputs   # the same
+    python tools/bad_inputs.py          # about a minute on 2 cores
+    python tools/fault_injection.py --inputs   # the same
 """
 
 from __future__ import annotations

@@ -26,9 +26,9 @@ checkpoints):
 Prints one row per fault and, as its last line,
 ``kills survived K/K, corruptions refused C/C, stale resumes refused S/S, partial writes P``.
 
-    python benchmarks/fault_injection.py --quick     # K = 3, C = 4, S = 1 (a few minutes)
-    python benchmarks/fault_injection.py             # K = 10, C = 7, S = 3
-    python benchmarks/fault_injection.py --inputs    # bad inputs refused K/K (bad_inputs.py)
+    python tools/fault_injection.py --quick     # K = 3, C = 4, S = 1 (a few minutes)
+    python tools/fault_injection.py             # K = 10, C = 7, S = 3
+    python tools/fault_injection.py --inputs    # bad inputs refused K/K (bad_inputs.py)
 """
 
 from __future__ import annotations
@@ -472,11 +472,11 @@ def main() -> None:
                         help="training.steps (smoke: 4; 8 leaves room for K kills)")
     parser.add_argument("--workdir", default=None, help="keep the files here (default: a tmp dir)")
     parser.add_argument("--inputs", action="store_true",
-                        help="bad inputs instead (benchmarks/bad_inputs.py): configs, damaged "
+                        help="bad inputs instead (tools/bad_inputs.py): configs, damaged "
                              "tables, data files and flags, each refused in one line")
     args = parser.parse_args()
     if args.inputs:
-        sys.path.insert(0, str(REPO / "benchmarks"))
+        sys.path.insert(0, str(REPO / "tools"))
         from bad_inputs import main as bad_inputs
 
         raise SystemExit(bad_inputs())
