@@ -56,6 +56,19 @@ Grading is parallel and bounded: at most ``workers`` runs at a time, one event l
 (no threads) that waits on the runs' pipes and pidfds until the next deadline; every
 run ends by its deadline, and ``total_timeout_s`` bounds the whole batch.
 
+**Batches** (:func:`grade_programs_batched`, for many short assert-mode items such as
+RL rollouts): identical (program, tests) items are graded once; the rest go
+``batch_size`` to a run. The run is the same sandbox (namespaces, limits, uid), but
+its process is :data:`BATCH_HARNESS`, which forks one child per item: the child puts
+itself in its own process group, sets its own ``RLIMIT_CPU``, sends its output to
+``/dev/null`` and reports on a pipe of its own; the harness SIGKILLs the child's group
+at the item's wall-clock deadline and writes one signed verdict line per item. Items
+stay separate processes (no state passes from one to the next); an item whose verdict
+is missing because its batch ended early (a program that kills its harness) is graded
+again on its own. A run costs about 90 ms (two interpreters and the namespaces), a
+batched item a fork: the difference between a reward that costs more than the
+training step and one that does not.
+
 **Scores** (:func:`summarize_code_grades`): a sample is correct when its status is
 ``passed``; avg@n and the unbiased pass@k = 1 - C(n-c, k) / C(n, k) come from
 :mod:`effopd.metrics` (one definition for math and code).
@@ -168,6 +181,116 @@ except BaseException as err:
 '''
 
 
+# The batch harness: one sandbox run grades many assert-mode items, each in a forked child
+# of its own (own process group, own RLIMIT_CPU, output to /dev/null), and writes
+# "<nonce> <index> <wall_s> <status> <reason>" per item on fd 3, then "<nonce> done".
+BATCH_HARNESS = r"""
+import errno, json, os, resource, select, signal, sys, time
+with open("nonce") as _f:
+    _NONCE = _f.read().strip()
+os.unlink("nonce")
+with open("batch.json", encoding="utf-8") as _f:
+    _ITEMS = json.load(_f)
+os.unlink("batch.json")
+_TIMEOUT, _CPU = float(sys.argv[1]), int(sys.argv[2])
+_TIMEOUT_TEXT = sys.argv[1]
+_LIMIT_ERRNOS = (errno.EAGAIN, errno.EFBIG, errno.EMFILE, errno.ENFILE, errno.ENOSPC,
+                 errno.ENOMEM)
+_KNOWN = ("passed", "failed", "crashed")
+
+
+def _fault(err):
+    if isinstance(err, MemoryError):
+        return "crashed", "memory_limit"
+    if isinstance(err, OSError) and err.errno in _LIMIT_ERRNOS:
+        return "crashed", f"resource_limit: {errno.errorcode[err.errno]}: {err}"
+    if isinstance(err, SystemExit):
+        return "failed", f"exit: {err.code}"
+    if isinstance(err, AssertionError):
+        return "failed", f"assertion: {err}"
+    return "failed", f"exception: {type(err).__name__}: {err}"
+
+
+def _child(item, pipe):
+    me = os.getpid()
+    os.setpgid(0, 0)
+    os.close(3)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    resource.setrlimit(resource.RLIMIT_CPU, (_CPU, _CPU + 1))
+
+    def report(status, reason=""):
+        if os.getpid() != me:
+            os._exit(1)
+        reason = " ".join(str(reason).split())[:300]
+        os.write(pipe, f"{status} {reason}\n".encode("utf-8", "replace"))
+        os._exit(0)
+
+    try:
+        try:
+            code = compile(item["code"], "solution.py", "exec")
+        except (SyntaxError, ValueError) as err:
+            report("failed", f"syntax_error: {type(err).__name__}: {err}")
+        scope = {"__name__": "solution", "__builtins__": __builtins__}
+        exec(code, scope)
+        exec(compile(item["test"], "tests.py", "exec"), scope)
+        if item.get("entry_point") and callable(scope.get("check")):
+            scope["check"](scope[item["entry_point"]])
+        report("passed")
+    except BaseException as err:
+        report(*_fault(err))
+
+
+def _verdict(data, status, timed_out):
+    if timed_out:
+        return "timeout", f"wall clock over {_TIMEOUT_TEXT} s"
+    line = data.split(b"\n")[0].decode("utf-8", "replace")
+    word, _, reason = line.partition(" ")
+    if word in _KNOWN:
+        return word, reason
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        name = signal.Signals(number).name if number in signal.valid_signals() else str(number)
+        reasons = {"SIGXCPU": "cpu_limit", "SIGXFSZ": "resource_limit: file size",
+                   "SIGKILL": "killed by SIGKILL (out of memory?)"}
+        return "crashed", reasons.get(name, f"signal {name}")
+    return "crashed", f"exited with code {os.waitstatus_to_exitcode(status)} without a verdict"
+
+
+for _index, _item in enumerate(_ITEMS):
+    _read, _write = os.pipe()
+    _start = time.monotonic()
+    _pid = os.fork()
+    if _pid == 0:
+        os.close(_read)
+        _child(_item, _write)
+    os.close(_write)
+    _data, _timed_out = b"", False
+    while b"\n" not in _data and len(_data) < 4096:
+        _left = _start + _TIMEOUT - time.monotonic()
+        if _left <= 0:
+            _timed_out = True
+            break
+        if select.select([_read], [], [], _left)[0]:
+            _chunk = os.read(_read, 4096)
+            if not _chunk:
+                break
+            _data += _chunk
+    try:
+        os.killpg(_pid, signal.SIGKILL)
+    except OSError:
+        pass
+    _, _status = os.waitpid(_pid, 0)
+    os.close(_read)
+    _word, _reason = _verdict(_data, _status, _timed_out)
+    _reason = " ".join(_reason.split())[:300]
+    _wall = time.monotonic() - _start
+    os.write(3, f"{_NONCE} {_index} {_wall:.4f} {_word} {_reason}\n".encode("utf-8", "replace"))
+os.write(3, f"{_NONCE} done\n".encode())
+"""
+
+
 @dataclasses.dataclass(frozen=True)
 class Limits:
     """Per-run limits. ``cpu_s`` is RLIMIT_CPU, ``ceil(timeout_s) + 1`` when None."""
@@ -226,6 +349,8 @@ def record_fault(record: Any) -> str | None:
     ``input`` and ``output``."""
     if not isinstance(record, dict):
         return f"not a JSON object ({type(record).__name__})"
+    if isinstance(record.get("batch"), list):  # grade_programs_batched's run of many items
+        return None
     if not isinstance(record.get("response"), str):
         return "'response' missing or not a string"
     if isinstance(record.get("test"), str):
@@ -325,7 +450,8 @@ class _Run:
 
 def _cases(record: dict[str, Any]) -> list[dict[str, str] | None]:
     """An item's runs: one per stdio case, or a single run for assert tests."""
-    return list(record["stdio"]) if "test" not in record else [None]
+    return list(record["stdio"]) if "test" not in record and "batch" not in record \
+        else [None]
 
 
 def _start(run_args: dict[str, Any], iso: Isolation, limits: Limits, root: str,
@@ -339,17 +465,25 @@ def _start(run_args: dict[str, Any], iso: Isolation, limits: Limits, root: str,
     files = {"harness.py": HARNESS, "solution.py": run_args["code"],
              "tests.py": record.get("test", "") if case is None else "",
              "nonce": nonce, "stdin.txt": case["input"] if case is not None else ""}
+    argv = [iso.python, "-I", "harness.py", mode, record.get("entry_point") or ""]
+    cpu_s, timeout_s = limits.cpu_seconds(), limits.timeout_s
+    if "batch" in record:  # many items, one forked child each (BATCH_HARNESS)
+        files = {"harness.py": BATCH_HARNESS, "batch.json": json.dumps(record["batch"]),
+                 "nonce": nonce, "stdin.txt": ""}
+        argv = [iso.python, "-I", "harness.py", str(limits.timeout_s), str(cpu_s)]
+        timeout_s = limits.timeout_s * len(record["batch"]) + 10.0
+        cpu_s = cpu_s * len(record["batch"]) + 10
     nproc = limits.max_processes
     if os.geteuid() != 0:  # RLIMIT_NPROC counts all the grader's own tasks too
         nproc += _user_tasks(os.getuid())
     home = "/tmp/sandbox" if iso.mounts else workdir
     verdict_r, verdict_w = os.pipe()
     job = {"mounts": iso.mounts, "workdir": workdir, "files": files if iso.mounts else {},
-           "uid": uid, "tmpfs_mb": limits.tmpfs_mb, "cpu_s": limits.cpu_seconds(),
+           "uid": uid, "tmpfs_mb": limits.tmpfs_mb, "cpu_s": cpu_s,
            "memory_mb": limits.memory_mb, "file_size_mb": limits.file_size_mb,
            "nproc": nproc, "max_open_files": limits.max_open_files,
            "stdin": "stdin.txt", "verdict_fd": verdict_w,
-           "argv": [iso.python, "-I", "harness.py", mode, record.get("entry_point") or ""],
+           "argv": argv,
            "env": {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
                    "HOME": home, "TMPDIR": "/tmp" if iso.mounts else workdir}}
     if not iso.mounts:
@@ -372,7 +506,7 @@ def _start(run_args: dict[str, Any], iso: Isolation, limits: Limits, root: str,
     proc.stdout.close()
     proc.stderr.close()
     run = _Run(item=run_args["item"], case=run_args["case_index"], slot=slot, uid=uid,
-               proc=proc, workdir=workdir, nonce=nonce, deadline=now + limits.timeout_s,
+               proc=proc, workdir=workdir, nonce=nonce, deadline=now + timeout_s,
                started=now, fds=fds, kept={k: bytearray() for k in fds},
                sizes=dict.fromkeys(fds, 0))
     for kind, fd in fds.items():
@@ -445,7 +579,8 @@ def _finish(run: _Run, iso: Isolation, limits: Limits, sel: selectors.BaseSelect
               "stdout_bytes": run.sizes["stdout"], "stderr_bytes": run.sizes["stderr"],
               "output_truncated": max(run.sizes["stdout"], run.sizes["stderr"])
               > limits.output_bytes, "stderr": stderr[-STDERR_KEPT:],
-              "stdout": run.kept["stdout"].decode("utf-8", "replace")}
+              "stdout": run.kept["stdout"].decode("utf-8", "replace"),
+              "verdicts": run.kept["verdict"].decode("utf-8", "replace")}
     if returncode is not None and returncode < 0:
         result["signal"] = _signal_name(-returncode)
     elif iso.mounts and returncode is not None and 128 < returncode < 128 + signal.NSIG:
@@ -502,7 +637,7 @@ def _grade(records: list[dict[str, Any]], iso: Isolation, limits: Limits, worker
                    cases_total=0, stdout_bytes=0, output_truncated=False, stderr="")
         rows.append(row)
         if fault is None:
-            row["code"] = extract_code(record["response"])
+            row["code"] = None if "batch" in record else extract_code(record["response"])
             row["cases_total"] = len(_cases(record))
             queue.append({"item": index, "record": record, "code": row["code"],
                           "case_index": 0, "case": _cases(record)[0]})
@@ -519,6 +654,16 @@ def _grade(records: list[dict[str, Any]], iso: Isolation, limits: Limits, worker
         result = _finish(run, iso, limits, sel, timed_out)
         row, record = rows[run.item], records[run.item]
         case = _cases(record)[run.case]
+        if "batch" in record:  # the run's status: did the harness finish every item
+            done = f"{run.nonce} done" in result["verdicts"].splitlines()
+            if done:
+                result.update(status="passed", reason="")
+            elif result["status"] not in STATUSES:  # _status read an item's line
+                result.update(status="crashed", reason="the batch ended before its last item")
+            result["verdicts"] = [line.split(" ", 4)[1:] for line in
+                                  result["verdicts"].splitlines()
+                                  if line.startswith(run.nonce + " ")
+                                  and len(line.split(" ", 4)) >= 4]
         if result["status"] == "ran":
             if result["output_truncated"]:
                 result.update(status="failed", reason="output_limit")
@@ -526,7 +671,8 @@ def _grade(records: list[dict[str, Any]], iso: Isolation, limits: Limits, worker
                 result.update(status="passed", reason="")
             else:
                 result.update(status="failed", reason=f"wrong_output on case {run.case}")
-        row.update({k: v for k, v in result.items() if k not in ("stdout", "wall_s")},
+        row.update({k: v for k, v in result.items() if k not in ("stdout", "wall_s")
+                    and (k != "verdicts" or "batch" in record)},
                    wall_s=round(row["wall_s"] + result["wall_s"], 4))
         if result["status"] == "passed":
             row["cases_passed"] += 1
@@ -646,6 +792,69 @@ def grade_programs(records: list[dict[str, Any]], limits: Limits | None = None,
                          f"got {workers}, {limits.timeout_s}")
     return _grade(records, detect_isolation(isolation, python), limits, workers,
                   total_timeout_s)
+
+
+def grade_programs_batched(records: list[dict[str, Any]], limits: Limits | None = None,
+                           workers: int = 2, batch_size: int = 64, isolation: str = "auto",
+                           python: str | None = None,
+                           total_timeout_s: float | None = None) -> list[dict[str, Any]]:
+    """:func:`grade_programs` for many short assert-mode items: the same rows (with
+    ``batched`` added), graded ``batch_size`` items to a sandbox run (module docstring,
+    "Batches"), each distinct (program, tests, entry point) once.
+
+    Per item, the limits are ``limits``' (wall clock, CPU seconds, memory, processes);
+    stdout and stderr are not kept (``stdout_bytes`` 0, ``stderr`` empty). Records with
+    stdio cases or a fault, and items whose batch ended before their verdict, are graded
+    one run each by :func:`grade_programs`. ``total_timeout_s`` bounds each of the two
+    passes.
+    """
+    limits = limits or Limits()
+    if not 1 <= workers <= MAX_WORKERS or limits.timeout_s <= 0 or batch_size < 1:
+        raise ValueError(f"need 1 <= workers <= {MAX_WORKERS}, timeout_s > 0 and "
+                         f"batch_size >= 1, got {workers}, {limits.timeout_s}, {batch_size}")
+    iso = detect_isolation(isolation, python)
+    keys: dict[tuple[str, str, str], int] = {}  # distinct item -> its index in `unique`
+    unique: list[dict[str, str]] = []
+    item_of: dict[int, int] = {}  # record index -> distinct item
+    single: list[int] = []  # records graded one run each
+    for index, record in enumerate(records):
+        if record_fault(record) is not None or not isinstance(record.get("test"), str):
+            single.append(index)
+            continue
+        key = (extract_code(record["response"]), record["test"],
+               record.get("entry_point") or "")
+        if key not in keys:
+            keys[key] = len(unique)
+            unique.append({"code": key[0], "test": key[1], "entry_point": key[2]})
+        item_of[index] = keys[key]
+    batches = [list(range(start, min(start + batch_size, len(unique))))
+               for start in range(0, len(unique), batch_size)]
+    runs = _grade([{"batch": [unique[i] for i in members]} for members in batches], iso,
+                  limits, workers, total_timeout_s) if batches else []
+    verdicts: dict[int, tuple[str, str, float]] = {}
+    for members, run in zip(batches, runs, strict=True):
+        for fields in run.get("verdicts") or []:
+            index, wall, status = int(fields[0]), float(fields[1]), fields[2]
+            if 0 <= index < len(members) and status in STATUSES:
+                verdicts[members[index]] = (status, fields[3] if len(fields) > 3 else "",
+                                            wall)
+    single += [i for i, item in item_of.items() if item not in verdicts]
+    alone = dict(zip(sorted(single), grade_programs(
+        [records[i] for i in sorted(single)], limits, workers, isolation, python,
+        total_timeout_s) if single else [], strict=True))
+    rows = []
+    for index, record in enumerate(records):
+        if index in alone:
+            rows.append({**alone[index], "batched": False})
+            continue
+        status, reason, wall = verdicts[item_of[index]]
+        rows.append({**record, "code": unique[item_of[index]]["code"], "status": status,
+                     "reason": reason, "sandbox": iso.name, "exit_code": None,
+                     "signal": None, "wall_s": round(wall, 4),
+                     "cases_passed": int(status == "passed"), "cases_total": 1,
+                     "stdout_bytes": 0, "output_truncated": False, "stderr": "",
+                     "batched": True})
+    return rows
 
 
 def summarize_code_grades(rows: list[dict[str, Any]], ks: list[int]) -> dict[str, Any]:

@@ -210,6 +210,14 @@ def cross_key_faults(config: dict[str, Any]) -> list[str]:
     if task["min_ops"] > task["max_ops"]:
         faults.append(f"key 'task/min_ops': {task['min_ops']} is above task/max_ops "
                       f"{task['max_ops']}")
+    code = task["code"]
+    if task["kind"] == "code":
+        if code["input_max"] - code["input_min"] + 1 < code["n_tests"]:
+            faults.append(f"key 'task/code/n_tests': {code['n_tests']} distinct inputs do not "
+                          f"fit [{code['input_min']}, {code['input_max']}]")
+        if training["engine"] != "local":
+            faults.append(f"key 'task/kind': code is graded in the sandbox by the local "
+                          f"engine only; training/engine is {training['engine']!r}")
     for beta in training["betas"]:
         if not 0 <= beta < 1:
             faults.append(f"key 'training/betas': {beta} is outside [0, 1) "

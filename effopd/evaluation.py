@@ -20,7 +20,12 @@ from typing import Any
 import pandas as pd
 from transformers import AutoTokenizer
 
-from effopd.code_grading import Limits, grade_programs, summarize_code_grades
+from effopd.code_grading import (
+    Limits,
+    grade_programs,
+    grade_programs_batched,
+    summarize_code_grades,
+)
 from effopd.data.benchmarks import load_benchmark
 from effopd.errors import InputError
 from effopd.generation import SamplingSpec, generate
@@ -69,7 +74,10 @@ def prepare_benchmark(spec: dict[str, Any], out: str | Path,
             missing = [k for k in ("id", "question", "answer") if row.get(k) is None]
             if missing:
                 raise InputError(f"{task_file}: problem {number} has no {missing}")
-        rows = [{"id": row["id"], "problem": row["question"], "answer": str(row["answer"])}
+        # a code task's problems keep their hidden tests and no answer (graded by running)
+        rows = [{"id": row["id"], "problem": row["question"], "test": row["test"],
+                 "entry_point": row.get("entry_point")} if "test" in row else
+                {"id": row["id"], "problem": row["question"], "answer": str(row["answer"])}
                 for row in apply_limit(task_rows, spec.get("limit"), str(task_file))]
         origin = {"source": "task", "split": spec["split"], "task_file_sha256":
                   sha256_file(task_file)}
@@ -119,10 +127,11 @@ def score_model(model_dir: str | Path, benchmark_file: str | Path, label: str,
     """
     benchmark = Path(benchmark_file).stem
     verify_checkpoint(model_dir, sha256=True)
-    problems = require_keys(read_jsonl(benchmark_file), ("id", "problem", "answer"),
-                            benchmark_file)
+    problems = require_keys(read_jsonl(benchmark_file), ("id", "problem"), benchmark_file)
     if not problems:
         raise ValueError(f"{benchmark_file}: no problems")
+    if not is_code_benchmark(problems):  # math: every row needs its gold answer
+        require_keys(problems, ("answer",), benchmark_file)
     spec = SamplingSpec.from_config(generation)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     prompts = [render_prompt(tokenizer, p["problem"], prompt.get("instruction",
@@ -162,16 +171,23 @@ def grade_code(problems: list[dict[str, Any]], responses: list[list[str]],
                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run every response's program against its problem's tests in the sandbox
     (:func:`effopd.code_grading.grade_programs`, ``grading.timeout_s`` per run and
-    ``grading.workers`` at a time). Returns the per-sample rows (problem_id, sample,
-    response, code, status, reason, ..., correct = passed; the tests are left out) and
+    ``grading.workers`` at a time; with ``grading.batch_size`` > 1, assert-mode items
+    ``batch_size`` to a run, :func:`effopd.code_grading.grade_programs_batched`).
+    Returns the per-sample rows (problem_id, sample, response, code, status, reason,
+    ..., correct = passed; the tests are left out) and
     the summary: avg@n, unbiased pass@k and a count per status."""
     records = [{"problem_id": problem["id"], "sample": index, "response": text,
                 **{key: problem[key] for key in ("test", "stdio", "entry_point")
                    if key in problem}}
                for problem, texts in zip(problems, responses, strict=True)
                for index, text in enumerate(texts)]
-    rows = grade_programs(records, Limits(timeout_s=grading["timeout_s"]),
-                          workers=grading["workers"])
+    if grading.get("batch_size", 1) > 1:  # assert tests batch_size to a sandbox run
+        rows = grade_programs_batched(records, Limits(timeout_s=grading["timeout_s"]),
+                                      workers=grading["workers"],
+                                      batch_size=grading["batch_size"])
+    else:
+        rows = grade_programs(records, Limits(timeout_s=grading["timeout_s"]),
+                              workers=grading["workers"])
     graded = [{**{k: v for k, v in row.items() if k not in ("test", "stdio")},
                "correct": row["status"] == "passed"} for row in rows]
     return graded, summarize_code_grades(rows, ks)

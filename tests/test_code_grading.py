@@ -245,6 +245,51 @@ def test_hostile_programs_are_contained_and_recorded(mode: str, monkeypatch) -> 
     assert set(Path(tempfile.gettempdir()).glob("effopd-sandbox-*")) == temp_before
 
 
+def test_batched_grading_gives_the_same_verdicts_one_process_per_item(monkeypatch) -> None:
+    """grade_programs_batched: the hostile batch, 64 programs to a sandbox run, each in a
+    forked child of its own: the verdicts of one run per program (output is not kept, so
+    the huge output passes too); a program that kills its harness leaves the items after
+    it to be graded one run each; identical items are graded once."""
+    iso = isolation_or_skip("namespaces")
+    monkeypatch.setenv("EFFOPD_TEST_SECRET", SECRET)
+    marker = Path(tempfile.gettempdir(), f"outside_{uuid.uuid4().hex}")
+    listener = socket.create_server(("127.0.0.1", 0))
+    batch = hostile_batch(listener.getsockname()[1], marker, REPO / "never_written")
+    batch.pop("reads_environment")  # /proc/<pid>/environ: the namespaces test above
+    killer = {"problem_id": "kills_harness", "test": "assert f(1) == 2",
+              "response": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"}
+    after = dict(batch["correct"], problem_id="after_killer",
+                 response="def f(x):\n    return 1 + x\n")
+    records = [*batch.values(), batch["correct"], killer, after]
+    try:
+        rows = code_grading.grade_programs_batched(records, Limits(timeout_s=5, memory_mb=512),
+                                                   workers=2, batch_size=64)
+    finally:
+        listener.close()
+        marker.unlink(missing_ok=True)
+    expected = {"correct": "passed", "wrong": "failed", "syntax_error": "failed",
+                "infinite_loop": "timeout", "fork_bomb": "crashed",
+                "resilient_fork_bomb": "timeout", "setsid_escapees": "passed",
+                "memory_hog": "crashed", "writes_outside": "passed", "network": "failed",
+                "huge_output": "passed", "exits_before_tests": "crashed",
+                "forged_verdict": "crashed", "after_killer": "passed"}
+    got = {row["problem_id"]: row for row in rows}
+    assert {name: got[name]["status"] for name in expected} == expected, \
+        {name: (row["status"], row["reason"]) for name, row in got.items()}
+    assert got["kills_harness"]["status"] in ("crashed", "failed")
+    reasons = {name: row["reason"] for name, row in got.items()}
+    assert reasons["fork_bomb"].startswith("resource_limit: EAGAIN")
+    assert reasons["memory_hog"] == "memory_limit"
+    assert reasons["infinite_loop"] == "wall clock over 5 s"
+    assert reasons["exits_before_tests"] == "exited with code 0 without a verdict"
+    assert "Network is unreachable" in reasons["network"]
+    assert rows[len(batch)] == {**rows[0], "problem_id": "correct"}  # graded once
+    assert rows[0]["batched"] and not got["after_killer"]["batched"]  # graded on its own
+    assert {row["sandbox"] for row in rows} == {iso.name}
+    assert not marker.exists()
+    assert live_tasks(grader_uids()) == []
+
+
 def test_cpu_limit_crashes_with_sigxcpu() -> None:
     rows = grade_programs([{"response": "while True:\n    pass\n", "test": ""}],
                           Limits(timeout_s=10, cpu_s=1))

@@ -34,6 +34,22 @@ def test_default_dag_resolves(repo, tmp_path):
     assert "fetch_model" not in counts
 
 
+def test_code_dag_resolves(repo, tmp_path):
+    """config/code.yaml: the same DAG on the code task (OPD, RL, EffOPD, analyses, claims,
+    speed-up), its benchmarks the code task's splits, its training graded in the sandbox."""
+    result = snakemake(repo, tmp_path, "-n", "-p", "--cores", "2", "--configfile",
+                       str(repo / "config/code.yaml"))
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    assert counts["build_model"] == 2 and counts["make_task_data"] == 1
+    assert counts["train"] == 9 and counts["evaluate_run"] == 9
+    assert counts["prepare_benchmark"] == 2 and counts["tabulate_claims"] == 1
+    assert counts["plot_speedup"] == 1 and "fetch_model" not in counts
+    assert '"kind": "code"' in result.stdout and "results/code/tables/claims.csv" in result.stdout
+    trains = [line for line in result.stdout.splitlines() if "effopd train " in line]
+    assert len(trains) == 9 and all('"batch_size": 64' in line for line in trains)
+
+
 def test_lr_baselines_are_trained_evaluated_and_tabulated(repo, tmp_path):
     """training.lr_baselines: OPD at 2x lr is a method of its own (opd-lr2x) on every seed,
     trained by the opd trainer at twice the lr, and enters the speed-up table's inputs."""

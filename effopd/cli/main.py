@@ -20,9 +20,9 @@ log = logging.getLogger("effopd")
 
 
 def cmd_make_task(args: argparse.Namespace) -> None:
-    from effopd.data.arithmetic import ArithmeticSpec, write_splits
+    from effopd.data.tasks import write_task_splits
 
-    counts = write_splits(ArithmeticSpec.from_config(args.spec), args.out_dir)
+    counts = write_task_splits(args.spec, args.out_dir)
     log.info("wrote %s to %s", counts, args.out_dir)
 
 

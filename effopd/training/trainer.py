@@ -6,8 +6,9 @@ One loop, read top to bottom. Every step:
 2. the student samples ``group_size`` responses per prompt (temperature from
    the config, 1.0 as the paper);
 3. advantages: OPD/EffOPD ``A_t = log p_T - log p_S`` per sampled token
-   (the teacher scores the student's tokens); RL: math-verify reward 1/0 per
-   response, normalised within its group (GRPO);
+   (the teacher scores the student's tokens); RL: reward 1/0 per response
+   (math-verify, or the sandboxed hidden tests of a code problem:
+   :mod:`effopd.training.rewards`), normalised within its group (GRPO);
 4. one PPO-clip step on the whole batch (token-mean, no KL, no entropy);
 5. EffOPD only: after the optimizer steps 1, 2, 4, 8, ..., the line search of
    :mod:`effopd.training.extrapolation` on the transformer-block weights,
@@ -48,7 +49,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from effopd.device import resolve_device
 from effopd.errors import CheckpointError, InputError, StaleRunError
 from effopd.generation import SamplingSpec, sample_completions
-from effopd.grading import grade_records
 from effopd.io import read_json, read_jsonl, require_keys, write_rows
 from effopd.models.checkpoint import TRAINING_STATE_NAME as STATE_FILE
 from effopd.models.checkpoint import (
@@ -77,6 +77,7 @@ from effopd.training.losses import (
     ppo_clip_loss,
     token_logprobs,
 )
+from effopd.training.rewards import correct as rewards_correct
 from effopd.training.schedule import method_lr
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_DIR = re.compile(r"^step_(\d{6})$")
 # TrainSpec fields that do not change the trajectory: left out of the fingerprint, so a
 # run can be extended (steps) or graded with more workers and still resume.
-UNFINGERPRINTED = ("steps", "save_steps", "grading_workers")
+UNFINGERPRINTED = ("steps", "save_steps", "grading_workers", "grading_batch_size")
 KEEP_STATES = 2  # training states kept: the newest two checkpoints (a fallback if one is bad)
 
 
@@ -116,6 +117,7 @@ class TrainSpec:
     warmup_steps: int = 0
     grading_timeout_s: float = 5.0
     grading_workers: int = 2
+    grading_batch_size: int = 1
 
     @classmethod
     def from_config(cls, training: dict[str, Any], method: str,
@@ -147,7 +149,18 @@ class TrainSpec:
             search_every=training["effopd"].get("search_every", 1),
             validation_size=training["effopd"].get("validation_size"),
             warmup_steps=training.get("warmup_steps", 0),
-            grading_timeout_s=grading["timeout_s"], grading_workers=grading["workers"])
+            grading_timeout_s=grading["timeout_s"], grading_workers=grading["workers"],
+            grading_batch_size=grading.get("batch_size", 1))
+
+
+def _graded_rows(rows: list[dict[str, Any]], path: str | Path) -> list[dict[str, Any]]:
+    """``rows`` unchanged, or an error naming the file and row when one carries neither a
+    gold ``answer`` (math-verify) nor hidden ``test`` source (the sandbox)."""
+    for number, row in enumerate(rows, start=1):
+        if "answer" not in row and "test" not in row:
+            raise InputError(f"{path}: row {number} has neither 'answer' nor 'test' "
+                             f"(has: {', '.join(map(str, row)) or 'none'})")
+    return rows
 
 
 def lr_at_step(lr: float, step: int, warmup_steps: int) -> float:
@@ -265,15 +278,15 @@ class Trainer:
                 str(teacher_dir), dtype=torch.float32).to(self.device).eval()
             self.teacher.requires_grad_(False)
         instruction, thinking = prompt["instruction"], prompt["enable_thinking"]
-        self.train_rows = require_keys(read_jsonl(train_file), ("question", "answer"),
-                                       train_file)
+        self.train_rows = _graded_rows(require_keys(read_jsonl(train_file), ("question",),
+                                                    train_file), train_file)
         if len(self.train_rows) < spec.prompts_per_step:
             raise InputError(f"{train_file}: {len(self.train_rows)} training problems, fewer "
                              f"than prompts_per_step {spec.prompts_per_step} "
                              f"(training.{'rl' if spec.method == 'rl' else 'opd'})")
         self.prompt_settings = (instruction, thinking)  # train prompts are rendered when drawn
-        self.val_rows = (require_keys(read_jsonl(val_file), ("problem", "answer"), val_file)
-                         if val_file else [])
+        self.val_rows = (_graded_rows(require_keys(read_jsonl(val_file), ("problem",),
+                                                   val_file), val_file) if val_file else [])
         if spec.validation_size is not None:  # the first N problems (an ablation's smaller set)
             if spec.validation_size > len(self.val_rows):
                 raise InputError(f"training.effopd.validation_size = {spec.validation_size}, "
@@ -404,12 +417,12 @@ class Trainer:
         return sample_completions(self.policy, self.tokenizer, prompts, spec,
                                   generator_seed=seed)
 
-    def accuracy(self, texts: list[str], golds: list[str]) -> list[bool]:
-        graded = grade_records([{"gold": g, "response": t} for t, g in zip(texts, golds,
-                                                                            strict=True)],
-                               timeout_s=self.spec.grading_timeout_s,
-                               workers=self.spec.grading_workers, progress=False)
-        return [row["correct"] for row in graded]
+    def accuracy(self, texts: list[str], rows: list[dict[str, Any]]) -> list[bool]:
+        """The 0/1 reward of each response against its problem row (math-verify, or the
+        sandboxed hidden tests of a code problem; :mod:`effopd.training.rewards`)."""
+        return rewards_correct(texts, rows, timeout_s=self.spec.grading_timeout_s,
+                               workers=self.spec.grading_workers,
+                               batch_size=self.spec.grading_batch_size)
 
     def validation_score(self, seed: int) -> float:
         """Mean validation accuracy, one sample per problem (EffOPD's search score).
@@ -420,7 +433,7 @@ class Trainer:
         groups = self.sample(self.val_prompts, 1, seed, temperature=self.spec.temperature)
         self.val_responses += len(groups)
         self.val_tokens += sum(len(g[0].token_ids) for g in groups)
-        correct = self.accuracy([g[0].text for g in groups], [r["answer"] for r in self.val_rows])
+        correct = self.accuracy([g[0].text for g in groups], self.val_rows)
         return sum(correct) / len(correct)
 
     # -------------------------------------------------------------------- step
@@ -437,8 +450,8 @@ class Trainer:
         completions = [c for group in groups for c in group]
         batch = build_batch(flat_prompts, [c.token_ids for c in completions],
                             self.tokenizer.pad_token_id, self.device)
-        golds = [self.train_rows[i]["answer"] for i in indices for _ in range(spec.group_size)]
-        correct = self.accuracy([c.text for c in completions], golds)
+        rows = [self.train_rows[i] for i in indices for _ in range(spec.group_size)]
+        correct = self.accuracy([c.text for c in completions], rows)
 
         self.policy.train()
         logp = sequence_logprobs(self.policy, batch)
