@@ -10,6 +10,10 @@ Grades N copies of a trivial passing program (``def f(x): return x + 1`` against
 - ``overhead ms``: ms/item minus the bare subprocess's ms/item at the same workers;
 - ``x bare``: ms/item over the bare subprocess's.
 
+The ``batched`` rows grade ``N`` distinct programs (so none is deduplicated) with
+:func:`grade_programs_batched` (64 to a sandbox run, one forked child each), the path of
+the training reward and of the code task's evaluation.
+
     python benchmarks/code_grading_speed.py            # N = 40
     python benchmarks/code_grading_speed.py -n 100
 """
@@ -21,7 +25,12 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from effopd.code_grading import Limits, detect_isolation, grade_programs
+from effopd.code_grading import (
+    Limits,
+    detect_isolation,
+    grade_programs,
+    grade_programs_batched,
+)
 
 PROGRAM = "def f(x):\n    return x + 1\n"
 TEST = "assert f(1) == 2\n"
@@ -50,6 +59,19 @@ def sandboxed(mode: str, n: int, workers: int) -> float:
     return wall
 
 
+def batched(mode: str, n: int, workers: int) -> float:
+    """Wall seconds for :func:`grade_programs_batched` to grade ``n`` distinct programs."""
+    records = [{"response": f"def f(x):\n    return x + 1 + 0 * {i}\n", "test": TEST}
+               for i in range(n)]
+    start = time.perf_counter()
+    rows = grade_programs_batched(records, Limits(timeout_s=30), workers=workers,
+                                  batch_size=64, isolation=mode)
+    wall = time.perf_counter() - start
+    if any(row["status"] != "passed" or not row["batched"] for row in rows):
+        raise SystemExit(f"{mode}: a trivial program did not pass in its batch")
+    return wall
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=40, help="programs per measurement")
@@ -71,6 +93,9 @@ def main() -> None:
         for mode, iso in isolations.items():
             ms = sandboxed(mode, args.n, workers) * workers / args.n * 1000
             print(f"| {iso.name} | {workers} | {1000 * workers / ms:.1f} | {ms:.1f} "
+                  f"| {ms - base:.1f} | {ms / base:.2f} |")
+            ms = batched(mode, 4 * args.n, workers) * workers / (4 * args.n) * 1000
+            print(f"| {iso.name}, batched | {workers} | {1000 * workers / ms:.1f} | {ms:.1f} "
                   f"| {ms - base:.1f} | {ms / base:.2f} |")
 
 

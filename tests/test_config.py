@@ -23,7 +23,7 @@ def test_defaults_are_filled_and_not_shared(repo):
     raw.pop("grading")
     first = validate_config(copy.deepcopy(raw))
     second = validate_config(copy.deepcopy(raw))
-    assert first["grading"] == {"timeout_s": 5.0, "workers": 2}
+    assert first["grading"] == {"timeout_s": 5.0, "workers": 2, "batch_size": 64}
     first["grading"]["workers"] = 99
     assert second["grading"]["workers"] == 2
     assert first["prompt"]["instruction"].startswith("Please reason step by step")
