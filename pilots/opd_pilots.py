@@ -114,8 +114,8 @@ class _PilotTrainer:
                 completions = [g[0] for g in groups]
                 batch = build_batch(prompt_ids, [c.token_ids for c in completions],
                                     self.tokenizer.pad_token_id, self.device)
-                golds = [self.train_rows[i]["answer"] for i in indices]
-                correct = self.accuracy([c.text for c in completions], golds)
+                rows = [self.train_rows[i] for i in indices]
+                correct = self.accuracy([c.text for c in completions], rows)
                 self.policy.train()
                 mask = batch.response_mask
                 logits = self.policy(input_ids=batch.input_ids,
