@@ -43,7 +43,9 @@ include: "workflow/rules/analysis_helpers.smk"
 # Reviewer mode (review: true): only the rules that turn committed results into
 # tables and figures exist, so committed results are read as source files and
 # nothing upstream (models, training, evaluation) can ever be scheduled.
-if not config["review"]:
+# A model-scale sweep (config key scales) has no rules of its own experiment: each
+# scale is a module of this Snakefile (workflow/rules/scales.smk).
+if not config["review"] and not SCALES:
 
     include: "workflow/rules/data.smk"
     include: "workflow/rules/models.smk"
@@ -53,9 +55,15 @@ if not config["review"]:
     include: "workflow/rules/provenance.smk"
 
 
-include: "workflow/rules/tables.smk"
-include: "workflow/rules/figures.smk"
-include: "workflow/rules/analysis_report.smk"
+if SCALES:
+
+    include: "workflow/rules/scales.smk"
+
+else:
+
+    include: "workflow/rules/tables.smk"
+    include: "workflow/rules/figures.smk"
+    include: "workflow/rules/analysis_report.smk"
 
 
 # Reviewer mode never keeps an old table whose committed inputs are missing.

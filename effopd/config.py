@@ -269,7 +269,48 @@ def cross_key_faults(config: dict[str, Any]) -> list[str]:
     if analysing and min(analysis["alignment_ks"]) > analysis["plot_k"]:
         faults.append(f"key 'analysis/plot_k': {analysis['plot_k']} is below every "
                       f"analysis/alignment_ks {analysis['alignment_ks']}")
+    faults += scale_faults(config)
     return faults
+
+
+def scale_faults(config: dict[str, Any]) -> list[str]:
+    """The model-scale sweep's rules across keys (``scales``): the sweep varies a built
+    student under one built teacher, and names each scale <experiment>/<scale>."""
+    if not config["scales"]:
+        return []
+    faults = []
+    models = config["models"]
+    for role in ("teacher", "student"):
+        if models.get(role, {}).get("source") != "build":
+            faults.append(f"key 'scales': a sweep needs models/{role} with source build "
+                          "(the first scale builds both; the others build their student "
+                          "and copy the teacher)")
+    if "/" in config["experiment"]:
+        faults.append(f"key 'experiment': '{config['experiment']}' has a '/'; a sweep's "
+                      "scales are named <experiment>/<scale>, one level below it")
+    return faults
+
+
+def scale_configs(config: dict[str, Any], source: str = "config") -> dict[str, dict[str, Any]]:
+    """Each scale's config of a validated sweep config (key ``scales``), in order.
+
+    A scale's config is ``config`` without ``scales``, with experiment
+    ``<experiment>/<scale>`` and ``models/student/arch`` updated by the scale's
+    ``student_arch``; every scale after the first copies the first scale's teacher
+    (``models/teacher``: source local, path ``artifacts/<experiment>/<first>/models/teacher``)
+    so that the teacher is built once. Each is validated; an error names the scale.
+    """
+    names = list(config["scales"])
+    scales = {}
+    for name in names:
+        scale = copy.deepcopy({key: value for key, value in config.items() if key != "scales"})
+        scale["experiment"] = f"{config['experiment']}/{name}"
+        scale["models"]["student"]["arch"].update(config["scales"][name]["student_arch"])
+        if name != names[0]:
+            path = f"artifacts/{config['experiment']}/{names[0]}/models/teacher"
+            scale["models"]["teacher"] = {"source": "local", "path": path}
+        scales[name] = validate_config(scale, source=f"{source}, scale '{name}' (key 'scales/{name}')")
+    return scales
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

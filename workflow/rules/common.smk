@@ -53,6 +53,8 @@ ABLATION_METHODS = ["opd", "effopd", *VARIANTS]  # the ablation table's runs
 # OPD's learning-rate baselines (training.lr_baselines): method opd-lr<m>x, every seed.
 LR_BASELINES = lr_baselines(TRAINING)
 TRAINED_METHODS = [*METHODS, *LR_BASELINES]  # every method of the main runs
+# The model-scale sweep: one experiment <experiment>/<scale> per entry (scales.smk).
+SCALES = config["scales"]
 
 
 def alternation(names):
@@ -184,6 +186,8 @@ def base_model_metrics():
 
 def report_targets():
     """Every table and figure, each made from committed results only."""
+    if SCALES:  # every scale's and the cross-scale ones (scales.smk)
+        return scale_rule_inputs("figures") + cross_scale_targets()
     return [
         f"{RESULTS}/tables/base_models.csv",
         f"{RESULTS}/tables/effopd_speedup.csv",
@@ -227,6 +231,8 @@ def provenance_data_files():
 
 def all_targets():
     """Everything the full DAG makes: the report and its provenance sidecar."""
+    if SCALES:  # every scale's and the cross-scale ones (scales.smk)
+        return scale_rule_inputs("all") + cross_scale_targets()
     return report_targets() + [f"{RESULTS}/provenance.json"]
 
 
