@@ -309,7 +309,8 @@ def scale_configs(config: dict[str, Any], source: str = "config") -> dict[str, d
         if name != names[0]:
             path = f"artifacts/{config['experiment']}/{names[0]}/models/teacher"
             scale["models"]["teacher"] = {"source": "local", "path": path}
-        scales[name] = validate_config(scale, source=f"{source}, scale '{name}' (key 'scales/{name}')")
+        scales[name] = validate_config(scale, source=f"{source}, scale '{name}' "
+                                                     f"(key 'scales/{name}')")
     return scales
 
 

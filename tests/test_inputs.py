@@ -125,7 +125,7 @@ def test_exponent_numbers_are_floats(tmp_path, repo):
 
 def test_shipped_configs_pass_every_cross_key_rule(repo):
     for name in ("config/config.yaml", "config/smoke.yaml", "config/paper.yaml",
-                 "config/study.yaml", "pilots/base.yaml"):
+                 "config/study.yaml", "config/scales.yaml", "pilots/base.yaml"):
         load_config(repo / name)
 
 

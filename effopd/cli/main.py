@@ -158,6 +158,20 @@ def cmd_plot_training(args: argparse.Namespace) -> None:
                          teacher_accuracy(args.base_models, args.benchmark))
 
 
+def cmd_tabulate_cross_scale(args: argparse.Namespace) -> None:
+    from effopd.reports.scales import write_cross_scale
+
+    write_cross_scale(args.scales, args.base_models, args.curves, args.claims, args.speedup,
+                      args.embedding, args.provenance, args.benchmark, args.out)
+
+
+def cmd_plot_cross_scale(args: argparse.Namespace) -> None:
+    from effopd.plots.scales import plot_cross_scale
+    from effopd.tables import read_table
+
+    plot_cross_scale(read_table(args.table), args.out)
+
+
 def cmd_record_provenance(args: argparse.Namespace) -> None:
     from effopd.provenance import write_provenance
 
@@ -325,6 +339,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--curves", required=True, help="training_curves.csv")
     c.add_argument("--speedup", required=True, help="effopd_speedup.csv")
     c.add_argument("--benchmark", required=True)
+    c.add_argument("--out", required=True, help="PNG path; the PDF goes beside it")
+
+    c = add("tabulate-cross-scale", cmd_tabulate_cross_scale,
+            "the model-scale sweep's cross-scale table from every scale's tables")
+    c.add_argument("--scales", nargs="+", required=True, help="the scales, in order")
+    for flag, what in (("--base-models", "base_models.csv"),
+                       ("--curves", "training_curves.csv"), ("--claims", "claims.csv"),
+                       ("--speedup", "effopd_speedup.csv"),
+                       ("--embedding", "analysis/embedding_shift.csv"),
+                       ("--provenance", "provenance.json")):
+        c.add_argument(flag, nargs="+", required=True, help=f"each scale's {what}, same order")
+    c.add_argument("--benchmark", required=True)
+    c.add_argument("--out", required=True, help="cross_scale.csv; the .md goes beside it")
+
+    c = add("plot-cross-scale", cmd_plot_cross_scale,
+            "figure: OPD's gain, embedding shift and EffOPD's speed-up per student size")
+    c.add_argument("--table", required=True, help="cross_scale.csv")
     c.add_argument("--out", required=True, help="PNG path; the PDF goes beside it")
 
     c = add("record-provenance", cmd_record_provenance,

@@ -5,24 +5,7 @@
 # the other scales' fetch_model copies it (models.teacher: source local), so it is built
 # once. Rules of scale <s> are named scale_<s>_<rule> (scale_2x_train, ...).
 
-from effopd.config import scale_configs
-
-SCALE_CONFIGS = scale_configs(
-    config, source=" + ".join(map(str, workflow.configfiles)) or "snakemake config"
-)
-SCALE_NAMES = list(SCALE_CONFIGS)
-SCALE_TEACHER = f"{ARTIFACTS}/{SCALE_NAMES[0]}/models/teacher"
-
-
-def scale_results(scale, path):
-    """A path under a scale's results/<experiment>/<scale>/."""
-    return f"{RESULTS}/{scale}/{path}"
-
-
-def scale_teacher_input(scale):
-    """fetch_model's input in a scale: the first scale's built teacher, which the other
-    scales copy (the first scale fetches nothing)."""
-    return [] if scale == SCALE_NAMES[0] else [SCALE_TEACHER]
+include: "scales_helpers.smk"
 
 
 for scale_name, scale_config in SCALE_CONFIGS.items():
@@ -44,23 +27,6 @@ for scale_name, scale_config in SCALE_CONFIGS.items():
     use rule fetch_model from scale_module as scale_fetch_rule with:
         input:
             scale_teacher_input(scale_name),
-
-
-def scale_rule_inputs(rule_name):
-    """The inputs of one rule (all or figures) of every scale module, in scale order."""
-    return [
-        str(f)
-        for scale in SCALE_NAMES
-        for f in getattr(rules, f"scale_{scale}_{rule_name}").input
-    ]
-
-
-def cross_scale_targets():
-    return [
-        f"{RESULTS}/tables/cross_scale.csv",
-        f"{RESULTS}/tables/cross_scale.md",
-        f"{FIGURES}/cross_scale.png",
-    ]
 
 
 # One row per scale: parameters, accuracies, OPD's gain, the embedding shift of OPD and
