@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine (see README.md):
 #   make run    create .venv if missing, then run the tiny default DAG
 #   make study  the same DAG on config/study.yaml (sized to decide the claims)
+#   make scales the model-scale sweep, config/scales.yaml (1x, 2x, 4x students)
 #   make test   create .venv if missing, then run the test suite
 # The venv takes the CPU build of torch 2.13.0 first (no multi-GB CUDA download),
 # then the project with the exact versions of requirements.lock.
@@ -24,7 +25,7 @@ SNAKEMAKE_ARGS ?=
 PYTEST_ARGS ?= -n auto --dist loadfile
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run study test test-verl verl-env gpu-env check-gpu-lock lint figures report clean-venv
+.PHONY: run study scales test test-verl verl-env gpu-env check-gpu-lock lint figures report clean-venv
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +66,10 @@ run: $(STAMP)
 study: $(STAMP)
 	snakemake --cores $(CORES) --configfile config/study.yaml --rerun-incomplete $(SNAKEMAKE_ARGS)
 
+# The model-scale sweep: the tiny default at 1x, 2x and 4x the student's parameters.
+scales: $(STAMP)
+	snakemake --cores $(CORES) --configfile config/scales.yaml --rerun-incomplete $(SNAKEMAKE_ARGS)
+
 test: $(STAMP) $(STAMP_VERL)
 	python -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-verl
@@ -74,11 +79,13 @@ test-verl: $(STAMP_VERL)
 	$(VENV_VERL)/bin/python -m pytest tests/on_verl $(PYTEST_VERL_ARGS)
 
 # Reviewers: redraw every table and figure from the committed results (no training),
-# of the tiny default and, where its results are committed, of the study.
+# of the tiny default and, where their results are committed, of the study and the sweep.
 figures: $(STAMP)
 	snakemake figures --cores 2 --forceall --config review=True
 	if [ -f results/study/tables/claims.csv ]; then snakemake figures --cores 2 --forceall \
 		--configfile config/study.yaml --config review=True; fi
+	if [ -f results/scales/tables/cross_scale.csv ]; then snakemake figures --cores 2 \
+		--forceall --configfile config/scales.yaml --config review=True; fi
 
 lint: $(STAMP)
 	ruff check effopd tests benchmarks pilots tools
