@@ -102,6 +102,7 @@ def test_cross_scale_table_known_values():
     assert markdown["OPD gain, points"] == "20.0 [10.0, 30.0] (holds)"
     assert markdown["EffOPD speed-up, steps"] == "2 [1, 6]"
     assert markdown["student params (x 1st)"] == "1,000 (1.00x)"
+    assert markdown["embedding cosine RL"] == "0.990000 [0.980000, 0.995000]"
 
 
 def test_cross_scale_table_refuses_different_teachers():

@@ -47,7 +47,7 @@ from typing import Any
 import pandas as pd
 
 from effopd.errors import InputError
-from effopd.reports.speedup import format_number, interval_text, summary_row
+from effopd.reports.speedup import interval_text, summary_row
 from effopd.reports.stats import mean_ci95
 from effopd.tables import BASE_MODELS, read_table
 
@@ -186,6 +186,13 @@ def _percent(row: pd.Series, column: str) -> str:
     return text if pd.isna(low) else f"{text} [{100 * low:.1f}, {100 * high:.1f}]"
 
 
+def _cosine(row: pd.Series, column: str) -> str:
+    """A cosine near 1 with six decimals and its interval."""
+    low, high = row.get(f"{column}_ci95_low"), row.get(f"{column}_ci95_high")
+    text = f"{row[column]:.6f}"
+    return text if pd.isna(low) else f"{text} [{low:.6f}, {high:.6f}]"
+
+
 def cross_scale_markdown(table: pd.DataFrame) -> pd.DataFrame:
     """The Markdown view: accuracies in percent, every estimate with its interval inline."""
     lines = []
@@ -200,8 +207,8 @@ def cross_scale_markdown(table: pd.DataFrame) -> pd.DataFrame:
             "RL final %": _percent(row, "rl_final_accuracy"),
             "OPD gain, points": _percent(row, "opd_gain") + f" ({row['opd_gain_verdict']})",
             "gap closed %": _percent(row, "opd_gap_closed"),
-            "embedding cosine OPD": format_number(row["opd_embedding_cosine"]),
-            "embedding cosine RL": format_number(row["rl_embedding_cosine"]),
+            "embedding cosine OPD": _cosine(row, "opd_embedding_cosine"),
+            "embedding cosine RL": _cosine(row, "rl_embedding_cosine"),
             "shift OPD - RL": interval_text(row, "embedding_shift_diff")
                               + f" ({row['embedding_shift_verdict']})",
             "EffOPD speed-up, steps": interval_text(row, "effopd_speedup_steps"),
