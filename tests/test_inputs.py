@@ -411,12 +411,14 @@ def schema_of(path):
     return tables.BASE_MODELS if path.name == "base_models.csv" else None
 
 
-@pytest.mark.parametrize("experiment", ["tiny", "study"])
+@pytest.mark.parametrize("experiment", ["tiny", "study", "scales"])
 def test_committed_results_pass_their_schemas_unchanged(repo, experiment):
     """The validated reader accepts every committed results file and returns exactly what
     pandas reads, so reviewer mode's tables stay byte-identical."""
     from effopd.tables import read_table
 
+    if experiment == "scales" and not (repo / "results/scales/tables/cross_scale.csv").exists():
+        pytest.skip("results/scales is not committed in this checkout")
     files = sorted((repo / "results" / experiment).rglob("*.csv"))
     # (the search logs of OPD and RL are a header only: no line search ran)
     files = [f for f in files if "/benchmarks/" not in str(f)
