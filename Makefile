@@ -79,11 +79,14 @@ test-verl: $(STAMP_VERL)
 	$(VENV_VERL)/bin/python -m pytest tests/on_verl $(PYTEST_VERL_ARGS)
 
 # Reviewers: redraw every table and figure from the committed results (no training),
-# of the tiny default and, where their results are committed, of the study and the sweep.
+# of the tiny default and, where their results are committed, of the study, the code
+# task and the sweep.
 figures: $(STAMP)
 	snakemake figures --cores 2 --forceall --config review=True
 	if [ -f results/study/tables/claims.csv ]; then snakemake figures --cores 2 --forceall \
 		--configfile config/study.yaml --config review=True; fi
+	if [ -f results/code/tables/claims.csv ]; then snakemake figures --cores 2 --forceall \
+		--configfile config/code.yaml --config review=True; fi
 	if [ -f results/scales/tables/cross_scale.csv ]; then snakemake figures --cores 2 \
 		--forceall --configfile config/scales.yaml --config review=True; fi
 
