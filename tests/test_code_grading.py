@@ -182,7 +182,12 @@ def test_hostile_programs_are_contained_and_recorded(mode: str, monkeypatch) -> 
     # shows; the grader's own setenv above does not reach its /proc file)
     holder = subprocess.Popen(["sleep", "120"], env={**os.environ, "EFFOPD_TEST_SECRET": SECRET})
     batch = hostile_batch(listener.getsockname()[1], marker, repo_marker)
-    temp_before = set(Path(tempfile.gettempdir()).glob("effopd-sandbox-*"))
+    # the grader's temporary root goes to a directory of this test's own (traversable by
+    # the run uids, as /tmp), so sandboxes of other pytest workers don't enter the count
+    private_tmp = tempfile.mkdtemp(prefix="effopd-test-tmp-")
+    os.chmod(private_tmp, 0o711)
+    monkeypatch.setattr(tempfile, "tempdir", private_tmp)
+    temp_before = set(Path(private_tmp).glob("effopd-sandbox-*"))
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.monotonic()
     try:
@@ -242,7 +247,8 @@ def test_hostile_programs_are_contained_and_recorded(mode: str, monkeypatch) -> 
     subprocess.run(["true"], check=True)
     assert time.monotonic() - probe < 1.0
     assert elapsed < 30, elapsed  # two 5-second timeouts on two workers, plus startups
-    assert set(Path(tempfile.gettempdir()).glob("effopd-sandbox-*")) == temp_before
+    assert set(Path(private_tmp).glob("effopd-sandbox-*")) == temp_before
+    os.rmdir(private_tmp)  # empty: the grader removed its own root
 
 
 def test_batched_grading_gives_the_same_verdicts_one_process_per_item(monkeypatch) -> None:
