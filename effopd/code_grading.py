@@ -110,6 +110,27 @@ _NAMESPACES = ["--net", "--pid", "--fork", "--kill-child", "--mount", "--mount-p
                "--ipc", "--uts"]
 _FENCE = re.compile(r"```([A-Za-z0-9_+-]*)[ \t]*\n(.*?)```", re.DOTALL)
 
+# Both harnesses run inside the sandbox and import nothing of ours; the verdict of an
+# exception (and which errno counts as a resource limit) is this one piece of source,
+# pasted into each where it says FAULT_SOURCE.
+FAULT_SOURCE = r'''
+_LIMIT_ERRNOS = (errno.EAGAIN, errno.EFBIG, errno.EMFILE, errno.ENFILE, errno.ENOSPC,
+                 errno.ENOMEM)
+
+
+def _fault(err):
+    if isinstance(err, MemoryError):
+        return "crashed", "memory_limit"
+    if isinstance(err, OSError) and err.errno in _LIMIT_ERRNOS:
+        return "crashed", f"resource_limit: {errno.errorcode[err.errno]}: {err}"
+    if isinstance(err, SystemExit):
+        return "failed", f"exit: {err.code}"
+    if isinstance(err, AssertionError):
+        return "failed", f"assertion: {err}"
+    return "failed", f"exception: {type(err).__name__}: {err}"
+'''
+
+
 # The harness runs inside the sandbox as the program's process: it compiles and runs the
 # program and the tests, and writes "<nonce> <status> <reason>" on fd 3. Forked children
 # of the program never write a verdict (they exit at the first line that reports).
@@ -120,8 +141,7 @@ with open("nonce") as _f:
     _NONCE = _f.read().strip()
 os.unlink("nonce")
 _MODE, _ENTRY = sys.argv[1], sys.argv[2]
-_LIMIT_ERRNOS = (errno.EAGAIN, errno.EFBIG, errno.EMFILE, errno.ENFILE, errno.ENOSPC,
-                 errno.ENOMEM)
+#FAULT_SOURCE#
 
 
 def _report(status, reason=""):
@@ -137,16 +157,6 @@ def _report(status, reason=""):
     os._exit(0)
 
 
-def _fault(err):
-    if isinstance(err, MemoryError):
-        return "crashed", "memory_limit"
-    if isinstance(err, OSError) and err.errno in _LIMIT_ERRNOS:
-        return "crashed", f"resource_limit: {errno.errorcode[err.errno]}: {err}"
-    if isinstance(err, SystemExit):
-        return "failed", f"exit: {err.code}"
-    if isinstance(err, AssertionError):
-        return "failed", f"assertion: {err}"
-    return "failed", f"exception: {type(err).__name__}: {err}"
 
 
 try:
@@ -178,7 +188,7 @@ except BaseException as err:
         import traceback
         traceback.print_exc()
     _report(*_fault(err))
-'''
+'''.replace("#FAULT_SOURCE#", FAULT_SOURCE)
 
 
 # The batch harness: one sandbox run grades many assert-mode items, each in a forked child
@@ -194,21 +204,8 @@ with open("batch.json", encoding="utf-8") as _f:
 os.unlink("batch.json")
 _TIMEOUT, _CPU = float(sys.argv[1]), int(sys.argv[2])
 _TIMEOUT_TEXT = sys.argv[1]
-_LIMIT_ERRNOS = (errno.EAGAIN, errno.EFBIG, errno.EMFILE, errno.ENFILE, errno.ENOSPC,
-                 errno.ENOMEM)
+#FAULT_SOURCE#
 _KNOWN = ("passed", "failed", "crashed")
-
-
-def _fault(err):
-    if isinstance(err, MemoryError):
-        return "crashed", "memory_limit"
-    if isinstance(err, OSError) and err.errno in _LIMIT_ERRNOS:
-        return "crashed", f"resource_limit: {errno.errorcode[err.errno]}: {err}"
-    if isinstance(err, SystemExit):
-        return "failed", f"exit: {err.code}"
-    if isinstance(err, AssertionError):
-        return "failed", f"assertion: {err}"
-    return "failed", f"exception: {type(err).__name__}: {err}"
 
 
 def _child(item, pipe):
@@ -288,7 +285,7 @@ for _index, _item in enumerate(_ITEMS):
     _wall = time.monotonic() - _start
     os.write(3, f"{_NONCE} {_index} {_wall:.4f} {_word} {_reason}\n".encode("utf-8", "replace"))
 os.write(3, f"{_NONCE} done\n".encode())
-"""
+""".replace("#FAULT_SOURCE#", FAULT_SOURCE)
 
 
 @dataclasses.dataclass(frozen=True)
