@@ -51,8 +51,11 @@ FAST_POLLING = (
     "--seconds-between-status-checks",
     "1",
 )
-# apt-get install (first run only) plus daemon start.
-START_TIMEOUT_S = 600
+# apt-get install (first run only), waiting for another live CI cluster on this
+# machine to release /run/slurm/conf/slurm.conf (ci/slurm/claim_conf_link.sh,
+# at most 900 s), plus daemon start.
+START_TIMEOUT_S = 1500
+CLAIM_SH = REPO / "ci" / "slurm" / "claim_conf_link.sh"
 
 
 def _ci() -> bool:
@@ -231,6 +234,111 @@ def test_profiles_parse_in_dry_run(tmp_path: Path) -> None:
         else:
             assert "slurm_partition" not in proc.stdout
             assert "slurm_account" not in proc.stdout
+
+
+def _claim(run_conf: Path, conf: Path, wait_s: float = 0) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "EFFOPD_SLURM_CONF_WAIT": str(wait_s)}
+    return subprocess.run(
+        ["bash", str(CLAIM_SH), str(run_conf), str(conf)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def _cluster_dir(root: Path, name: str, pids: str | None) -> Path:
+    """A state dir as start.sh leaves it: slurm.conf, and a pids file if given."""
+    state = root / name
+    state.mkdir()
+    (state / "slurm.conf").write_text(f"ClusterName={name}\n")
+    if pids is not None:
+        (state / "pids").write_text(pids)
+    return state
+
+
+def _fake_daemon(tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
+    """A live process whose /proc/PID/comm is ``name`` (a copy of sleep)."""
+    binary = tmp_path / name
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", binary)
+    return subprocess.Popen([str(binary), "60"])
+
+
+def test_conf_link_claim_takes_free_dangling_and_stale_links(tmp_path: Path) -> None:
+    """A run killed before stop.sh leaves the link behind: the next cluster takes it."""
+    run_conf = tmp_path / "run" / "slurm.conf"
+    mine = _cluster_dir(tmp_path, "mine", None) / "slurm.conf"
+
+    proc = _claim(run_conf, mine)  # no link yet (and no parent directory)
+    assert proc.returncode == 0, proc.stderr
+    assert os.readlink(run_conf) == str(mine)
+    assert _claim(run_conf, mine).returncode == 0  # ours already: kept
+    assert os.readlink(run_conf) == str(mine)
+
+    run_conf.unlink()
+    os.symlink(tmp_path / "gone" / "slurm.conf", run_conf)  # dangling
+    proc = _claim(run_conf, mine)
+    assert proc.returncode == 0, proc.stderr
+    assert os.readlink(run_conf) == str(mine) and "stale" in proc.stderr
+
+    # the CI failure this guards against: the link names an existing slurm.conf
+    # whose cluster's daemons are gone (dead PIDs, and a PID now reused by a
+    # process that is not the daemon it names)
+    reused = subprocess.Popen(["sleep", "60"])
+    try:
+        dead = _cluster_dir(
+            tmp_path, "killed", f"munged 999999999\nslurmctld {reused.pid}\nslurmd 999999998\n"
+        )
+        run_conf.unlink()
+        os.symlink(dead / "slurm.conf", run_conf)
+        proc = _claim(run_conf, mine)
+    finally:
+        reused.kill()
+        reused.wait()
+    assert proc.returncode == 0, proc.stderr
+    assert os.readlink(run_conf) == str(mine)
+    assert f"replacing stale {run_conf} -> {dead / 'slurm.conf'}" in proc.stderr
+
+
+def test_conf_link_claim_waits_for_a_live_cluster_and_never_touches_files(
+    tmp_path: Path,
+) -> None:
+    run_conf = tmp_path / "run" / "slurm.conf"
+    run_conf.parent.mkdir()
+    mine = _cluster_dir(tmp_path, "mine", None) / "slurm.conf"
+    daemon = _fake_daemon(tmp_path, "slurmctld")
+    try:
+        other = _cluster_dir(tmp_path, "other", f"slurmctld {daemon.pid}\n")
+        os.symlink(other / "slurm.conf", run_conf)
+        t0 = time.monotonic()
+        proc = _claim(run_conf, mine, wait_s=3)
+        assert proc.returncode == 1
+        assert time.monotonic() - t0 >= 3
+        assert os.readlink(run_conf) == str(other / "slurm.conf")  # left alone
+        assert f"running cluster of {other}" in proc.stderr
+        assert f"ci/slurm/stop.sh {other}" in proc.stderr
+
+        # the other cluster stops while we wait: we get the link
+        waiter = subprocess.Popen(
+            ["bash", str(CLAIM_SH), str(run_conf), str(mine)],
+            env={**os.environ, "EFFOPD_SLURM_CONF_WAIT": "30"},
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(1)
+        assert waiter.poll() is None
+        daemon.kill()
+        daemon.wait()
+        _, err = waiter.communicate(timeout=30)
+        assert waiter.returncode == 0, err
+        assert "waiting up to 30 s" in err
+        assert os.readlink(run_conf) == str(mine)
+    finally:
+        daemon.kill()
+        daemon.wait()
+
+    # a configless slurmd's cached config is a file: refused, kept byte for byte
+    run_conf.unlink()
+    run_conf.write_text("cached\n")
+    proc = _claim(run_conf, mine)
+    assert proc.returncode == 1 and "not a symlink" in proc.stderr
+    assert run_conf.read_text() == "cached\n"
 
 
 @pytest.mark.slow

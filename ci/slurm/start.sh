@@ -20,6 +20,8 @@
 #   EFFOPD_SLURM_CTLD_PORT      slurmctld port (default 6817)
 #   EFFOPD_SLURM_SLURMD_PORT    slurmd port    (default 6818)
 #   EFFOPD_SLURM_START_TIMEOUT  seconds to wait for the node to be idle (default 60)
+#   EFFOPD_SLURM_CONF_WAIT      seconds to wait for another live cluster to release
+#                               /run/slurm/conf/slurm.conf (default 900)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -106,18 +108,9 @@ if [[ -e "$SYS_CONF" ]]; then
     die "$SYS_CONF exists (a system SLURM?): job steps inside our jobs would use it " \
         "instead of $CONF. Run this CI cluster on a machine without a system SLURM."
 fi
-if [[ -L "$RUN_CONF" && "$(readlink "$RUN_CONF")" == "$CONF" ]]; then
-    :  # ours already
-elif [[ -L "$RUN_CONF" && ! -e "$RUN_CONF" ]]; then
-    log "replacing stale symlink $RUN_CONF -> $(readlink "$RUN_CONF")"
-    ln -sfn "$CONF" "$RUN_CONF"
-elif [[ -e "$RUN_CONF" || -L "$RUN_CONF" ]]; then
-    die "$RUN_CONF already exists ($(readlink -f "$RUN_CONF")): another cluster" \
-        "(configless slurmd or a second CI cluster) owns it; stop that one first."
-else
-    mkdir -p "$(dirname "$RUN_CONF")"
-    ln -s "$CONF" "$RUN_CONF"
-fi
+# One machine, one RUN_CONF: claim_conf_link.sh replaces a stale link (a run
+# killed before stop.sh) and waits for a live second cluster to stop.
+bash "$HERE/claim_conf_link.sh" "$RUN_CONF" "$CONF"
 echo "$RUN_CONF" > "$STATE_DIR/conf-link"
 
 # --- 4. daemons ------------------------------------------------------------

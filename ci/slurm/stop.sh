@@ -77,9 +77,13 @@ fi
 # points at this state dir's slurm.conf.
 if [[ -f "$STATE_DIR/conf-link" ]]; then
     link="$(cat "$STATE_DIR/conf-link")"
-    if [[ -L "$link" && "$(readlink "$link")" == "$STATE_DIR/slurm.conf" ]]; then
-        rm -f -- "$link"
-    fi
+    # under the lock claim_conf_link.sh takes, so a starter never loses its new link
+    (
+        flock 9
+        if [[ -L "$link" && "$(readlink "$link")" == "$STATE_DIR/slurm.conf" ]]; then
+            rm -f -- "$link"
+        fi
+    ) 9>"$link.lock"
     rm -f -- "$STATE_DIR/conf-link"
 fi
 
