@@ -275,3 +275,22 @@ def test_pilot_trainers_take_one_step(tmp_path, tiny_checkpoint, data_files, rep
         assert row["step"] == 1 and row["responses"] == TRAINING["opd"]["prompts_per_step"]
         assert row["reverse_kl"] == pytest.approx(0.0, abs=1e-5)  # same model: no divergence
         assert math.isfinite(row["loss"])
+
+
+def test_engine_knobs_left_out_take_the_schemas_defaults() -> None:
+    """A training block without group_size or search_every gets the schema's values
+    (rl.group_size 4, effopd.search_every 8), as validation would fill them; OPD and
+    EffOPD sample one response per prompt."""
+    from effopd.config import schema_default
+    from effopd.training.contract import group_size, save_steps
+
+    assert schema_default("training", "rl")["group_size"] == 4
+    assert schema_default("training", "effopd")["search_every"] == 8
+    training = {"steps": 24, "save_every": 12, "rl": {"prompts_per_step": 8},
+                "effopd": {"schedule": "every_k"}}
+    assert group_size(training, "rl") == 4
+    assert group_size({**training, "rl": {"group_size": 6}}, "rl") == 6
+    assert group_size(training, "opd") == group_size(training, "effopd") == 1
+    # grid 12, 24 plus the searches after steps 8, 16, 24 (every 8, not every step)
+    assert save_steps(training, "effopd") == [8, 12, 16, 24]
+    assert save_steps(training, "opd") == [12, 24]

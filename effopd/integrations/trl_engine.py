@@ -59,6 +59,7 @@ from effopd.training.contract import (
     INDEX_COLUMNS,
     LOG_COLUMNS,
     SEARCH_COLUMNS,
+    group_size,
     process_cpu_s,
     save_steps,
 )
@@ -206,7 +207,7 @@ def train_with_trl(method: str, seed: int, training: dict[str, Any], grading: di
     instruction, thinking = prompt["instruction"], prompt["enable_thinking"]
     per_method = training["rl"] if method == "rl" else training["opd"]
     prompts_per_step = per_method["prompts_per_step"]
-    group = per_method.get("group_size", 1) if method == "rl" else 1
+    group = group_size(training, method)
     if method == "rl" and per_method.get("dynamic_sampling", False):
         raise ValueError("training.rl.dynamic_sampling (DAPO) is not available with "
                          "training.engine: trl; use the local engine")

@@ -47,6 +47,7 @@ from effopd.integrations.verl_resources import (
 )
 from effopd.io import atomic_path, read_jsonl
 from effopd.prompts import user_message
+from effopd.training.contract import group_size
 from effopd.training.schedule import method_lr
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
     """
     verl = training["verl"]
     per_method = training["rl"] if method == "rl" else training["opd"]
-    group = per_method.get("group_size", 1)
+    group = group_size(training, method)
     batch = per_method["prompts_per_step"]
     overrides: dict[str, Any] = {
         "algorithm.adv_estimator": "grpo",
@@ -329,5 +330,5 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
     per_method = training["rl"] if method == "rl" else training["opd"]
     index = export_checkpoints(run_dir)
     write_verl_tables(metrics_parts(metrics_jsonl), index, per_method["prompts_per_step"],
-                      per_method.get("group_size", 1), log_csv, index_csv, search_csv,
+                      group_size(training, method), log_csv, index_csv, search_csv,
                       search_source=run_dir / "verl" / "effopd_search.csv")

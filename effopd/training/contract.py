@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from effopd.config import block_defaults
 from effopd.models.names import is_block_parameter
 from effopd.training.extrapolation import is_search_step
 from effopd.training.schedule import grid_steps
@@ -63,11 +64,19 @@ def save_steps(training: dict[str, Any], method: str) -> list[int]:
     search step (:func:`is_search_step`: the steps right after a line search)."""
     steps = set(grid_steps(training))
     if method == "effopd":
-        effopd = training.get("effopd", {})
+        effopd = block_defaults("training", training)["effopd"]
         steps |= {s for s in range(1, training["steps"] + 1)
-                  if is_search_step(s, effopd.get("schedule", "powers_of_two"),
-                                    effopd.get("search_every", 1))}
+                  if is_search_step(s, effopd["schedule"], effopd["search_every"])}
     return sorted(steps)
+
+
+def group_size(training: dict[str, Any], method: str) -> int:
+    """Responses sampled per prompt: ``training.rl.group_size`` (schema default) for RL;
+    1 for OPD and EffOPD, whose loss needs one response per prompt (the schema's
+    ``training.opd`` has no group size)."""
+    if method == "rl":
+        return int(block_defaults("training", training)["rl"]["group_size"])
+    return 1
 
 
 def process_cpu_s() -> float:

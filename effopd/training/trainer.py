@@ -46,6 +46,7 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from effopd.config import block_defaults
 from effopd.device import resolve_device
 from effopd.errors import CheckpointError, InputError, StaleRunError
 from effopd.generation import SamplingSpec, sample_completions
@@ -65,6 +66,7 @@ from effopd.training.contract import (
     METHODS,
     SEARCH_COLUMNS,
     block_parameters,
+    group_size,
     process_cpu_s,
     save_steps,
     search_seed,
@@ -129,11 +131,12 @@ class TrainSpec:
                 raise InputError(f"training.{key} = {training[key]}: the local trainer needs "
                                  "1.0 (its log-probs are the untempered policy's; see "
                                  "config/README.md)")
+        training = block_defaults("training", training)  # the schema's defaults, once
         per_method = training["rl"] if method == "rl" else training["opd"]
         return cls(
             method=method, steps=training["steps"],
             prompts_per_step=per_method["prompts_per_step"],
-            group_size=per_method.get("group_size", 1),
+            group_size=group_size(training, method),
             lr=method_lr(training, method), betas=tuple(training["betas"]),
             weight_decay=training["weight_decay"], grad_clip=training["grad_clip"],
             clip_ratio_low=per_method["clip_ratio_low"],
@@ -142,13 +145,13 @@ class TrainSpec:
             max_new_tokens=training["max_new_tokens"],
             rollout_batch_size=training["rollout_batch_size"],
             save_steps=tuple(save_steps(training, method)),
-            dynamic_sampling=per_method.get("dynamic_sampling", False),
+            dynamic_sampling=method == "rl" and per_method["dynamic_sampling"],
             search_iterations=training["effopd"]["max_iterations"],
             search_initial_factor=training["effopd"]["initial_factor"],
-            search_schedule=training["effopd"].get("schedule", "powers_of_two"),
-            search_every=training["effopd"].get("search_every", 1),
-            validation_size=training["effopd"].get("validation_size"),
-            warmup_steps=training.get("warmup_steps", 0),
+            search_schedule=training["effopd"]["schedule"],
+            search_every=training["effopd"]["search_every"],
+            validation_size=training["effopd"]["validation_size"],
+            warmup_steps=training["warmup_steps"],
             grading_timeout_s=grading["timeout_s"], grading_workers=grading["workers"],
             grading_batch_size=grading.get("batch_size", 1))
 
