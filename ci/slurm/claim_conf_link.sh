@@ -28,13 +28,8 @@ WAIT="${EFFOPD_SLURM_CONF_WAIT:-900}"
 log() { echo "[slurm-ci] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-alive() {  # name pid -> 0 if pid runs that program (zombies count as exited)
-    [[ -n "$2" && -r "/proc/$2/comm" ]] || return 1
-    [[ "$(cat "/proc/$2/comm" 2>/dev/null)" == "$1" ]] || return 1
-    local st
-    st="$(awk '{print $3}' "/proc/$2/stat" 2>/dev/null || true)"
-    [[ -n "$st" && "$st" != "Z" ]]
-}
+# shellcheck source=ci/slurm/daemons.sh
+source "$(dirname "${BASH_SOURCE[0]}")/daemons.sh"
 owner_alive() {  # link target -> 0 if its cluster has a live daemon
     local pids
     pids="$(dirname "$1")/pids"

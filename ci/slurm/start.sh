@@ -119,14 +119,8 @@ echo "$RUN_CONF" > "$STATE_DIR/conf-link"
 recorded_pid() {  # name -> pid recorded in $PIDS (empty if none)
     [[ -f "$PIDS" ]] && awk -v n="$1" '$1 == n {print $2}' "$PIDS" | tail -n 1 || true
 }
-is_running() {  # name pid -> 0 if pid is alive and is that program
-    local name="$1" pid="$2"
-    [[ -n "$pid" && -r "/proc/$pid/comm" ]] || return 1
-    [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$name" ]] || return 1
-    local st  # a zombie (exited, not yet reaped) does not count
-    st="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)"
-    [[ -n "$st" && "$st" != "Z" ]]
-}
+# shellcheck source=ci/slurm/daemons.sh
+source "$(dirname "${BASH_SOURCE[0]}")/daemons.sh"
 record_pid() {  # name pid
     local tmp="$PIDS.tmp"
     { [[ -f "$PIDS" ]] && awk -v n="$1" '$1 != n' "$PIDS"; echo "$1 $2"; } > "$tmp" || true
@@ -143,7 +137,7 @@ start_daemon() {  # name logfile cmd...
     local name="$1" out="$2"; shift 2
     local pid
     pid="$(recorded_pid "$name")"
-    if is_running "$name" "$pid"; then
+    if alive "$name" "$pid"; then
         log "$name already running (pid $pid)"
         return 0
     fi
@@ -152,7 +146,7 @@ start_daemon() {  # name logfile cmd...
     pid=$!
     record_pid "$name" "$pid"
     sleep 0.5
-    if ! is_running "$name" "$pid"; then
+    if ! alive "$name" "$pid"; then
         log "$name (pid $pid) exited right away"
         dump_logs
         die "could not start $name"
@@ -188,7 +182,7 @@ while (( SECONDS < deadline )); do
         idle|mixed|allocated|completing) break ;;
     esac
     for name in munged slurmctld slurmd; do
-        if ! is_running "$name" "$(recorded_pid "$name")"; then
+        if ! alive "$name" "$(recorded_pid "$name")"; then
             dump_logs
             die "$name died while waiting for the node"
         fi

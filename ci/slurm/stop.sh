@@ -33,13 +33,8 @@ if [[ ! -d "$STATE_DIR" ]]; then
 fi
 STATE_DIR="$(cd "$STATE_DIR" && pwd -P)"   # as start.sh records it
 
-alive() {  # name pid -> 0 if pid runs that program (zombies count as exited)
-    [[ -n "$2" && -r "/proc/$2/comm" ]] || return 1
-    [[ "$(cat "/proc/$2/comm" 2>/dev/null)" == "$1" ]] || return 1
-    local st
-    st="$(awk '{print $3}' "/proc/$2/stat" 2>/dev/null || true)"
-    [[ -n "$st" && "$st" != "Z" ]]
-}
+# shellcheck source=ci/slurm/daemons.sh
+source "$(dirname "${BASH_SOURCE[0]}")/daemons.sh"
 
 if [[ -f "$PIDS" ]]; then
     # Cancel leftover jobs first so their slurmstepd processes end cleanly
