@@ -44,7 +44,7 @@ from effopd.metrics import problems_csv, summarize_grades
 from effopd.models.checkpoint import verify_checkpoint
 from effopd.prompts import DEFAULT_INSTRUCTION, render_prompt
 from effopd.provenance import sha256_file
-from effopd.tables import CHECKPOINT_INDEX, read_table
+from effopd.tables import CHECKPOINT_INDEX, read_table, run_identity
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +237,9 @@ def evaluate_series(index_csv: str | Path, base_model: str | Path, benchmark_fil
                     steps: list[int] | None = None) -> pd.DataFrame:
     """Score the base model (step 0) and every checkpoint of a training run's index.
 
-    The index is the trainer's ``checkpoints.csv`` (step, path, wall_s). Writes
-    one row per step to ``out_csv`` and each step's grades to
+    The index is the trainer's ``checkpoints.csv`` (method, seed, step, path, wall_s).
+    Writes one row per step to ``out_csv`` (the run's method and training seed first, the
+    sampling seed as ``sampling_seed``: :func:`sampling_named`) and each step's grades to
     ``samples_dir/step_<k>.jsonl``, and the number of correct samples of every
     problem at every step to ``<out_csv stem>.problems.csv`` (columns step, n, then
     one per problem id; small, committed with the results: the speed-up's bootstrap
@@ -252,6 +253,7 @@ def evaluate_series(index_csv: str | Path, base_model: str | Path, benchmark_fil
     grid step missing from the index is an error.
     """
     index = read_table(index_csv, CHECKPOINT_INDEX)
+    method, seed = run_identity(index, index_csv)
     if steps is not None:
         missing = sorted(set(steps) - set(index["step"]))
         if missing:
@@ -268,7 +270,8 @@ def evaluate_series(index_csv: str | Path, base_model: str | Path, benchmark_fil
             metrics, graded = score_model(path, benchmark_file, f"{label}/step_{step}",
                                           prompt, generation, grading, pass_k, device)
         atomic_write_jsonl(Path(samples_dir) / f"step_{int(step):06d}.jsonl", graded)
-        rows.append({"step": int(step), "train_wall_s": float(wall_s), **metrics})
+        rows.append({"method": method, "seed": seed, "step": int(step),
+                     "train_wall_s": float(wall_s), **sampling_named(metrics)})
         per_problem.append(correct_per_problem(graded, int(step), metrics["n"]))
     table = pd.DataFrame(rows)
     with atomic_path(problems_csv(out_csv)) as tmp:
@@ -276,6 +279,12 @@ def evaluate_series(index_csv: str | Path, base_model: str | Path, benchmark_fil
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     return table
+
+
+def sampling_named(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A model's metrics for a table that also names a training seed: the sampling seed
+    (``seed`` of :func:`score_model`) as ``sampling_seed``, in its place."""
+    return {("sampling_seed" if key == "seed" else key): value for key, value in metrics.items()}
 
 
 def correct_per_problem(graded: list[dict[str, Any]], step: int, n: int) -> dict[str, Any]:

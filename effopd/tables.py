@@ -11,6 +11,13 @@ number in the file, the header being line 1). A valid table is returned exactly 
 
 Each file kind of ``results/`` has a :class:`TableSchema` below: the columns its
 readers use, their kinds and the key that identifies a row.
+
+A file of one training run carries the run's identity in its own columns,
+:data:`RUN_KEY` (``method``, ``seed``: the training seed), written by its producer
+(the engines, ``evaluate-series``, ``analyze``, ``evaluate-interventions``). Readers
+join files on that key (:func:`run_identity`, :func:`runs_by_key`); nobody parses it
+back out of a path or pairs files by their position in a list. A sampling seed is
+named ``sampling_seed``.
 """
 
 from __future__ import annotations
@@ -19,8 +26,10 @@ import csv
 import io
 import math
 import os
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -53,6 +62,7 @@ class TableSchema:
     blank_ok: tuple[str, ...] = ()
     prefixes: dict[str, str] = field(default_factory=dict)
     other_columns: str | None = None  # kind of every column not named (wide tables)
+    per_run: bool = False  # one training run's file: RUN_KEY columns, one value each
 
     def kind_of(self, column: str) -> str | None:
         if column in self.columns:
@@ -112,7 +122,8 @@ def _bad_cell(kind: str, value: object) -> bool:
 def validate_table(table: pd.DataFrame, schema: TableSchema, path: str | os.PathLike[str]
                    ) -> pd.DataFrame:
     """Check ``table`` (read from ``path``) against ``schema``; return it unchanged."""
-    missing = [c for c in schema.required if c not in table.columns]
+    required = (*RUN_KEY, *schema.required) if schema.per_run else schema.required
+    missing = [c for c in required if c not in table.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
     for column in table.columns:
@@ -138,6 +149,12 @@ def validate_table(table: pd.DataFrame, schema: TableSchema, path: str | os.Path
             raise InputError(f"{path}: rows {seen[key]} and {int(index) + 2} share the key "
                              f"({shown}): a duplicated row")
         seen[key] = int(index) + 2
+    if schema.per_run:
+        for column in RUN_KEY:
+            values = table[column].unique()
+            if len(values) > 1:
+                raise InputError(f"{path}: column '{column}' holds {len(values)} values "
+                                 f"({', '.join(map(str, values[:3]))}); a run's file has one")
     return table
 
 
@@ -159,25 +176,85 @@ def read_table(path: str | os.PathLike[str], schema: TableSchema | None = None
     return table if schema is None else validate_table(table, schema, path)
 
 
+# --------------------------------------------------------------------------- a run's identity
+
+#: The columns that name the training run a row belongs to: the method (a DAG method
+#: such as ``opd``, ``rl``, ``effopd``, ``opd-lr2x``) and the training seed.
+RUN_KEY = ("method", "seed")
+_RUN_COLUMNS = {"method": "text", "seed": "count"}
+
+
+def with_run(table: pd.DataFrame, run: Mapping[str, Any]) -> pd.DataFrame:
+    """``table`` with the run's identity (``run``: method, seed) as its first columns;
+    unchanged when ``run`` is empty (a series given without an identity)."""
+    if not run:
+        return table
+    table = table.drop(columns=[c for c in RUN_KEY if c in table.columns])
+    for column in reversed(RUN_KEY):
+        table.insert(0, column, run[column])
+    return table
+
+
+def run_identity(table: pd.DataFrame, path: str | os.PathLike[str]) -> tuple[str, int]:
+    """(method, seed) of a per-run table read with its schema (one value of each)."""
+    missing = [c for c in RUN_KEY if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}: the run's identity")
+    return str(table["method"].iloc[0]), int(table["seed"].iloc[0])
+
+
+def runs_by_key(paths: Iterable[str | os.PathLike[str]], schema: TableSchema
+                ) -> dict[tuple[str, int], tuple[Path, pd.DataFrame]]:
+    """Read per-run files: (method, seed) -> (path, table); two files of one run are refused,
+    naming both."""
+    runs: dict[tuple[str, int], tuple[Path, pd.DataFrame]] = {}
+    for path in map(Path, paths):
+        table = read_table(path, schema)
+        key = run_identity(table, path)
+        if key in runs:
+            raise InputError(f"{path}: run method={key[0]} seed={key[1]} again (also in "
+                             f"{runs[key][0]}); each run's file is given once")
+        runs[key] = (path, table)
+    return runs
+
+
+def join_runs(left: Mapping[tuple[str, int], tuple[Path, pd.DataFrame]],
+              right: Mapping[tuple[str, int], tuple[Path, pd.DataFrame]],
+              left_name: str, right_name: str) -> list[tuple[str, int]]:
+    """The runs two sets of per-run files (:func:`runs_by_key`) share, in ``left``'s order;
+    refused unless both hold the same runs, naming a file whose run the other side lacks:
+    the join every reader of two kinds of a run's files makes."""
+    for name, these, others, other_name in ((left_name, left, right, right_name),
+                                            (right_name, right, left, left_name)):
+        lacking = [key for key in these if key not in others]
+        if lacking:
+            method, seed = lacking[0]
+            raise InputError(f"{these[lacking[0]][0]}: run method={method} seed={seed} has "
+                             f"no file among {other_name} ({len(lacking)} of {name} lack "
+                             "their partner)")
+    return list(left)
+
+
 # --------------------------------------------------------------------------- the suite's files
 
 _SAMPLING = {"benchmark": "text", "n_problems": "count", "avg@n": "fraction", "n": "count"}
 
 #: ``effopd evaluate-series``: one row per checkpoint step (results/.../eval/runs/...csv).
-EVAL_SERIES = TableSchema({"step": "step", **_SAMPLING}, ("step", "avg@n", "benchmark"),
-                          key=("step",), prefixes={"pass@": "fraction"})
+EVAL_SERIES = TableSchema({**_RUN_COLUMNS, "step": "step", **_SAMPLING,
+                           "sampling_seed": "count"}, ("step", "avg@n", "benchmark"),
+                          key=("step",), prefixes={"pass@": "fraction"}, per_run=True)
 #: its per-problem counts (``.problems.csv``): correct samples of each problem per step.
 PROBLEMS = TableSchema({"step": "step", "n": "count"}, ("step", "n"), key=("step",),
                        other_columns="count")
 #: a training run's log.csv: one row per optimizer step. ``cpu_s`` may be blank: engine
 #: verl does not measure CPU time (the speed-up then has no CPU-seconds unit).
-TRAIN_LOG = TableSchema({"step": "step", "response_tokens": "count", "prompts": "count",
-                         "responses": "count", "search_s": "nonnegative"},
+TRAIN_LOG = TableSchema({**_RUN_COLUMNS, "step": "step", "response_tokens": "count",
+                         "prompts": "count", "responses": "count", "search_s": "nonnegative"},
                         ("step", "response_tokens"), key=("step",), blank_ok=("cpu_s",),
-                        prefixes={"val_": "count", "cpu_s": "nonnegative"})
+                        prefixes={"val_": "count", "cpu_s": "nonnegative"}, per_run=True)
 #: a training run's checkpoints.csv: one row per saved checkpoint.
-CHECKPOINT_INDEX = TableSchema({"step": "step", "path": "text"}, ("step", "path"),
-                               key=("step",))
+CHECKPOINT_INDEX = TableSchema({**_RUN_COLUMNS, "step": "step", "path": "text"},
+                               ("step", "path"), key=("step",), per_run=True)
 #: base_models.csv: one row per (model, benchmark).
 BASE_MODELS = TableSchema({"model": "text", **_SAMPLING}, ("model", "benchmark", "avg@n"),
                           key=("model", "benchmark"), prefixes={"pass@": "fraction"})
@@ -186,8 +263,7 @@ _CHECKPOINT = {"checkpoint": "text", "step": "step", "fraction": "fraction"}
 _SCORES = {"benchmark": "text", "avg@n": "fraction", "n_problems": "count"}
 _MATRIX = {**_CHECKPOINT, "name": "text", "rows": "count", "cols": "count"}
 
-#: the per-run files of ``effopd analyze`` and ``effopd evaluate-interventions``.
-ANALYSIS_RUN_FILES = {
+_ANALYSIS_FILES = {
     "update_norms.csv": TableSchema({**_CHECKPOINT, "block_norm": "nonnegative",
                                      "total_norm": "nonnegative"}, ("step", "block_norm"),
                                     key=("step",)),
@@ -213,3 +289,8 @@ ANALYSIS_RUN_FILES = {
     "rank_k.csv": TableSchema({**_CHECKPOINT, "variant": "text", **_SCORES},
                               ("variant", "avg@n"), key=("variant", "k"), blank_ok=("k",)),
 }
+#: the per-run files of ``effopd analyze`` and ``effopd evaluate-interventions``, each
+#: with the run's identity (:data:`RUN_KEY`) first.
+ANALYSIS_RUN_FILES = {name: replace(schema, columns={**_RUN_COLUMNS, **schema.columns},
+                                    per_run=True)
+                      for name, schema in _ANALYSIS_FILES.items()}

@@ -26,7 +26,9 @@ from effopd.analysis.checkpoint_io import write_modified_checkpoint
 from effopd.analysis.synthetic import planted_series, qwen3_config, write_random_qwen3
 from effopd.cli import main
 from effopd.config import load_schema
+from effopd.errors import InputError
 from effopd.reports import analysis as reports
+from effopd.tables import with_run
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = {"step_000010": 0.1, "step_000050": 0.5, "step_000100": 1.0}
@@ -84,10 +86,24 @@ def test_early_index_is_the_checkpoint_closest_to_the_fraction() -> None:
 
 def test_series_from_index_reads_the_trainers_index(tmp_path: Path) -> None:
     index = tmp_path / "checkpoints.csv"
-    index.write_text("step,path,wall_s\n4,runs/x/step_000004,2.0\n2,runs/x/step_000002,1.0\n")
+    index.write_text("method,seed,step,path,wall_s\nopd-lr2x,3,4,runs/x/step_000004,2.0\n"
+                     "opd-lr2x,3,2,runs/x/step_000002,1.0\n")
     series = series_mod.series_from_index(index, "base")
     assert series.steps == [2, 4] and series.labels == ["step_000002", "step_000004"]
     assert series.final == Path("runs/x/step_000004")
+    assert series.run == {"method": "opd-lr2x", "seed": 3}
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("step,path,wall_s\n2,a,1.0\n", "missing column\\(s\\) method, seed"),
+    ("method,seed,step,path,wall_s\nopd,0,2,a,1.0\nopd,1,4,b,2.0\n",
+     "column 'seed' holds 2 values"),
+])
+def test_an_index_without_one_run_is_refused(tmp_path: Path, text: str, error: str) -> None:
+    index = tmp_path / "checkpoints.csv"
+    index.write_text(text)
+    with pytest.raises(InputError, match=f"checkpoints.csv: {error}"):
+        series_mod.series_from_index(index, "base")
 
 
 # --------------------------------------------------------------------------- effopd analyze
@@ -98,7 +114,8 @@ def analyzed(planted: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     out = tmp_path_factory.mktemp("analyzed")
     code = main(["analyze", "--base", str(planted["base"]), "--checkpoints",
                  *(str(planted[label]) for label in STEPS), "--out-dir", str(out),
-                 "--ks", "1", "2", "4", "--alignment-ks", "1", "2", "--device", "cpu"])
+                 "--ks", "1", "2", "4", "--alignment-ks", "1", "2", "--device", "cpu",
+                 "--run", "opd-lr2x", "5"])
     assert code == 0
     return out
 
@@ -106,6 +123,8 @@ def analyzed(planted: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
 def test_analyze_writes_the_four_tables_with_steps(analyzed: Path) -> None:
     for name in ("update_norms", "module_allocation", "spectra", "alignment"):
         table = pd.read_csv(analyzed / f"{name}.csv")
+        assert list(table.columns[:2]) == ["method", "seed"], name  # --run's identity
+        assert set(table["method"]) == {"opd-lr2x"} and set(table["seed"]) == {5}, name
         assert set(table["checkpoint"]) == set(STEPS), name
         assert sorted(set(table["step"])) == [10, 50, 100]
         assert (table["fraction"] == table["step"] / 100).all()
@@ -400,8 +419,8 @@ def test_rank_k_drops_ks_at_full_rank_and_adds_references(accuracy_runs: dict) -
 def test_evaluate_scaling_command_line(tiny_series: dict[str, Path], accuracy_runs: dict,
                                        tmp_path: Path) -> None:
     index = tmp_path / "checkpoints.csv"
-    index.write_text(f"step,path,wall_s\n1,{tiny_series['early']},0\n"
-                     f"10,{tiny_series['final']},1\n")
+    index.write_text(f"method,seed,step,path,wall_s\nrl,7,1,{tiny_series['early']},0\n"
+                     f"rl,7,10,{tiny_series['final']},1\n")
     settings = accuracy_runs["settings"]
     out = tmp_path / "scaling.csv"
     assert main(["evaluate-scaling", "--base", str(tiny_series["base"]), "--index", str(index),
@@ -411,6 +430,8 @@ def test_evaluate_scaling_command_line(tiny_series: dict[str, Path], accuracy_ru
                  "--selection-benchmark", str(settings.benchmark), "--work-dir",
                  str(tmp_path / "work"), "--out", str(out), "--device", "cpu"]) == 0
     table = pd.read_csv(out)
+    assert list(table.columns[:2]) == ["method", "seed"]
+    assert set(table["method"]) == {"rl"} and set(table["seed"]) == {7}
     assert set(table["step"]) == {1, 10}
     # final: alpha 0, 1; early: alpha 0, 3, on the series benchmark (first 2 problems)
     # and again on the selection benchmark (all 5 problems)
@@ -539,8 +560,11 @@ def test_tables_and_figures_over_two_methods_and_seeds(analyzed: Path, accuracy_
                     table["step"] = table["kind"].map({"final": 100, "early": 10})
                 table["avg@n"] = rng.uniform(0, 1, len(table))
                 table.to_csv(run / f"{name}.csv", index=False)
-            scores = pd.DataFrame({"step": [0, 10, 50, 100], "benchmark": "bench",
-                                   "avg@n": rng.uniform(0, 1, 4)})
+            for table_csv in run.glob("*.csv"):  # this run's identity, as its producers write
+                with_run(pd.read_csv(table_csv), {"method": method, "seed": seed}).to_csv(
+                    table_csv, index=False)
+            scores = pd.DataFrame({"method": method, "seed": seed, "step": [0, 10, 50, 100],
+                                   "benchmark": "bench", "avg@n": rng.uniform(0, 1, 4)})
             eval_dir = tmp_path / "eval" / method / f"seed{seed}"
             eval_dir.mkdir(parents=True)
             scores.to_csv(eval_dir / "bench.csv", index=False)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from effopd.errors import InputError
 from effopd.reports.claims import (
     METRICS,
     claims_table,
@@ -16,6 +17,7 @@ from effopd.reports.claims import (
     effective_rank_ratio,
     layer_concentration,
     mlp_allocation_ratio,
+    run_of_dir,
     scaling_slope,
 )
 from effopd.reports.speedup import Run, speedup_table
@@ -25,9 +27,40 @@ EFFECTS = {m.key: {"min_effect": 0.1, "paper_effect": 0.5} for m in METRICS}
 EFFECTS["speedup"] = {"min_effect": 0.5, "paper_effect": 2.0}
 
 
+def run_file(frame: pd.DataFrame, path, method: str = "opd", seed: int = 0) -> None:
+    """Write a per-run analysis file as ``effopd analyze`` does: the run's identity first."""
+    frame.insert(0, "seed", seed)
+    frame.insert(0, "method", method)
+    frame.to_csv(path, index=False)
+
+
 def allocation(tmp_path, rows):
-    frame = pd.DataFrame(rows, columns=["step", "layer", "group", "numel", "delta_norm"])
-    frame.to_csv(tmp_path / "module_allocation.csv", index=False)
+    run_file(pd.DataFrame(rows, columns=["step", "layer", "group", "numel", "delta_norm"]),
+             tmp_path / "module_allocation.csv")
+
+
+MINIMAL_RUN_FILES = {
+    "update_norms.csv": {"step": [1], "block_norm": [1.0]},
+    "module_allocation.csv": {"step": [1], "layer": [0], "module": ["up"], "group": ["mlp"],
+                              "delta_norm": [1.0]},
+    "spectra.csv": {"step": [1], "name": ["w"], "rows": [2], "cols": [2]},
+    "alignment.csv": {"step": [1], "name": ["w"]},
+    "embedding_cosine.csv": {"token_id": [1], "cosine": [0.5]},
+    "scaling.csv": {"kind": ["final"], "alpha": [1.0], "avg@n": [0.5]},
+    "modules.csv": {"intervention": ["full"], "avg@n": [0.5]},
+}
+
+
+def test_a_run_is_named_by_its_files_not_its_directory(tmp_path):
+    run_dir = tmp_path / "rl" / "seed9"  # the directory says nothing the reader believes
+    run_dir.mkdir(parents=True)
+    for name, columns in MINIMAL_RUN_FILES.items():
+        run_file(pd.DataFrame(columns), run_dir / name, "opd-lr2x", 4)
+    assert run_of_dir(run_dir) == ("opd-lr2x", 4)
+    run_file(pd.DataFrame(MINIMAL_RUN_FILES["spectra.csv"]), run_dir / "spectra.csv", "opd", 4)
+    with pytest.raises(InputError, match=r"seed9: its files name different runs \(.*"
+                                         r"spectra.csv: opd seed 4"):
+        run_of_dir(run_dir)
 
 
 def test_mlp_allocation_ratio_divides_out_parameter_count(tmp_path):
@@ -52,20 +85,19 @@ def test_layer_concentration_is_zero_when_even_and_one_when_all_in_one_layer(tmp
 
 
 def test_scaling_slope_is_accuracy_per_unit_norm(tmp_path):
-    pd.DataFrame({"step": [10], "block_norm": [2.0]}).to_csv(tmp_path / "update_norms.csv",
-                                                            index=False)
+    run_file(pd.DataFrame({"step": [10], "block_norm": [2.0]}), tmp_path / "update_norms.csv")
     alphas = [0, 0.25, 0.5, 1.0, 2.0]
-    pd.DataFrame({"kind": ["final"] * 5 + ["early"], "alpha": alphas + [4.0],
-                  "avg@n": [0.3 + 0.1 * a * 2.0 for a in alphas[:4]] + [0.0, 0.99]}
-                 ).to_csv(tmp_path / "scaling.csv", index=False)
+    run_file(pd.DataFrame({"kind": ["final"] * 5 + ["early"], "alpha": alphas + [4.0],
+                           "avg@n": [0.3 + 0.1 * a * 2.0 for a in alphas[:4]] + [0.0, 0.99]}),
+             tmp_path / "scaling.csv")
     # alpha <= 1 only (alpha 2 collapsed), early rows ignored: exactly 0.1 per unit
     assert scaling_slope(tmp_path) == pytest.approx(0.1)
 
 
 def test_effective_rank_ratio_of_final_matrices(tmp_path):
-    pd.DataFrame({"step": [5, 10, 10], "rows": [4, 4, 8], "cols": [8, 8, 2],
-                  "effective_rank": [4.0, 2.0, 1.0]}).to_csv(tmp_path / "spectra.csv",
-                                                            index=False)
+    run_file(pd.DataFrame({"step": [5, 10, 10], "name": ["a", "a", "b"], "rows": [4, 4, 8],
+                           "cols": [8, 8, 2], "effective_rank": [4.0, 2.0, 1.0]}),
+             tmp_path / "spectra.csv")
     assert effective_rank_ratio(tmp_path) == pytest.approx((2 / 4 + 1 / 2) / 2)
 
 

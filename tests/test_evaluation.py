@@ -25,7 +25,7 @@ def _series(tiny_checkpoint: Path, bench: Path, out: Path, generation=GENERATION
             base_scores=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     index = out / "checkpoints.csv"
     index.parent.mkdir(parents=True, exist_ok=True)
-    index.write_text(f"step,path,wall_s\n5,{tiny_checkpoint},1.0\n")
+    index.write_text(f"method,seed,step,path,wall_s\neffopd,2,5,{tiny_checkpoint},1.0\n")
     table = evaluate_series(index, tiny_checkpoint, bench, "run", {}, generation, GRADING,
                             [1, 2], out / "scores.csv", out / "samples",
                             base_scores=base_scores)
@@ -39,8 +39,13 @@ def test_base_scores_stand_in_for_step_zero(tiny_checkpoint, bench, tmp_path):
     scored, scored_problems = _series(tiny_checkpoint, bench, tmp_path / "scored")
     reused, reused_problems = _series(tiny_checkpoint, bench, tmp_path / "reused",
                                       base_scores=(samples, metrics))
-    columns = ["step", "avg@n", "pass@1", "pass@2", "n_problems", "model"]
+    columns = ["method", "seed", "step", "avg@n", "pass@1", "pass@2", "n_problems", "model",
+               "sampling_seed"]
     pd.testing.assert_frame_equal(reused[columns], scored[columns])
+    # the run's identity from the index, the sampling seed named as such
+    assert set(scored["method"]) == {"effopd"} and set(scored["seed"]) == {2}
+    assert set(scored["sampling_seed"]) == {GENERATION["seed"]}
+    assert "seed" not in pd.read_csv(tmp_path / "scored" / "scores.problems.csv")
     pd.testing.assert_frame_equal(reused_problems, scored_problems)
     assert (tmp_path / "reused" / "samples" / "step_000000.jsonl").read_text() == \
         (tmp_path / "scored" / "samples" / "step_000000.jsonl").read_text()
@@ -57,8 +62,8 @@ def test_base_scores_sampled_otherwise_are_refused(tiny_checkpoint, bench, tmp_p
 
 def test_steps_scores_only_the_grid(tiny_checkpoint, bench, tmp_path):
     index = tmp_path / "checkpoints.csv"
-    index.write_text("step,path,wall_s\n" + "".join(
-        f"{s},{tiny_checkpoint},{s}\n" for s in (1, 2, 4, 6, 8, 12, 13)))
+    index.write_text("method,seed,step,path,wall_s\n" + "".join(
+        f"opd,0,{s},{tiny_checkpoint},{s}\n" for s in (1, 2, 4, 6, 8, 12, 13)))
     table = evaluate_series(index, tiny_checkpoint, bench, "run", {},
                             {**GENERATION, "n": 1}, GRADING, [1], tmp_path / "s.csv",
                             tmp_path / "samples", steps=[6, 12, 13])

@@ -1,11 +1,13 @@
 """The speed-up estimator on exact cases and on simulated curves with a known answer."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from effopd.errors import InputError
 from effopd.reports.speedup import (
     Run,
     best_lr_method,
@@ -15,7 +17,7 @@ from effopd.reports.speedup import (
     estimate,
     interpolant,
     isotonic,
-    load_run,
+    load_runs,
     pair_speedup,
     plateau,
     run_target,
@@ -173,19 +175,44 @@ def test_table_has_null_control_and_non_inferiority(tmp_path):
     assert {f"speedup_{u}_ci95_low" for u in ("steps", "tokens", "cpu_s")} <= set(table)
 
 
-def test_load_run_reads_problems_and_costs(tmp_path):
-    run_dir = tmp_path / "effopd" / "seed3"
-    run_dir.mkdir(parents=True)
+def _write_run(directory: Path, method: str, seed: int, cpu_s: float) -> tuple[Path, Path]:
+    """A run's evaluation series, per-problem counts and log, named by their columns only
+    (the directory says nothing about the run)."""
+    directory.mkdir(parents=True)
     pd.DataFrame({"step": [0, 2], "n": [2, 2], "p0": [0, 2], "p1": [1, 2]}).to_csv(
-        run_dir / "bench.problems.csv", index=False)
-    (run_dir / "bench.csv").write_text("step\n0\n2\n")
-    pd.DataFrame({"step": [1, 2], "response_tokens": [10, 20], "val_tokens": [5, 0],
-                  "cpu_s": [1.5, 2.5]}).to_csv(tmp_path / "log.csv", index=False)
-    run = load_run(run_dir / "bench.csv", tmp_path / "log.csv")
-    assert (run.method, run.seed) == ("effopd", 3)
+        directory / "bench.problems.csv", index=False)
+    pd.DataFrame({"method": method, "seed": seed, "step": [0, 2], "benchmark": "bench",
+                  "avg@n": [0.25, 1.0], "sampling_seed": 42}).to_csv(
+        directory / "bench.csv", index=False)
+    pd.DataFrame({"method": method, "seed": seed, "step": [1, 2], "response_tokens": [10, 20],
+                  "val_tokens": [5, 0], "cpu_s": [cpu_s, cpu_s + 1]}).to_csv(
+        directory / "log.csv", index=False)
+    return directory / "bench.csv", directory / "log.csv"
+
+
+def test_load_runs_joins_series_and_logs_on_method_and_seed(tmp_path):
+    (eval_a, log_a), (eval_b, log_b) = (_write_run(tmp_path / "x", "effopd", 3, 1.5),
+                                        _write_run(tmp_path / "y", "opd", 3, 7.5))
+    runs = load_runs([eval_a, eval_b], [log_b, log_a])  # the logs' order does not matter
+    assert [(r.method, r.seed) for r in runs] == [("effopd", 3), ("opd", 3)]
+    run = runs[0]
     assert run.rates.tolist() == [[0.0, 0.5], [1.0, 1.0]]
     assert run.cost("tokens", 1.5) == pytest.approx(15 + 20 / 2)
-    assert run.cost("cpu_s", 2) == pytest.approx(2.5)
+    assert run.cost("cpu_s", 2) == pytest.approx(2.5)  # effopd's log, not opd's (8.5)
+    assert load_runs([eval_a, eval_b], [log_a, log_b], benchmark="other") == []
+    with pytest.raises(InputError, match=r"x/bench.csv: run method=effopd seed=3 has no file "
+                                         r"among the training logs"):
+        load_runs([eval_a, eval_b], [log_b])
+    with pytest.raises(InputError, match=r"y/log.csv: run method=opd seed=3 again"):
+        load_runs([eval_a], [log_a, log_b, log_b])
+
+
+def test_problem_counts_of_other_steps_are_refused(tmp_path):
+    eval_csv, log_csv = _write_run(tmp_path / "x", "opd", 0, 1.0)
+    pd.DataFrame({"step": [0, 4], "n": [2, 2], "p0": [0, 2]}).to_csv(
+        tmp_path / "x" / "bench.problems.csv", index=False)
+    with pytest.raises(InputError, match=r"bench.problems.csv: steps \[0, 4\] differ"):
+        load_runs([eval_csv], [log_csv])
 
 
 def test_final_accuracy_difference_is_paired_per_problem_and_seed():

@@ -164,13 +164,14 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_checkpoint, data_files, meth
     first.run(*run_files(tmp_path / "split"), stop_after=3)  # dies after step 3 ...
     assert first.step == 3
     resumed = make_trainer(method, tmp_path / "split", tiny_checkpoint, data_files)
-    resumed.run(*run_files(tmp_path / "split"))  # ... and restarts from step 2's checkpoint
+    resumed.run(*run_files(tmp_path / "split"),  # ... and restarts from step 2's checkpoint
+                run_name=f"{method}-named")
     assert resumed.step == 4
     for name, tensor in whole.policy.state_dict().items():
         assert torch.equal(tensor, resumed.policy.state_dict()[name]), name
     timing = ["wall_s", "search_s", "cpu_s"]  # measurements, not results
-    whole_log = pd.read_csv(tmp_path / "whole" / "log.csv").drop(columns=timing)
-    split_log = pd.read_csv(tmp_path / "split" / "log.csv").drop(columns=timing)
+    whole_log = pd.read_csv(tmp_path / "whole" / "log.csv").drop(columns=[*timing, "method"])
+    split_log = pd.read_csv(tmp_path / "split" / "log.csv").drop(columns=[*timing, "method"])
     pd.testing.assert_frame_equal(whole_log, split_log)
     index = pd.read_csv(tmp_path / "split" / "index.csv")
     expected_steps = [1, 2, 4] if method == "effopd" else [2, 4]
@@ -178,6 +179,11 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_checkpoint, data_files, meth
     if method == "effopd":
         search = pd.read_csv(tmp_path / "split" / "search.csv")
         assert sorted(set(search["step"])) == [1, 2, 4]
+    # every row names its run: the run name given (default: the method) and the seed
+    for written, name in ((tmp_path / "whole", method), (tmp_path / "split", f"{method}-named")):
+        for table in map(pd.read_csv, run_files(written)):
+            assert list(table.columns[:2]) == ["method", "seed"]
+            assert set(table["method"]) <= {name} and set(table["seed"]) <= {0}
 
 
 def test_search_moves_only_block_weights_and_keeps_optimizer_state(

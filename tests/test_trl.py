@@ -144,7 +144,9 @@ def test_distillation_trainer_with_callback_follows_spec_and_resumes(tiny_pair, 
 
     # the search log: steps 1, 2, 4; multipliers 1, 3, 5, ...; acceptance = strict improvement
     log = pd.read_csv(tmp_path / "search.csv")
-    assert list(log.columns) == ["step", "iteration", "multiplier", "score", "accepted"]
+    assert list(log.columns) == ["method", "seed", "step", "iteration", "multiplier", "score",
+                                 "accepted"]
+    assert set(log["method"]) == {"effopd"} and set(log["seed"]) == {42}
     assert log["step"].tolist() == [1] * 4 + [2] * 2 + [4] * 6
     assert log["multiplier"].tolist() == [1, 3, 5, 7, 1, 3, 1, 3, 5, 7, 9, 11]
     assert log["accepted"].tolist() == [True, True, True, False, True, False] + [True] * 6

@@ -122,6 +122,12 @@ def set_cell(path: Path, column: str, value: str) -> None:
     table.to_csv(path, index=False)
 
 
+def set_cell_all(path: Path, column: str, value: str) -> None:
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table[column] = value
+    table.to_csv(path, index=False)
+
+
 def table_cases(work: Path) -> list[dict]:
     eval_csv = "eval/runs/opd/seed0/tiny_test.csv"
     problems = "eval/runs/rl/seed1/tiny_test.problems.csv"
@@ -148,6 +154,14 @@ def table_cases(work: Path) -> list[dict]:
          "empty file"),
         ("binary analysis file", norms, lambda p: p.write_bytes(bytes(range(256))),
          tabulate_analysis, "a binary file"),
+        ("log of another run", "train/rl/seed1/log.csv",
+         lambda p: shutil.copyfile(p.parents[2] / "opd/seed0/log.csv", p), tabulate_training,
+         "run method=opd seed=0 again"),
+        ("eval series without its run", eval_csv,
+         lambda p: set_cell_all(p, "seed", "7"), tabulate_training,
+         "run method=opd seed=7 has no file among the training logs"),
+        ("analysis file of two runs", norms, lambda p: set_cell(p, "seed", "0"),
+         tabulate_analysis, "column 'seed' holds 2 values"),
     ]
     rows = []
     for name, relative, damage, command, fragment in cases:

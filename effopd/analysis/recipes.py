@@ -47,6 +47,7 @@ from effopd.analysis.settings import (
 )
 from effopd.device import resolve_device
 from effopd.io import write_csv
+from effopd.tables import with_run
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +196,7 @@ def run_scaling(series: Series, settings: EvalSettings, work_dir: PathLike, out_
         chosen = _with_shared_scores(early, lambda unique: score_candidates(
             unique, selection, Path(work_dir) / "selection", keep_checkpoints))
         table = pd.concat([table, chosen], ignore_index=True)
-    write_csv(table, out_csv)
-    return table
+    return _write(table, series, out_csv)
 
 
 def run_modules(series: Series, settings: EvalSettings, work_dir: PathLike, out_csv: PathLike,
@@ -207,8 +207,7 @@ def run_modules(series: Series, settings: EvalSettings, work_dir: PathLike, out_
     candidates = module_candidates(series, window_size, window_stride, device)
     table = score_candidates(candidates, settings, work_dir, keep_checkpoints)
     table[["start", "size"]] = table[["start", "size"]].astype("Int64")
-    write_csv(table, out_csv)
-    return table
+    return _write(table, series, out_csv)
 
 
 def run_rank_k(series: Series, settings: EvalSettings, work_dir: PathLike, out_csv: PathLike,
@@ -225,5 +224,11 @@ def run_rank_k(series: Series, settings: EvalSettings, work_dir: PathLike, out_c
     candidates = rank_k_candidates(series, kept, alpha, method, device)
     table = score_candidates(candidates, settings, work_dir, keep_checkpoints)
     table["k"] = table["k"].astype("Int64")
+    return _write(table, series, out_csv)
+
+
+def _write(table: pd.DataFrame, series: Series, out_csv: PathLike) -> pd.DataFrame:
+    """Write a recipe's table with the run's identity first (``series.run``); return it."""
+    table = with_run(table, series.run)
     write_csv(table, out_csv)
     return table

@@ -185,7 +185,7 @@ def score_candidates(candidates: Sequence[Candidate], settings: EvalSettings,
     ``samples/<label>.jsonl`` (per-sample grades) and ``scores/<label>.json``
     (the cache: reused when its key still matches).
     """
-    from effopd.evaluation import score_model
+    from effopd.evaluation import sampling_named, score_model
     from effopd.io import atomic_write_jsonl
 
     work = Path(work_dir)
@@ -226,8 +226,7 @@ def score_candidates(candidates: Sequence[Candidate], settings: EvalSettings,
             atomic_write_json(cache, {"key": key, "metrics": metrics})
             log.info("[%d/%d] %s: avg@n = %.3f", number, len(candidates), candidate.label,
                      metrics["avg@n"])
-        scores = {("sampling_seed" if k == "seed" else k): v for k, v in metrics.items()
-                  if k != "model"}
+        scores = {k: v for k, v in sampling_named(metrics).items() if k != "model"}
         rows.append({**candidate.info, **scores, "label": candidate.label})
     if not keep_checkpoints:
         shutil.rmtree(work / "checkpoints", ignore_errors=True)

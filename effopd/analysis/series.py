@@ -15,13 +15,13 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from effopd.tables import CHECKPOINT_INDEX, read_table
+from effopd.tables import CHECKPOINT_INDEX, read_table, run_identity
 
 PathLike = str | os.PathLike[str]
 
@@ -29,13 +29,16 @@ PathLike = str | os.PathLike[str]
 class Series:
     """A base model and its checkpoints in training order; the last one is the final update.
 
-    ``steps`` are None where unknown; ``fraction`` is step / final step.
+    ``steps`` are None where unknown; ``fraction`` is step / final step. ``run``: the
+    training run's identity (method, seed) that every table of the series carries
+    (:func:`effopd.tables.with_run`); empty when the checkpoints were given without one.
     """
 
     base: Path
     labels: list[str]
     paths: list[Path]
     steps: list[int | None]
+    run: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.paths:
@@ -115,10 +118,13 @@ def unique_labels(paths: Sequence[PathLike]) -> list[str]:
 
 
 def series_from_index(index_csv: PathLike, base: PathLike) -> Series:
-    """The series of a training run's ``checkpoints.csv`` (columns step, path; paths as written)."""
+    """The series of a training run's ``checkpoints.csv`` (columns method, seed, step, path;
+    paths as written), with the run's identity from the index."""
     index = read_table(index_csv, CHECKPOINT_INDEX).sort_values("step")
+    method, seed = run_identity(index, index_csv)
     paths = [Path(p) for p in index["path"]]
-    return Series(Path(base), unique_labels(paths), paths, [int(s) for s in index["step"]])
+    return Series(Path(base), unique_labels(paths), paths, [int(s) for s in index["step"]],
+                  {"method": method, "seed": seed})
 
 
 def series_from_dirs(base: PathLike, checkpoints: Sequence[PathLike],

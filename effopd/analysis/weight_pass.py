@@ -73,6 +73,7 @@ from effopd.analysis.updates import (
 )
 from effopd.device import DeviceLike, resolve_device
 from effopd.io import write_csv
+from effopd.tables import with_run
 
 log = logging.getLogger(__name__)
 
@@ -299,11 +300,13 @@ def analyze_series(series: Series, out_dir: PathLike, ks: Sequence[int] = SPECTR
                    alignment_ks: Sequence[int] = ALIGNMENT_KS, method: str = "gram",
                    samples: PathLike | None = None, device: str = "cpu",
                    progress: bool = False) -> dict[str, Path]:
-    """Write the weight-analysis tables of a series into ``out_dir``; return name -> path."""
+    """Write the weight-analysis tables of a series into ``out_dir``, each with the run's
+    identity first (``series.run``); return name -> path."""
     tables = weight_tables(series, ks, alignment_ks, method, samples,
                            str(resolve_device(device)), progress)
     out = Path(out_dir)
-    written = {name: write_csv(table, out / f"{name}.csv") for name, table in tables.items()}
+    written = {name: write_csv(with_run(table, series.run), out / f"{name}.csv")
+               for name, table in tables.items()}
     log.info("update norms, allocation, spectra and alignment of %d checkpoints x %d "
              "matrices written", len(series.paths), len(tables["spectra"]["name"].unique())
              if not tables["spectra"].empty else 0)

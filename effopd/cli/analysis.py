@@ -12,6 +12,8 @@
 
 A series is either a training run's ``--index checkpoints.csv`` or
 ``--checkpoints DIR [DIR ...]`` (steps parsed from the paths, or ``--steps``).
+Every table written carries the run's identity (method, seed) in its first
+columns: from the index, or from ``--run METHOD SEED``.
 """
 
 from __future__ import annotations
@@ -36,11 +38,20 @@ def _series(args: argparse.Namespace) -> Series:
         series = series_from_index(args.index, args.base)
         if args.final:
             raise ValueError("--final goes with --checkpoints; an index's final is its last step")
+        if args.run:
+            raise ValueError("--run goes with --checkpoints; an index names its run")
     elif not args.checkpoints:
         raise ValueError("give the checkpoints: --index CSV or --checkpoints DIR [DIR ...]")
     else:
+        from dataclasses import replace
+
         series = series_from_dirs(args.base, args.checkpoints, args.labels, args.steps,
                                   args.final)
+        if args.run:
+            method, seed = args.run
+            if not seed.isdigit():
+                raise ValueError(f"--run {method} {seed}: the seed is a whole number >= 0")
+            series = replace(series, run={"method": method, "seed": int(seed)})
     verify_series(series, sha256=args.verify_sha256)
     return series
 
@@ -159,7 +170,8 @@ def cmd_plot_analysis(args: argparse.Namespace) -> None:
 def _series_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--base", required=True, help="base (initial) model directory, theta_0")
     command.add_argument("--index", default=None,
-                         help="a training run's checkpoints.csv (columns step, path)")
+                         help="a training run's checkpoints.csv (columns method, seed, step, "
+                              "path)")
     command.add_argument("--checkpoints", nargs="+", default=None, metavar="DIR",
                          help="Hugging Face checkpoint directories (instead of --index)")
     command.add_argument("--labels", nargs="+", default=None,
@@ -169,6 +181,10 @@ def _series_arguments(command: argparse.ArgumentParser) -> None:
                               "e.g. step_000050, global_step_50, checkpoint-50)")
     command.add_argument("--final", default=None,
                          help="the final checkpoint (default: the last by step)")
+    command.add_argument("--run", nargs=2, default=None, metavar=("METHOD", "SEED"),
+                         help="the training run the checkpoints belong to, written as the "
+                              "method and seed columns of every table (with --checkpoints; "
+                              "an --index names its run; the reports need it)")
     command.add_argument("--device", default="auto",
                          help="torch device of the arithmetic (auto: cuda if present)")
     command.add_argument("--threads", type=int, default=None)

@@ -80,12 +80,13 @@ def cmd_evaluate_series(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    run_name = args.run_name or args.method
     if args.training.get("engine") == "verl":
         from effopd.integrations.verl_engine import train_with_verl
 
         train_with_verl(args.method, args.seed, args.training, args.prompt, args.student,
                         args.teacher, args.train, args.val, args.run_dir, args.log_csv,
-                        args.search_csv, args.index_csv, args.grading)
+                        args.search_csv, args.index_csv, args.grading, run_name=run_name)
         return
     set_threads(args.threads)
     if args.training.get("engine") == "trl":
@@ -94,7 +95,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         train_with_trl(args.method, args.seed, args.training, args.grading, args.prompt,
                        args.student, args.teacher, args.train, args.val, args.run_dir,
                        args.log_csv, args.search_csv, args.index_csv, device=args.device,
-                       stop_after=args.stop_after)
+                       stop_after=args.stop_after, run_name=run_name)
         return
     from effopd.training.trainer import Trainer, TrainSpec
 
@@ -102,7 +103,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     trainer = Trainer(spec, args.seed, args.student, args.teacher, args.train, args.val,
                       args.prompt, args.run_dir, device=args.device)
     trainer.run(args.log_csv, args.search_csv, args.index_csv, stop_after=args.stop_after,
-                fresh=args.fresh or args.training.get("on_stale") == "fresh")
+                fresh=args.fresh or args.training.get("on_stale") == "fresh",
+                run_name=run_name)
 
 
 def cmd_export_fsdp(args: argparse.Namespace) -> None:
@@ -265,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = add("train", cmd_train, "train one run (opd, rl or effopd; one seed), resumable")
     c.add_argument("--method", required=True, choices=["opd", "rl", "effopd"])
     c.add_argument("--seed", type=int, required=True)
+    c.add_argument("--run-name", default=None,
+                   help="the run's name, written as the method column of its log, search "
+                        "log and checkpoint index (default: --method; the DAG passes its "
+                        "method, e.g. opd-lr2x or effopd-fixed)")
     c.add_argument("--training", type=json_arg, required=True, help="the config's training block")
     c.add_argument("--grading", type=json_arg, required=True)
     c.add_argument("--prompt", type=json_arg, required=True)

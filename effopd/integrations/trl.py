@@ -26,8 +26,9 @@ the model's transformer-block weights, exactly as the local engine does:
   and the learning-rate schedule are never touched (the search only writes the
   block parameters in place, so the optimizer keeps its state for the same
   tensors);
-- every candidate goes to ``output_csv`` (columns step, iteration,
-  multiplier, score, accepted: the local engine's ``effopd_search.csv``) and
+- every candidate goes to ``output_csv`` (columns method and seed, the run's
+  identity: ``run_name`` and ``seed``; then step, iteration, multiplier,
+  score, accepted: the local engine's ``effopd_search.csv``) and
   to the trainer's logger (``effopd/multiplier``, ``effopd/score``,
   ``effopd/accepted_searches``).
 
@@ -65,7 +66,12 @@ from transformers import Trainer, TrainerCallback
 from effopd.generation import SamplingSpec, sample_completions
 from effopd.grading import grade_records
 from effopd.io import atomic_path, atomic_write_json, read_json, write_rows
-from effopd.training.contract import SEARCH_COLUMNS, block_parameters, search_seed
+from effopd.training.contract import (
+    SEARCH_COLUMNS,
+    block_parameters,
+    identified,
+    search_seed,
+)
 from effopd.training.extrapolation import is_power_of_two, line_search, snapshot
 
 log = logging.getLogger(__name__)
@@ -106,7 +112,7 @@ class EffOPDCallback(TrainerCallback):
                  temperature: float = 1.0, top_p: float = 1.0,
                  max_new_tokens: int | None = None, seed: int = 42, batch_size: int = 64,
                  grading_timeout_s: float = 5.0, grading_workers: int = 2,
-                 resume_from: str | Path | None = None) -> None:
+                 resume_from: str | Path | None = None, run_name: str = "effopd") -> None:
         self.val_rows = [dict(row) for row in val_dataset] if val_dataset is not None else []
         if score_fn is None:
             if not self.val_rows:
@@ -121,7 +127,7 @@ class EffOPDCallback(TrainerCallback):
         self.output_csv = Path(output_csv) if output_csv is not None else None
         self.max_iterations, self.initial_factor = max_iterations, initial_factor
         self.temperature, self.top_p, self.max_new_tokens = temperature, top_p, max_new_tokens
-        self.seed, self.batch_size = seed, batch_size
+        self.seed, self.batch_size, self.run_name = seed, batch_size, run_name
         self.grading_timeout_s, self.grading_workers = grading_timeout_s, grading_workers
         self.resume_from = Path(resume_from) if resume_from is not None else None
         self.trainer: Any = None
@@ -354,7 +360,8 @@ class EffOPDCallback(TrainerCallback):
         if self.output_csv is None or (accelerator is not None
                                        and not accelerator.is_main_process):
             return
-        write_rows(self.output_csv, SEARCH_COLUMNS, self.search_rows)
+        write_rows(self.output_csv, SEARCH_COLUMNS,
+                   identified(self.search_rows, self.run_name, self.seed))
 
 
 def load_anchor(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

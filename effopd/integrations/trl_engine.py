@@ -60,6 +60,7 @@ from effopd.training.contract import (
     LOG_COLUMNS,
     SEARCH_COLUMNS,
     group_size,
+    identified,
     process_cpu_s,
     save_steps,
 )
@@ -106,12 +107,15 @@ class RunLogCallback(TrainerCallback):
 
     Register it after the :class:`EffOPDCallback` (if any) so that ``wall_s``
     and ``cpu_s`` include the search. ``stop_after`` ends training after that
-    step (to test resumption).
+    step (to test resumption). ``run``: the run's identity (name, seed), written as the
+    first columns of every row.
     """
 
     def __init__(self, log_csv: str | Path, method: str, prompts: int, responses: int,
-                 effopd: EffOPDCallback | None = None, stop_after: int | None = None) -> None:
+                 effopd: EffOPDCallback | None = None, stop_after: int | None = None,
+                 *, run: tuple[str, int]) -> None:
         self.log_csv, self.method = Path(log_csv), method
+        self.run_name, self.seed = run
         self.prompts, self.responses = prompts, responses
         self.effopd, self.stop_after = effopd, stop_after
         self.rows: list[dict[str, Any]] = []
@@ -168,7 +172,7 @@ class RunLogCallback(TrainerCallback):
         return control
 
     def _write(self) -> None:
-        write_rows(self.log_csv, LOG_COLUMNS, self.rows)
+        write_rows(self.log_csv, LOG_COLUMNS, identified(self.rows, self.run_name, self.seed))
 
 
 class SaveStepsCallback(TrainerCallback):
@@ -194,8 +198,10 @@ def train_with_trl(method: str, seed: int, training: dict[str, Any], grading: di
                    prompt: dict[str, Any], student: str | Path, teacher: str | Path | None,
                    train_file: str | Path, val_file: str | Path | None, run_dir: str | Path,
                    log_csv: str | Path, search_csv: str | Path, index_csv: str | Path,
-                   device: str | None = None, stop_after: int | None = None) -> None:
-    """Train one run through TRL and write the local engine's outputs (module docstring)."""
+                   device: str | None = None, stop_after: int | None = None,
+                   run_name: str | None = None) -> None:
+    """Train one run through TRL and write the local engine's outputs (module docstring),
+    every row with the run's identity (``run_name``, default ``method``; ``seed``)."""
     import trl
     from datasets import Dataset
 
@@ -257,9 +263,10 @@ def train_with_trl(method: str, seed: int, training: dict[str, Any], grading: di
             temperature=training["temperature"], top_p=training["top_p"],
             max_new_tokens=training["max_new_tokens"], seed=seed,
             batch_size=training["rollout_batch_size"], grading_timeout_s=grading["timeout_s"],
-            grading_workers=grading["workers"]).attach(trainer)
+            grading_workers=grading["workers"], run_name=run_name or method).attach(trainer)
     trainer.add_callback(RunLogCallback(log_csv, method, prompts_per_step,
-                                        prompts_per_step * group, effopd, stop_after))
+                                        prompts_per_step * group, effopd, stop_after,
+                                        run=(run_name or method, seed)))
     trainer.add_callback(SaveStepsCallback(save_steps(training, method)))
     resume = bool(trl_checkpoints(run_dir))
     if resume:
@@ -270,9 +277,9 @@ def train_with_trl(method: str, seed: int, training: dict[str, Any], grading: di
     if effopd is None:
         write_rows(search_csv, SEARCH_COLUMNS, [])
     walls = {row["step"]: row["wall_s"] for row in read_log_rows(log_csv)}
-    write_rows(index_csv, INDEX_COLUMNS,
-                [{"step": step, "path": str(path.resolve()), "wall_s": walls[step]}
-                 for step, path in trl_checkpoints(run_dir)])
+    write_rows(index_csv, INDEX_COLUMNS, identified(
+        [{"step": step, "path": str(path.resolve()), "wall_s": walls[step]}
+         for step, path in trl_checkpoints(run_dir)], run_name or method, seed))
 
 
 def read_log_rows(log_csv: str | Path) -> list[dict[str, Any]]:

@@ -282,14 +282,16 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
                     student: str | Path, teacher: str | Path | None, train_file: str | Path,
                     val_file: str | Path | None, run_dir: str | Path, log_csv: str | Path,
                     search_csv: str | Path, index_csv: str | Path,
-                    grading: dict[str, Any] | None = None) -> None:
+                    grading: dict[str, Any] | None = None, run_name: str | None = None
+                    ) -> None:
     """One verl run end to end: parquet inputs, verl, float32 exports, the DAG's tables.
 
     The overrides are first composed against verl's packaged config
     (:func:`effopd.integrations.verl_compose.compose_verl_config`), so a bad key
     fails before any GPU is allocated. ``log_csv``, the checkpoint index (with
     wall times) and ``search_csv`` are derived from verl's own metrics by
-    :func:`effopd.integrations.verl_metrics.write_verl_tables`.
+    :func:`effopd.integrations.verl_metrics.write_verl_tables`, each row with the run's
+    identity (``run_name``, default ``method``; ``seed``).
     """
     from effopd.training.extrapolation import require_authors_search
 
@@ -331,4 +333,5 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
     index = export_checkpoints(run_dir)
     write_verl_tables(metrics_parts(metrics_jsonl), index, per_method["prompts_per_step"],
                       group_size(training, method), log_csv, index_csv, search_csv,
-                      search_source=run_dir / "verl" / "effopd_search.csv")
+                      search_source=run_dir / "verl" / "effopd_search.csv",
+                      method=run_name or method, seed=seed)

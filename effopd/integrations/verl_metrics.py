@@ -46,8 +46,9 @@ from typing import Any
 import pandas as pd
 
 from effopd.io import atomic_path
+from effopd.tables import with_run
 from effopd.training import contract
-from effopd.training.contract import SEARCH_COLUMNS
+from effopd.training.contract import INDEX_COLUMNS, SEARCH_COLUMNS
 
 # The engines' log columns less val_responses (verl does not count the search's responses).
 LOG_COLUMNS = [column for column in contract.LOG_COLUMNS if column != "val_responses"]
@@ -138,21 +139,23 @@ def index_with_wall_times(index: pd.DataFrame, log: pd.DataFrame) -> pd.DataFram
 def write_verl_tables(metrics_jsonl: str | Path | list[str | Path], index: pd.DataFrame,
                       prompts_per_step: int, group_size: int, log_csv: str | Path,
                       index_csv: str | Path,
-                      search_csv: str | Path, search_source: str | Path | None = None
-                      ) -> pd.DataFrame:
-    """Write log.csv, the checkpoint index (with wall times) and the search log of a verl run.
+                      search_csv: str | Path, search_source: str | Path | None = None, *,
+                      method: str, seed: int) -> pd.DataFrame:
+    """Write log.csv, the checkpoint index (with wall times) and the search log of a verl run,
+    every row with the run's identity (``method``: the run's name; ``seed``).
 
     The search log is copied from ``search_source`` (the EffOPD plug-in's
     ``effopd_search.csv``) when it exists, else written empty with its columns.
     """
-    log = log_from_verl_metrics(metrics_jsonl, prompts_per_step, group_size)
-    index = index_with_wall_times(index, log)
+    run = {"method": method, "seed": seed}
+    log = with_run(log_from_verl_metrics(metrics_jsonl, prompts_per_step, group_size), run)
+    index = with_run(index_with_wall_times(index, log), run)
     with atomic_path(log_csv) as tmp:
         log.to_csv(tmp, index=False)
     with atomic_path(index_csv) as tmp:
-        index.to_csv(tmp, index=False)
+        index[INDEX_COLUMNS].to_csv(tmp, index=False)
     search = (pd.read_csv(search_source) if search_source and Path(search_source).is_file()
               else pd.DataFrame(columns=SEARCH_COLUMNS))
     with atomic_path(search_csv) as tmp:
-        search[SEARCH_COLUMNS].to_csv(tmp, index=False)
+        with_run(search, run)[SEARCH_COLUMNS].to_csv(tmp, index=False)
     return log

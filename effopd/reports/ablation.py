@@ -26,7 +26,7 @@ from effopd.reports.speedup import (
     estimate_settings,
     format_number,
     interval_text,
-    load_run,
+    load_runs,
 )
 
 KNOBS = ("validation_size", "max_iterations", "initial_factor", "schedule", "search_every")
@@ -107,7 +107,7 @@ def write_ablation_table(eval_csvs: Sequence[str | Path], log_csvs: Sequence[str
     """Write effopd_ablation.csv and .md from the runs' per-problem scores and logs."""
     from effopd.io import atomic_path, atomic_write_text, markdown_table
 
-    runs = [load_run(e, lg) for e, lg in zip(eval_csvs, log_csvs, strict=True)]
+    runs = load_runs(eval_csvs, log_csvs)
     table = ablation_table(runs, effopd, variants, speedup)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)

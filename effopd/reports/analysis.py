@@ -52,9 +52,8 @@ import pandas as pd
 
 from effopd.analysis.series import early_index
 from effopd.analysis.settings import EARLY_FRACTION, PROJECTION_MAX_TOKENS
-from effopd.reports.runs import run_of
 from effopd.reports.stats import mean_ci95
-from effopd.tables import ANALYSIS_RUN_FILES, EVAL_SERIES, read_table
+from effopd.tables import ANALYSIS_RUN_FILES, EVAL_SERIES, runs_by_key
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +67,11 @@ MODULE_ORDER = ["embed", "q", "k", "v", "o", "q_norm", "k_norm", "gate", "up", "
 
 
 def load_runs(run_dirs: Sequence[str | Path], file_name: str) -> pd.DataFrame:
-    """Concatenate ``<run_dir>/<file_name>`` of every run with method and seed columns first."""
-    frames = []
-    for run_dir in run_dirs:
-        method, seed = run_of(run_dir)
-        frame = read_table(Path(run_dir) / file_name, ANALYSIS_RUN_FILES.get(file_name))
-        frame.insert(0, "seed", seed)
-        frame.insert(0, "method", method)
-        frames.append(frame)
+    """Concatenate ``<run_dir>/<file_name>`` of every run; each file names its run in its
+    method and seed columns (first), and two files of one run are refused."""
+    runs = runs_by_key([Path(run_dir) / file_name for run_dir in run_dirs],
+                       ANALYSIS_RUN_FILES[file_name])
+    frames = [table for _, table in runs.values()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -161,13 +157,9 @@ def _final_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 def load_eval_curves(eval_csvs: Sequence[str | Path]) -> pd.DataFrame:
     """(method, seed, step, accuracy) from the runs' evaluate-series CSVs."""
-    frames = []
-    for eval_csv in eval_csvs:
-        method, seed = run_of(Path(eval_csv).parent)
-        scores = read_table(eval_csv, EVAL_SERIES)
-        frames.append(pd.DataFrame({"method": method, "seed": seed, "step": scores["step"],
-                                    "benchmark": scores["benchmark"],
-                                    "accuracy": scores["avg@n"]}))
+    frames = [scores[["method", "seed", "step", "benchmark", "avg@n"]]
+              .rename(columns={"avg@n": "accuracy"})
+              for _, scores in runs_by_key(eval_csvs, EVAL_SERIES).values()]
     return pd.concat(frames, ignore_index=True)
 
 

@@ -85,8 +85,9 @@ import numpy as np
 import pandas as pd
 
 from effopd.config import block_defaults
+from effopd.errors import InputError
 from effopd.reports.analysis import early_step
-from effopd.reports.runs import method_label, run_of
+from effopd.reports.runs import method_label
 from effopd.reports.speedup import (
     SPEEDUP,
     mde_from_se,
@@ -102,7 +103,7 @@ from effopd.reports.stats import (
     welch_ci,
     welch_mde,
 )
-from effopd.tables import ANALYSIS_RUN_FILES, read_table
+from effopd.tables import ANALYSIS_RUN_FILES, read_table, run_identity
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,22 @@ SPEEDUP_UNITS = {"steps": "optimizer steps", "tokens": "generated tokens (incl. 
 def _run_file(run_dir: Path, name: str) -> pd.DataFrame:
     """A per-run analysis file, validated (:data:`effopd.tables.ANALYSIS_RUN_FILES`)."""
     return read_table(run_dir / name, ANALYSIS_RUN_FILES[name])
+
+
+#: the per-run analysis files the claims read
+CLAIM_FILES = ("update_norms.csv", "module_allocation.csv", "spectra.csv", "alignment.csv",
+               "embedding_cosine.csv", "scaling.csv", "modules.csv")
+
+
+def run_of_dir(run_dir: Path) -> tuple[str, int]:
+    """The run (method, seed) whose analysis files lie in ``run_dir``: the identity every
+    file the claims read names in its columns; refused when two of them disagree."""
+    runs = {name: run_identity(_run_file(run_dir, name), run_dir / name)
+            for name in CLAIM_FILES}
+    if len(set(runs.values())) > 1:
+        shown = ", ".join(f"{name}: {m} seed {s}" for name, (m, s) in runs.items())
+        raise InputError(f"{run_dir}: its files name different runs ({shown})")
+    return runs[CLAIM_FILES[0]]
 
 
 def _final(table: pd.DataFrame) -> pd.DataFrame:
@@ -238,7 +255,7 @@ def per_seed_values(run_dirs: list[str | Path], k: int, early_fraction: float) -
     """One row per (metric, method, seed) for OPD and RL runs."""
     rows = []
     for run_dir in map(Path, run_dirs):
-        method, seed = run_of(run_dir)
+        method, seed = run_of_dir(run_dir)
         if method not in ("opd", "rl"):
             continue
         values = {"scaling_slope": scaling_slope(run_dir),

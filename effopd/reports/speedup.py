@@ -98,10 +98,11 @@ from scipy import optimize
 from scipy.interpolate import PchipInterpolator
 
 from effopd.config import block_defaults
+from effopd.errors import InputError
 from effopd.metrics import problems_csv
-from effopd.reports.runs import method_label, run_of
+from effopd.reports.runs import RunFiles, method_label, paired_runs
 from effopd.reports.stats import Z_POWER_80, crossed_mean, percentile_interval, t_interval
-from effopd.tables import PROBLEMS, TRAIN_LOG, read_table
+from effopd.tables import PROBLEMS, read_table
 
 UNITS = ("steps", "tokens", "cpu_s")
 # The keyword defaults of the estimator: the config schema's speedup block, read once.
@@ -475,27 +476,40 @@ def seeds_for_effect_from_se(se: float, n: int, effect: float) -> int | None:
 # --------------------------------------------------------------------------- files
 
 
-def problem_rates(eval_csv: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def problem_rates(eval_csv: str | Path, expected_steps: Sequence[int] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """(steps, rates) from evaluate-series' per-problem file beside ``eval_csv``:
-    ``rates[g, i]`` = correct samples of problem i at step g / n."""
+    ``rates[g, i]`` = correct samples of problem i at step g / n. Refused, naming both
+    files, when its steps differ from ``expected_steps`` (the series' own)."""
     table = read_table(problems_csv(eval_csv), PROBLEMS)
+    if expected_steps is not None and sorted(table["step"]) != sorted(expected_steps):
+        raise InputError(f"{problems_csv(eval_csv)}: steps {sorted(table['step'])} differ "
+                         f"from {eval_csv}'s {sorted(expected_steps)}")
     counts = table.drop(columns=["step", "n"]).to_numpy(dtype=float)
     return (table["step"].to_numpy(dtype=int),
             counts / table["n"].to_numpy(dtype=float)[:, None])
 
 
-def load_run(eval_csv: str | Path, log_csv: str | Path | None) -> Run:
-    """A Run from evaluate-series' per-problem file and the training log (costs)."""
-    method, seed = run_of(Path(eval_csv).parent)
-    steps, rates = problem_rates(eval_csv)
-    costs, log_steps = {}, np.zeros(1)
-    if log_csv is not None:
-        cumulative = cumulative_costs(read_table(log_csv, TRAIN_LOG).sort_values("step"))
-        log_steps = np.concatenate([[0], cumulative["step"].to_numpy(dtype=float)])
-        for unit, column in (("tokens", "generated_tokens"), ("cpu_s", "cpu_s")):
-            if cumulative[column].notna().all():
-                costs[unit] = np.concatenate([[0.0], cumulative[column].to_numpy(dtype=float)])
-    return Run(method, seed, steps, rates, log_steps, costs)
+def load_runs(eval_csvs: Sequence[str | Path], log_csvs: Sequence[str | Path],
+              benchmark: str | None = None) -> list[Run]:
+    """Runs from evaluate-series' per-problem files and the training logs (costs), joined on
+    the runs' method and seed (:func:`effopd.reports.runs.paired_runs`); with
+    ``benchmark``, the runs whose series scored that benchmark."""
+    return [run_from_files(files) for files in paired_runs(eval_csvs, log_csvs)
+            if benchmark is None or set(files.scores["benchmark"]) == {benchmark}]
+
+
+def run_from_files(files: RunFiles) -> Run:
+    """A Run from one run's per-problem counts (beside its evaluation series; the same steps)
+    and its training log's cumulative costs."""
+    steps, rates = problem_rates(files.eval_csv, files.scores["step"].tolist())
+    costs = {}
+    cumulative = cumulative_costs(files.log.sort_values("step"))
+    log_steps = np.concatenate([[0], cumulative["step"].to_numpy(dtype=float)])
+    for unit, column in (("tokens", "generated_tokens"), ("cpu_s", "cpu_s")):
+        if cumulative[column].notna().all():
+            costs[unit] = np.concatenate([[0.0], cumulative[column].to_numpy(dtype=float)])
+    return Run(files.method, files.seed, steps, rates, log_steps, costs)
 
 
 def cumulative_costs(train_log: pd.DataFrame) -> pd.DataFrame:

@@ -14,19 +14,18 @@ from typing import Any
 import pandas as pd
 
 from effopd.config import block_defaults
-from effopd.errors import InputError
 from effopd.metrics import problems_csv
-from effopd.reports.runs import run_of
+from effopd.reports.runs import paired_runs
 from effopd.reports.speedup import (
     cumulative_costs,
     estimate_settings,
-    load_run,
+    load_runs,
     problem_rates,
     speedup_markdown,
     speedup_table,
 )
 from effopd.reports.stats import problem_mean_se
-from effopd.tables import BASE_MODELS, EVAL_SERIES, TRAIN_LOG, read_table
+from effopd.tables import BASE_MODELS, TRAIN_LOG, read_table, runs_by_key
 
 
 def base_accuracy(base_models_csv: str | Path, model: str, benchmark: str | None) -> float:
@@ -53,29 +52,23 @@ CURVE_COLUMNS = ["method", "seed", "step", "train_wall_s", "benchmark", "avg@n",
 def load_curves(eval_csvs: list[str | Path], log_csvs: list[str | Path]) -> pd.DataFrame:
     """One row per (method, seed, step): checkpoint accuracy joined with the training log.
 
-    Method and seed are read from each path (``.../<method>/seed<seed>/...``).
+    Evaluation series and logs are joined on the run's identity, their method and seed
+    columns (:func:`effopd.reports.runs.paired_runs`).
     """
     frames = []
-    for eval_csv, log_csv in zip(eval_csvs, log_csvs, strict=True):
-        method, seed = run_of(Path(eval_csv).parent)
-        scores = read_table(eval_csv, EVAL_SERIES).rename(columns={"seed": "sampling_seed"})
-        train_log = read_table(log_csv, TRAIN_LOG)
+    for run in paired_runs(eval_csvs, log_csvs):
+        scores, train_log, eval_csv = run.scores, run.log, run.eval_csv
         costs = cumulative_costs(train_log)
         merged = scores.merge(train_log[["step", "batch_accuracy", "reverse_kl", "loss"]]
                               .merge(costs, on="step"), on="step", how="left")
         merged.loc[merged["step"] == 0, list(costs.columns.drop("step"))] = 0.0
         if Path(problems_csv(eval_csv)).exists():
-            steps, rates = problem_rates(eval_csv)
-            if sorted(steps) != sorted(scores["step"]):
-                raise InputError(f"{problems_csv(eval_csv)}: steps {sorted(steps)} differ "
-                                 f"from {eval_csv}'s {sorted(scores['step'])}")
+            steps, rates = problem_rates(eval_csv, scores["step"].tolist())
             se = pd.DataFrame({"step": steps,
                                "accuracy_se": [problem_mean_se(r) for r in rates]})
             merged = merged.merge(se, on="step", how="left")
         else:
             merged["accuracy_se"] = float("nan")
-        merged.insert(0, "seed", seed)
-        merged.insert(0, "method", method)
         frames.append(merged)
     curves = pd.concat(frames, ignore_index=True)
     pass_cols = [c for c in curves.columns if c.startswith("pass@")]
@@ -96,9 +89,7 @@ def compute_table(log_csvs: list[str | Path]) -> pd.DataFrame:
     response per prompt; the RL baseline n responses for fewer prompts).
     """
     rows = []
-    for log_csv in log_csvs:
-        method, _ = run_of(Path(log_csv).parent)
-        frame = read_table(log_csv, TRAIN_LOG)
+    for (method, _), (_, frame) in runs_by_key(log_csvs, TRAIN_LOG).items():
         val_tokens = frame["val_tokens"].sum() if "val_tokens" in frame else float("nan")
         rows.append({"method": method, "steps": int(frame["step"].max()),
                      "prompts_per_step": frame["prompts"].mean(),
@@ -135,8 +126,7 @@ def write_training_tables(eval_csvs: list[str | Path], log_csvs: list[str | Path
     with atomic_path(curves_csv) as tmp:
         curves.to_csv(tmp, index=False)
     settings = block_defaults("speedup", speedup)
-    runs = [load_run(e, lg) for e, lg in zip(eval_csvs, log_csvs, strict=True)
-            if Path(e).stem == benchmark]
+    runs = load_runs(eval_csvs, log_csvs, benchmark)
     table = speedup_table(
         runs, non_inferiority_margin=settings["non_inferiority_margin"],
         **estimate_settings(settings))

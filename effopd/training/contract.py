@@ -9,6 +9,10 @@ all import it, so a run reads the same whichever engine made it:
 - **log** ``log.csv``: one row per optimizer step, :data:`LOG_COLUMNS`;
 - **search** ``search.csv``: one row per line-search trial, :data:`SEARCH_COLUMNS`;
 - **index** ``checkpoints.csv``: one row per checkpoint, :data:`INDEX_COLUMNS`;
+
+  each starting with the run's identity, :data:`effopd.tables.RUN_KEY` (method and
+  training seed, filled by :func:`identified`), which the index hands on to every
+  file the run's analyses write;
 - **step seed** :func:`step_seed`: the randomness of step ``step`` of seed ``seed``
   (``seed * 1_000_003 + step``), and the **search seed** :func:`search_seed`, the
   step seed plus :data:`SEARCH_SEED_OFFSET`, with which EffOPD's validation
@@ -29,18 +33,24 @@ from typing import Any
 
 from effopd.config import block_defaults
 from effopd.models.names import is_block_parameter
+from effopd.tables import RUN_KEY
 from effopd.training.extrapolation import is_search_step
 from effopd.training.schedule import grid_steps
 
 METHODS = ("opd", "rl", "effopd")
-LOG_COLUMNS = ["step", "wall_s", "search_s", "loss", "reverse_kl", "batch_accuracy",
+LOG_COLUMNS = [*RUN_KEY, "step", "wall_s", "search_s", "loss", "reverse_kl", "batch_accuracy",
                "response_tokens", "lr", "prompts", "responses", "val_responses", "val_tokens",
                "cpu_s"]
-SEARCH_COLUMNS = ["step", "iteration", "multiplier", "score", "accepted"]
-INDEX_COLUMNS = ["step", "path", "wall_s"]
+SEARCH_COLUMNS = [*RUN_KEY, "step", "iteration", "multiplier", "score", "accepted"]
+INDEX_COLUMNS = [*RUN_KEY, "step", "path", "wall_s"]
 
 STEP_SEED_STRIDE = 1_000_003  # > any step: (seed, step) -> one seed
 SEARCH_SEED_OFFSET = 500_009  # the search's validation samples: a seed no step draws with
+
+
+def identified(rows: list[dict[str, Any]], method: str, seed: int) -> list[dict[str, Any]]:
+    """``rows`` with the run's identity: ``method`` and the training ``seed`` first."""
+    return [{"method": method, "seed": seed, **row} for row in rows]
 
 
 def step_seed(seed: int, step: int) -> int:

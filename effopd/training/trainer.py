@@ -67,6 +67,7 @@ from effopd.training.contract import (
     SEARCH_COLUMNS,
     block_parameters,
     group_size,
+    identified,
     process_cpu_s,
     save_steps,
     search_seed,
@@ -525,15 +526,19 @@ class Trainer:
         return path
 
     def run(self, log_csv: str | Path, search_csv: str | Path, index_csv: str | Path,
-            stop_after: int | None = None, fresh: bool = False) -> None:
+            stop_after: int | None = None, fresh: bool = False,
+            run_name: str | None = None) -> None:
         """Train to ``spec.steps`` (resuming if possible); write the logs and the index.
 
         ``stop_after`` ends the run early after that step (to test resumption);
         ``fresh`` discards checkpoints of a different run instead of refusing them.
-        The index lists this run's checkpoints up to ``spec.steps``.
+        The index lists this run's checkpoints up to ``spec.steps``. Every row carries
+        the run's identity: ``run_name`` (default: the method) and the seed.
         """
         self.resume(fresh)
-        with _csv_writer(log_csv, LOG_COLUMNS, self.log_rows) as log_writer:
+        method, seed = run_name or self.spec.method, self.seed
+        with _csv_writer(log_csv, LOG_COLUMNS,
+                         identified(self.log_rows, method, seed)) as log_writer:
             progress = tqdm(range(self.step, self.spec.steps), desc=f"{self.spec.method}",
                             initial=self.step, total=self.spec.steps, mininterval=5)
             for _ in progress:
@@ -550,16 +555,16 @@ class Trainer:
                 row.update(wall_s=self.wall_s, cpu_s=self.cpu_s,
                            val_responses=self.val_responses, val_tokens=self.val_tokens)
                 self.log_rows.append(row)
-                log_writer(row)
+                log_writer(identified([row], method, seed)[0])
                 progress.set_postfix(acc=f"{row['batch_accuracy']:.2f}")
                 if self.step in self.spec.save_steps:
                     self.save()
                 if stop_after is not None and self.step >= stop_after:
                     return
-        write_rows(search_csv, SEARCH_COLUMNS, self.search_rows)
-        write_rows(index_csv, INDEX_COLUMNS,
-                    [{"step": step, "path": str(path),
-                      "wall_s": _checkpoint_wall(path)} for step, path in self.checkpoints()])
+        write_rows(search_csv, SEARCH_COLUMNS, identified(self.search_rows, method, seed))
+        write_rows(index_csv, INDEX_COLUMNS, identified(
+            [{"step": step, "path": str(path), "wall_s": _checkpoint_wall(path)}
+             for step, path in self.checkpoints()], method, seed))
 
 
 def _checkpoint_wall(path: Path) -> float:

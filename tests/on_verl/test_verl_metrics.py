@@ -47,8 +47,13 @@ def test_training_tables_build_from_verl_metrics(tmp_path, monkeypatch):
         index = pd.DataFrame({"step": [2, 4], "path": ["ckpt2", "ckpt4"]})
         prompts, group = BATCH[method]
         log = write_verl_tables(metrics, index, prompts, group, run / "log.csv",
-                                run / "checkpoints.csv", run / "effopd_search.csv")
+                                run / "checkpoints.csv", run / "effopd_search.csv",
+                                method=method, seed=0)
         assert list(log.columns) == LOG_COLUMNS and list(log["step"]) == [1, 2, 3, 4]
+        for written in ("log.csv", "checkpoints.csv", "effopd_search.csv"):
+            table = pd.read_csv(run / written)
+            assert list(table.columns[:2]) == ["method", "seed"]
+            assert set(table["method"]) <= {method} and set(table["seed"]) <= {0}
         assert log["wall_s"].tolist() == [STEP_S[method] * k for k in (1, 2, 3, 4)]
         assert log["response_tokens"].iloc[0] == 101.0 * prompts * group
         assert (math.isnan(log["reverse_kl"].iloc[1]) if method == "rl"
@@ -58,9 +63,11 @@ def test_training_tables_build_from_verl_metrics(tmp_path, monkeypatch):
         # what evaluate_series writes from that index (step 0 = the base model)
         walls = [0.0, *checkpoints["wall_s"]]
         acc = ACCURACY[method]
-        pd.DataFrame({"step": [0, 2, 4], "train_wall_s": walls, "benchmark": "b",
+        pd.DataFrame({"method": checkpoints["method"].iloc[0],
+                      "seed": checkpoints["seed"].iloc[0], "step": [0, 2, 4],
+                      "train_wall_s": walls, "benchmark": "b",
                       "avg@n": [acc[0], acc[2], acc[4]], "pass@1": [acc[0], acc[2], acc[4]],
-                      "seed": 42}).to_csv(run / "b.csv", index=False)
+                      "sampling_seed": 42}).to_csv(run / "b.csv", index=False)
         # and its per-problem counts: 20 problems, one sample each, the first 20 x acc right
         pd.DataFrame([{"step": st, "n": 1, **{f"p{i}": int(i < round(20 * acc[st]))
                                               for i in range(20)}} for st in (0, 2, 4)]
@@ -91,7 +98,7 @@ def test_unreadable_metrics_line_is_named(tmp_path):
     bad.write_text('{"step": 1, "data": {"timing_s/step": 1}}\nnot json\n')
     with pytest.raises(ValueError, match=r"m.jsonl:2"):
         write_verl_tables(bad, pd.DataFrame({"step": [], "path": []}), 1, 1, tmp_path / "l",
-                          tmp_path / "i", tmp_path / "s")
+                          tmp_path / "i", tmp_path / "s", method="opd", seed=0)
 
 
 def test_a_nan_metric_logged_by_verl_is_read_back_as_nan(tmp_path, monkeypatch):
@@ -107,6 +114,7 @@ def test_a_nan_metric_logged_by_verl_is_read_back_as_nan(tmp_path, monkeypatch):
     tracking.logger["file"].finish()
     assert '"actor/loss":null' in path.read_text()
     log = write_verl_tables(path, pd.DataFrame({"step": [1], "path": ["c"]}), 2, 1,
-                            tmp_path / "log.csv", tmp_path / "index.csv", tmp_path / "s.csv")
+                            tmp_path / "log.csv", tmp_path / "index.csv", tmp_path / "s.csv",
+                            method="opd", seed=0)
     assert math.isnan(log["loss"].iloc[0]) and math.isnan(log["reverse_kl"].iloc[0])
     assert log["batch_accuracy"].iloc[0] == 0.5

@@ -37,6 +37,7 @@ rule train:
         TRAIN_CONDA_ENV
     shell:
         "effopd train --method {params.method} --seed {wildcards.seed} "
+        "--run-name {wildcards.method} "
         "--training {params.training:q} --grading {params.grading:q} "
         "--prompt {params.prompt:q} --student {input.student} {params.teacher} "
         "--train {input.train} {params.val} --run-dir {params.run_dir} "
