@@ -246,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = add("evaluate-series", cmd_evaluate_series,
             "score the base model and every checkpoint of a training run on one benchmark")
-    c.add_argument("--index", required=True, help="the run's checkpoints.csv")
+    c.add_argument("--index", required=True,
+                   help="the run's checkpoints.csv (its method and seed go into every row)")
     c.add_argument("--base-model", required=True, help="step-0 model directory")
     c.add_argument("--benchmark", required=True)
     c.add_argument("--label", required=True)
