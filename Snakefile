@@ -33,7 +33,7 @@ wildcard_constraints:
     fetched_role=alternation(FETCHED_ROLES),
     benchmark=alternation(BENCHMARKS),
     split="train|val|test",
-    method=alternation(["opd", "rl", "effopd", *VARIANTS, *LR_BASELINES]),
+    method=alternation(list(DECLARED)),
     seed=r"\d+",
 
 

@@ -29,6 +29,8 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
+from effopd.methods import EFFOPD, OPD, RL, declared_methods
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -193,7 +195,11 @@ def cross_key_faults(config: dict[str, Any]) -> list[str]:
     order a reader meets them. Empty when the config is consistent."""
     faults: list[str] = []
     training, analysis = config["training"], config["analysis"]
-    methods = training["methods"]
+    try:
+        runs = declared_methods(training, config["ablation"])
+    except ValueError as err:
+        return [f"key 'training/methods': {err}"]
+    methods = [name for name, method in runs.items() if method.role == "main"]
 
     for key, seeds in (("seeds", config["seeds"]), ("ablation/seeds", config["ablation"]["seeds"])):
         if seeds and _duplicates(seeds):
@@ -230,7 +236,8 @@ def cross_key_faults(config: dict[str, Any]) -> list[str]:
     analysing = analysis["enabled"] and bool(analysed)
     named = [("evaluation/base_benchmarks", name) for name in base or []]
     named += [("evaluation/series_benchmarks", name) for name in series or []]
-    if "effopd" in methods or (analysing and not analysis["selection_benchmark"]):
+    searching = any(method.algorithm.searches for method in runs.values())
+    if searching or (analysing and not analysis["selection_benchmark"]):
         named.append(("training/effopd/validation_benchmark",
                       training["effopd"]["validation_benchmark"]))
     if analysing and analysis["selection_benchmark"]:
@@ -253,14 +260,14 @@ def cross_key_faults(config: dict[str, Any]) -> list[str]:
                       "checkpoint, but the analyses need an early and a final one")
 
     if training["data"]["source"] == "task":
-        for method, block in (("opd", "opd"), ("effopd", "opd"), ("rl", "rl")):
+        for block in dict.fromkeys(m.algorithm.block for m in runs.values()):
             need = training[block]["prompts_per_step"]
-            if method in methods and task["n_train"] < need:
+            if task["n_train"] < need:
                 faults.append(f"key 'task/n_train': {task['n_train']} training problems, "
                               f"fewer than training/{block}/prompts_per_step {need}")
                 break
 
-    if analysing and {"opd", "rl"} <= set(analysed) and "effopd" in methods:
+    if analysing and {OPD, RL} <= set(analysed) and EFFOPD in methods:
         k = config["claims"]["k"]
         for key in ("spectra_ks", "alignment_ks"):
             if k not in analysis[key]:

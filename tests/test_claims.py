@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from effopd.errors import InputError
+from effopd.methods import declared_methods
 from effopd.reports.claims import (
     METRICS,
     claims_table,
@@ -162,12 +163,15 @@ def test_claims_carry_effopd_against_opd_at_its_best_learning_rate(tmp_path):
             curve = 0.3 + 0.3 * (1 - np.exp(-grid * speed / 12))
             rates = rng.binomial(8, np.repeat(curve[:, None], 512, axis=1)) / 8
             runs.append(Run(method, seed, grid, rates))
-    speedup = speedup_table(runs, n_bootstrap=100)
+    methods = declared_methods({"methods": ["opd", "rl", "effopd"], "lr": 1e-3,
+                                "lr_baselines": {"multipliers": [2]}})
+    speedup = speedup_table(runs, n_bootstrap=100, methods=methods)
     values = pd.DataFrame([{"metric": m.key, "method": method, "seed": s, "value": 1.0 + s}
                            for m in METRICS for method in ("opd", "rl") for s in range(3)])
-    table = claims_table(values, speedup, EFFECTS).set_index("metric")
+    table = claims_table(values, speedup, EFFECTS, methods=methods).set_index("metric")
     best = table.loc["timescale_steps_vs_best_lr"]
     assert best["b"] == "opd-lr2x" and best["a"] == "effopd"
+    assert "OPD lr x2's" in best["definition"]  # the baseline's declared label
     assert best["ci95_low"] < 1 < best["ci95_high"]
     assert best["verdict"] != "holds"
     summary = speedup[(speedup["comparison"] == "effopd_vs_best_lr_opd")

@@ -24,7 +24,7 @@ FLOORS = {
     "effopd": 0, "effopd.errors": 0, "effopd.config": 0, "effopd.io": 0,
     "effopd.device": 0, "effopd.prompts": 0, "effopd.provenance": 0,
     "effopd.cpu_kernels": 0, "effopd.metrics": 0, "effopd.tables": 0,
-    "effopd.sandbox_launch": 0,
+    "effopd.sandbox_launch": 0, "effopd.methods": 0,
     # what the engines and the science stand on
     "effopd.data": 1, "effopd.models": 1, "effopd.grading": 1, "effopd.code_grading": 1,
     "effopd.generation": 1, "effopd.sft": 1,

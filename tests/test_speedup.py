@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from effopd.errors import InputError
+from effopd.methods import declared_methods
 from effopd.reports.speedup import (
     Run,
     best_lr_method,
@@ -431,8 +432,12 @@ def test_best_lr_is_the_largest_area_not_the_fastest_rise():
     assert best_lr_method(runs, ["opd", "opd-lr4x"]) == "opd"  # 4x: fast but 0.05 lower
 
 
+LR_METHODS = declared_methods({"methods": ["opd", "rl", "effopd"], "lr": 1e-3,
+                               "lr_baselines": {"multipliers": [4, 2]}})
+
+
 def test_table_compares_effopd_with_opd_at_default_and_best_lr():
-    table = speedup_table(lr_study(), n_bootstrap=50)
+    table = speedup_table(lr_study(), n_bootstrap=50, methods=LR_METHODS)
     summaries = table[table["row"] == "summary"].set_index("comparison")
     assert list(summaries.index) == ["effopd_vs_opd", "opd-lr2x_vs_opd", "opd-lr4x_vs_opd",
                                      "effopd_vs_best_lr_opd", "null_opd_vs_opd"]
@@ -446,8 +451,11 @@ def test_table_compares_effopd_with_opd_at_default_and_best_lr():
         1, abs=1e-3)
     assert summaries.loc["null_opd_vs_opd", "timescale_steps"] == pytest.approx(1, abs=1e-6)
     assert bool(summaries.loc["effopd_vs_best_lr_opd", "non_inferior"])
-    markdown = speedup_markdown(table)
+    markdown = speedup_markdown(table, LR_METHODS)
     assert set(markdown["reference"]) == {"OPD", "OPD lr x2"}
+    # without the declarations no run is a learning-rate baseline: EffOPD vs OPD only
+    undeclared = speedup_table(lr_study(), n_bootstrap=50)
+    assert set(undeclared["comparison"]) == {"effopd_vs_opd", "null_opd_vs_opd"}
 
 
 def test_without_baselines_the_table_has_no_best_lr_rows():

@@ -240,12 +240,13 @@ def test_search_schedules_and_their_checkpoints():
 
 def test_warm_up_is_linear_then_constant_and_rl_has_its_own_lr(tmp_path, tiny_checkpoint,
                                                                 data_files):
-    from effopd.training.schedule import method_lr
+    from effopd.methods import ALGORITHMS, algorithm_lr
     from effopd.training.trainer import lr_at_step
 
     with_rl = {"lr": 1e-3, "rl": {"lr": 5e-4}}
-    assert [method_lr(with_rl, m) for m in ("opd", "effopd", "rl")] == [1e-3, 1e-3, 5e-4]
-    assert method_lr({"lr": 1e-3, "rl": {"lr": None}}, "rl") == 1e-3
+    assert [algorithm_lr(with_rl, ALGORITHMS[m]) for m in ("opd", "effopd", "rl")] == [
+        1e-3, 1e-3, 5e-4]
+    assert algorithm_lr({"lr": 1e-3, "rl": {"lr": None}}, ALGORITHMS["rl"]) == 1e-3
 
     assert [lr_at_step(1e-3, s, 4) for s in range(1, 6)] == pytest.approx(
         [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])

@@ -22,7 +22,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from effopd.analysis import settings
-from effopd.cli.args import AddCommand, json_arg, limit_arg, set_threads
+from effopd.cli.args import METHODS_HELP, AddCommand, json_arg, limit_arg, methods_arg, set_threads
 
 if TYPE_CHECKING:
     from effopd.analysis.scoring import EvalSettings
@@ -157,7 +157,8 @@ def cmd_tabulate_claims(args: argparse.Namespace) -> None:
     speedup = block_defaults("speedup", args.speedup_settings)
     write_claims(args.run_dirs, args.speedup, args.out, args.claims["k"], args.early_fraction,
                  args.claims, speedup["non_inferiority_margin"], args.opd_evals,
-                 speedup["plateau_fraction"], teacher_accuracy(args.base_models, args.benchmark))
+                 speedup["plateau_fraction"], teacher_accuracy(args.base_models, args.benchmark),
+                 args.methods)
 
 
 def cmd_plot_analysis(args: argparse.Namespace) -> None:
@@ -327,6 +328,7 @@ def register_analysis_commands(add: AddCommand) -> None:
                    help="base_models.csv: row 0a states the share of the teacher-student gap "
                         "OPD closed (needs --benchmark)")
     c.add_argument("--benchmark", default=None, help="the benchmark of --opd-evals")
+    c.add_argument("--methods", type=methods_arg, default=None, help=METHODS_HELP)
     c.add_argument("--out", required=True, help="claims.csv; claims.md goes beside it")
 
     c = add("plot-analysis", cmd_plot_analysis, "analysis figures (PNG + PDF) from the tables")

@@ -1,6 +1,7 @@
 """Argument helpers shared by every ``effopd`` subcommand (top floor, :mod:`effopd.cli`).
 
-``json_arg`` parses the config blocks the DAG passes as JSON, ``limit_arg`` the
+``json_arg`` parses the config blocks the DAG passes as JSON, ``methods_arg`` the
+declared methods, ``limit_arg`` the
 ``--limit`` of the scoring commands, and ``set_threads`` applies a rule's
 ``threads`` to torch.
 """
@@ -22,6 +23,22 @@ def json_arg(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise argparse.ArgumentTypeError(f"not valid JSON: {err}: {text[:200]!r}") from err
+
+
+def methods_arg(text: str) -> Any:
+    """argparse type of ``--methods``: the declared methods as JSON rows
+    (:meth:`effopd.methods.Method.as_json`, the DAG's ``methods_json``), by name."""
+    from effopd.methods import methods_from_json
+
+    try:
+        return methods_from_json(json_arg(text))
+    except (KeyError, TypeError, ValueError) as err:
+        raise argparse.ArgumentTypeError(f"--methods: not a list of declared methods: "
+                                         f"{err}") from err
+
+
+METHODS_HELP = ("every declared method (JSON rows, effopd/methods.py): their labels, roles "
+                "and learning rates (default: the three main methods only)")
 
 
 def set_threads(count: int | None) -> None:

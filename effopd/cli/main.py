@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from effopd.cli.args import json_arg, set_threads
+from effopd.cli.args import METHODS_HELP, json_arg, methods_arg, set_threads
 
 log = logging.getLogger("effopd")
 
@@ -79,32 +79,29 @@ def cmd_evaluate_series(args: argparse.Namespace) -> None:
                     base_scores=args.base_scores, steps=args.steps)
 
 
+# The training engines (config key training.engine): each module's train(run) takes a
+# RunRequest (effopd.training.contract) and writes the contract's three files.
+ENGINES = {"local": "effopd.training.trainer", "trl": "effopd.integrations.trl_engine",
+           "verl": "effopd.integrations.verl_engine"}
+
+
 def cmd_train(args: argparse.Namespace) -> None:
-    run_name = args.run_name or args.method
-    if args.training.get("engine") == "verl":
-        from effopd.integrations.verl_engine import train_with_verl
+    import importlib
 
-        train_with_verl(args.method, args.seed, args.training, args.prompt, args.student,
-                        args.teacher, args.train, args.val, args.run_dir, args.log_csv,
-                        args.search_csv, args.index_csv, args.grading, run_name=run_name)
-        return
-    set_threads(args.threads)
-    if args.training.get("engine") == "trl":
-        from effopd.integrations.trl_engine import train_with_trl
+    from effopd.training.contract import RunRequest
 
-        train_with_trl(args.method, args.seed, args.training, args.grading, args.prompt,
-                       args.student, args.teacher, args.train, args.val, args.run_dir,
-                       args.log_csv, args.search_csv, args.index_csv, device=args.device,
-                       stop_after=args.stop_after, run_name=run_name)
-        return
-    from effopd.training.trainer import Trainer, TrainSpec
-
-    spec = TrainSpec.from_config(args.training, args.method, args.grading)
-    trainer = Trainer(spec, args.seed, args.student, args.teacher, args.train, args.val,
-                      args.prompt, args.run_dir, device=args.device)
-    trainer.run(args.log_csv, args.search_csv, args.index_csv, stop_after=args.stop_after,
-                fresh=args.fresh or args.training.get("on_stale") == "fresh",
-                run_name=run_name)
+    engine = args.training.get("engine", "local")
+    if engine not in ENGINES:
+        raise ValueError(f"training.engine {engine!r} is not one of {', '.join(ENGINES)}")
+    if engine != "verl":  # verl's workers size their own thread pools
+        set_threads(args.threads)
+    run = RunRequest(
+        algorithm=args.method, seed=args.seed, training=args.training, grading=args.grading,
+        prompt=args.prompt, student=args.student, teacher=args.teacher, train=args.train,
+        val=args.val, run_dir=args.run_dir, log_csv=args.log_csv, search_csv=args.search_csv,
+        index_csv=args.index_csv, run_name=args.run_name or args.method,
+        stop_after=args.stop_after, fresh=args.fresh, device=args.device)
+    importlib.import_module(ENGINES[engine]).train(run)
 
 
 def cmd_export_fsdp(args: argparse.Namespace) -> None:
@@ -133,7 +130,7 @@ def cmd_tabulate_training(args: argparse.Namespace) -> None:
     from effopd.reports.training import write_training_tables
 
     write_training_tables(args.eval_csvs, args.log_csvs, args.benchmark, args.curves,
-                          args.speedup, args.compute, args.speedup_settings)
+                          args.speedup, args.compute, args.speedup_settings, args.methods)
 
 
 def cmd_tabulate_ablation(args: argparse.Namespace) -> None:
@@ -157,7 +154,7 @@ def cmd_plot_training(args: argparse.Namespace) -> None:
     from effopd.tables import read_table
 
     plot_training_curves(read_table(args.curves), args.benchmark, args.out,
-                         teacher_accuracy(args.base_models, args.benchmark))
+                         teacher_accuracy(args.base_models, args.benchmark), args.methods)
 
 
 def cmd_tabulate_cross_scale(args: argparse.Namespace) -> None:
@@ -265,8 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--device", default=None)
 
-    c = add("train", cmd_train, "train one run (opd, rl or effopd; one seed), resumable")
-    c.add_argument("--method", required=True, choices=["opd", "rl", "effopd"])
+    from effopd.methods import ALGORITHMS
+
+    c = add("train", cmd_train, "train one run (one algorithm, one seed), resumable")
+    c.add_argument("--method", required=True, choices=list(ALGORITHMS),
+                   help="the algorithm (effopd/methods.py)")
     c.add_argument("--seed", type=int, required=True)
     c.add_argument("--run-name", default=None,
                    help="the run's name, written as the method column of its log, search "
@@ -283,10 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--log-csv", required=True)
     c.add_argument("--search-csv", required=True)
     c.add_argument("--index-csv", required=True)
-    c.add_argument("--stop-after", type=int, default=None, help="stop after this step")
+    c.add_argument("--stop-after", type=int, default=None,
+                   help="stop after this step (engines local and trl; verl refuses it)")
     c.add_argument("--fresh", action="store_true",
                    help="discard RUN_DIR's checkpoints if another run made them (default: "
-                        "refuse, naming the differing keys; config: training.on_stale)")
+                        "refuse, naming the differing keys; config: training.on_stale); "
+                        "engine local only, the others refuse it")
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--device", default=None)
 
@@ -319,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--compute", required=True)
     c.add_argument("--speedup-settings", type=json_arg, default={},
                    help="the config's speedup block (JSON)")
+    c.add_argument("--methods", type=methods_arg, default=None, help=METHODS_HELP)
 
     c = add("tabulate-ablation", cmd_tabulate_ablation,
             "EffOPD's step-size ablation: speed-up over OPD and final accuracy per variant")
@@ -339,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--benchmark", required=True)
     c.add_argument("--base-models", default=None, metavar="CSV",
                    help="base_models.csv: draw the teacher's accuracy as a reference line")
+    c.add_argument("--methods", type=methods_arg, default=None, help=METHODS_HELP)
     c.add_argument("--out", required=True, help="PNG path; the PDF goes beside it")
 
     c = add("plot-speedup", cmd_plot_speedup,

@@ -54,18 +54,21 @@ from effopd.device import resolve_device
 from effopd.grading import grade_records
 from effopd.integrations.trl import EffOPDCallback, checkpoint_dir
 from effopd.io import atomic_write_json, read_json, read_jsonl, write_rows
+from effopd.methods import Algorithm, algorithm_lr, algorithm_named
 from effopd.prompts import user_message
 from effopd.training.contract import (
     INDEX_COLUMNS,
     LOG_COLUMNS,
     SEARCH_COLUMNS,
+    RunRequest,
     group_size,
     identified,
+    per_method,
     process_cpu_s,
+    refuse_unsupported,
     save_steps,
 )
 from effopd.training.extrapolation import require_authors_search
-from effopd.training.schedule import method_lr
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +114,10 @@ class RunLogCallback(TrainerCallback):
     first columns of every row.
     """
 
-    def __init__(self, log_csv: str | Path, method: str, prompts: int, responses: int,
+    def __init__(self, log_csv: str | Path, algorithm: Algorithm, prompts: int, responses: int,
                  effopd: EffOPDCallback | None = None, stop_after: int | None = None,
                  *, run: tuple[str, int]) -> None:
-        self.log_csv, self.method = Path(log_csv), method
+        self.log_csv, self.algorithm = Path(log_csv), algorithm
         self.run_name, self.seed = run
         self.prompts, self.responses = prompts, responses
         self.effopd, self.stop_after = effopd, stop_after
@@ -158,7 +161,7 @@ class RunLogCallback(TrainerCallback):
         row["lr"] = _nan_if_none(logs.get("learning_rate"))
         row["response_tokens"] = _nan_if_none(logs.get("completions/mean_length")) * \
             self.responses
-        if self.method == "rl":
+        if self.algorithm.reward:
             row["batch_accuracy"] = _nan_if_none(logs.get("reward"))
         else:
             row["reverse_kl"] = row["loss"]
@@ -194,37 +197,43 @@ def trl_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def train_with_trl(method: str, seed: int, training: dict[str, Any], grading: dict[str, Any],
-                   prompt: dict[str, Any], student: str | Path, teacher: str | Path | None,
-                   train_file: str | Path, val_file: str | Path | None, run_dir: str | Path,
-                   log_csv: str | Path, search_csv: str | Path, index_csv: str | Path,
-                   device: str | None = None, stop_after: int | None = None,
-                   run_name: str | None = None) -> None:
+# The objectives this engine runs (:attr:`effopd.methods.Algorithm.objective`): GRPO through
+# GRPOTrainer, OPD's through DistillationTrainer (module docstring).
+OBJECTIVES = ("k1", "grpo")
+
+
+def train(run: RunRequest) -> None:
     """Train one run through TRL and write the local engine's outputs (module docstring),
-    every row with the run's identity (``run_name``, default ``method``; ``seed``)."""
+    every row with the run's identity (``run.run_name``; ``run.seed``). ``--fresh`` is
+    refused: TRL resumes from any ``checkpoint-N`` in the run directory."""
     import trl
     from datasets import Dataset
 
-    if method not in ("opd", "effopd", "rl"):
-        raise ValueError(f"training method {method!r} is not one of opd, effopd, rl")
+    refuse_unsupported(run, "trl", fresh=False)
+    algorithm = algorithm_named(run.algorithm)
+    if algorithm.objective not in OBJECTIVES:
+        raise ValueError(f"training engine trl: algorithm {algorithm.name!r} (objective "
+                         f"{algorithm.objective}) is not implemented; use engine local")
+    training, grading, prompt, seed = run.training, run.grading, run.prompt, run.seed
+    student, teacher, val_file, run_dir = run.student, run.teacher, run.val, Path(run.run_dir)
+    log_csv, search_csv, index_csv = run.log_csv, run.search_csv, run.index_csv
     require_authors_search(training.get("effopd", {}), "trl")
-    run_dir = Path(run_dir)
-    resolved = resolve_device(device or "auto")
+    resolved = resolve_device(run.device or "auto")
     instruction, thinking = prompt["instruction"], prompt["enable_thinking"]
-    per_method = training["rl"] if method == "rl" else training["opd"]
-    prompts_per_step = per_method["prompts_per_step"]
-    group = group_size(training, method)
-    if method == "rl" and per_method.get("dynamic_sampling", False):
+    own = per_method(training, algorithm)
+    prompts_per_step = own["prompts_per_step"]
+    group = group_size(training, algorithm)
+    if own.get("dynamic_sampling", False):
         raise ValueError("training.rl.dynamic_sampling (DAPO) is not available with "
                          "training.engine: trl; use the local engine")
     tokenizer = AutoTokenizer.from_pretrained(str(student))
     model = AutoModelForCausalLM.from_pretrained(str(student), dtype=torch.float32)
-    rows = read_jsonl(train_file)
+    rows = read_jsonl(run.train)
     dataset = Dataset.from_list([{"prompt": conversation(r["question"], instruction),
                                   "answer": str(r["answer"])} for r in rows])
     common = dict(
         output_dir=str(run_dir), max_steps=training["steps"], seed=seed,
-        learning_rate=method_lr(training, method), adam_beta1=training["betas"][0],
+        learning_rate=algorithm_lr(training, algorithm), adam_beta1=training["betas"][0],
         adam_beta2=training["betas"][1], weight_decay=training["weight_decay"],
         max_grad_norm=training["grad_clip"],
         # transformers' warm-up is 0-based (its first step runs at lr 0), ours 1-based
@@ -235,26 +244,27 @@ def train_with_trl(method: str, seed: int, training: dict[str, Any], grading: di
         chat_template_kwargs={"enable_thinking": thinking}, bf16=False, fp16=False,
         use_cpu=resolved.type == "cpu", gradient_checkpointing=False, logging_steps=1,
         save_strategy="no", report_to=[], disable_dropout=True, dataloader_num_workers=0)
-    if method == "rl":
+    if algorithm.reward:
         args = trl.GRPOConfig(**common, per_device_train_batch_size=prompts_per_step * group,
                               num_generations=group, beta=0.0, loss_type="dapo",
-                              epsilon=per_method["clip_ratio_low"],
-                              epsilon_high=per_method["clip_ratio_high"], scale_rewards="group")
+                              epsilon=own["clip_ratio_low"],
+                              epsilon_high=own["clip_ratio_high"], scale_rewards="group")
         reward = make_math_verify_reward(grading["timeout_s"], grading["workers"])
         trainer = trl.GRPOTrainer(model=model, reward_funcs=reward, args=args,
                                   train_dataset=dataset, processing_class=tokenizer)
     else:
         if teacher is None:
-            raise ValueError(f"{method} needs a teacher model (--teacher)")
+            raise ValueError(f"{algorithm.name} needs a teacher model (--teacher)")
         teacher_model = AutoModelForCausalLM.from_pretrained(str(teacher), dtype=torch.float32)
         args = trl.DistillationConfig(**common, per_device_train_batch_size=prompts_per_step,
                                       beta=1.0)
         trainer = trl.DistillationTrainer(model=model, teacher_model=teacher_model, args=args,
                                           train_dataset=dataset, processing_class=tokenizer)
     effopd = None
-    if method == "effopd":
+    if algorithm.searches:
         if val_file is None:
-            raise ValueError("effopd needs a validation benchmark (--val) for its line search")
+            raise ValueError(f"{algorithm.name} needs a validation benchmark (--val) for its "
+                             "line search")
         val = [{"prompt": conversation(r["problem"], instruction), "answer": r["answer"]}
                for r in read_jsonl(val_file)]
         effopd = EffOPDCallback(
@@ -263,23 +273,23 @@ def train_with_trl(method: str, seed: int, training: dict[str, Any], grading: di
             temperature=training["temperature"], top_p=training["top_p"],
             max_new_tokens=training["max_new_tokens"], seed=seed,
             batch_size=training["rollout_batch_size"], grading_timeout_s=grading["timeout_s"],
-            grading_workers=grading["workers"], run_name=run_name or method).attach(trainer)
-    trainer.add_callback(RunLogCallback(log_csv, method, prompts_per_step,
-                                        prompts_per_step * group, effopd, stop_after,
-                                        run=(run_name or method, seed)))
-    trainer.add_callback(SaveStepsCallback(save_steps(training, method)))
+            grading_workers=grading["workers"], run_name=run.run_name).attach(trainer)
+    trainer.add_callback(RunLogCallback(log_csv, algorithm, prompts_per_step,
+                                        prompts_per_step * group, effopd, run.stop_after,
+                                        run=(run.run_name, seed)))
+    trainer.add_callback(SaveStepsCallback(save_steps(training, algorithm)))
     resume = bool(trl_checkpoints(run_dir))
     if resume:
         log.info("resuming %s from %s", run_dir, trl_checkpoints(run_dir)[-1][1])
     trainer.train(resume_from_checkpoint=True if resume else None)
-    if stop_after is not None and trainer.state.global_step < training["steps"]:
+    if run.stop_after is not None and trainer.state.global_step < training["steps"]:
         return
     if effopd is None:
         write_rows(search_csv, SEARCH_COLUMNS, [])
     walls = {row["step"]: row["wall_s"] for row in read_log_rows(log_csv)}
     write_rows(index_csv, INDEX_COLUMNS, identified(
         [{"step": step, "path": str(path.resolve()), "wall_s": walls[step]}
-         for step, path in trl_checkpoints(run_dir)], run_name or method, seed))
+         for step, path in trl_checkpoints(run_dir)], run.run_name, seed))
 
 
 def read_log_rows(log_csv: str | Path) -> list[dict[str, Any]]:

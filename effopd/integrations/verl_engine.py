@@ -46,12 +46,21 @@ from effopd.integrations.verl_resources import (
     visible_gpus,
 )
 from effopd.io import atomic_path, read_jsonl
+from effopd.methods import algorithm_lr, algorithm_named
 from effopd.prompts import user_message
-from effopd.training.contract import group_size
-from effopd.training.schedule import method_lr
+from effopd.training.contract import (
+    RunRequest,
+    group_size,
+    per_method,
+    refuse_unsupported,
+)
 
 log = logging.getLogger(__name__)
 REWARD_MODULE = Path(__file__).with_name("verl_reward.py")
+# The objectives verl runs natively (:attr:`effopd.methods.Algorithm.objective`): GRPO, and
+# OPD's k1 through verl's distillation group (module docstring of :func:`verl_command`).
+OBJECTIVES = ("k1", "grpo")
+PLUGIN_ENTRY_POINT = "effopd"  # our verl.plugins entry point (pyproject.toml)
 STEP_DIR = re.compile(r"^global_step_(\d+)$")
 
 
@@ -95,9 +104,13 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
     one sample per prompt at the rollout's temperature and top_p.
     """
     verl = training["verl"]
-    per_method = training["rl"] if method == "rl" else training["opd"]
-    group = group_size(training, method)
-    batch = per_method["prompts_per_step"]
+    algorithm = algorithm_named(method)
+    if algorithm.objective not in OBJECTIVES:
+        raise ValueError(f"training engine verl: algorithm {algorithm.name!r} (objective "
+                         f"{algorithm.objective}) is not implemented; use engine local")
+    own = per_method(training, algorithm)
+    group = group_size(training, algorithm)
+    batch = own["prompts_per_step"]
     overrides: dict[str, Any] = {
         "algorithm.adv_estimator": "grpo",
         "algorithm.use_kl_in_reward": False,
@@ -110,15 +123,15 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
         "+data.apply_chat_template_kwargs.enable_thinking": prompt["enable_thinking"],
         "actor_rollout_ref.model.path": _absolute(student),
         "actor_rollout_ref.actor.strategy": verl["strategy"],
-        "actor_rollout_ref.actor.optim.lr": method_lr(training, method),
+        "actor_rollout_ref.actor.optim.lr": algorithm_lr(training, algorithm),
         "actor_rollout_ref.actor.optim.weight_decay": training["weight_decay"],
         "actor_rollout_ref.actor.optim.betas": f"[{training['betas'][0]},{training['betas'][1]}]",
         "actor_rollout_ref.actor.optim.lr_warmup_steps": training.get("warmup_steps", 0),
         "actor_rollout_ref.actor.optim.clip_grad": training["grad_clip"],  # the engine reads this
         "actor_rollout_ref.actor.ppo_mini_batch_size": batch,  # one mini-batch: on-policy
         "actor_rollout_ref.actor.ppo_epochs": 1,
-        "actor_rollout_ref.actor.clip_ratio_low": per_method["clip_ratio_low"],
-        "actor_rollout_ref.actor.clip_ratio_high": per_method["clip_ratio_high"],
+        "actor_rollout_ref.actor.clip_ratio_low": own["clip_ratio_low"],
+        "actor_rollout_ref.actor.clip_ratio_high": own["clip_ratio_high"],
         "actor_rollout_ref.actor.loss_agg_mode": "token-mean",
         "actor_rollout_ref.actor.use_kl_loss": False,
         "actor_rollout_ref.actor.entropy_coeff": 0,
@@ -146,7 +159,7 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
         "trainer.experiment_name": f"{method}-seed{seed}",
         "trainer.logger": "[console,file]",
     }
-    if method in ("opd", "effopd"):
+    if algorithm.teacher:
         if teacher is None:
             raise ValueError(f"verl {method}: needs a teacher model")
         teacher_key = "distillation.teacher_models.teacher_model"
@@ -159,10 +172,10 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
             "distillation.distillation_loss.loss_mode": "k1",
             "distillation.distillation_loss.use_policy_gradient": True,
             "distillation.distillation_loss.use_task_rewards": False,
-            "distillation.distillation_loss.clip_ratio_low": per_method["clip_ratio_low"],
-            "distillation.distillation_loss.clip_ratio_high": per_method["clip_ratio_high"],
+            "distillation.distillation_loss.clip_ratio_low": own["clip_ratio_low"],
+            "distillation.distillation_loss.clip_ratio_high": own["clip_ratio_high"],
         })
-    if method == "effopd":
+    if algorithm.searches:
         if val_parquet is None:
             raise ValueError("verl effopd: needs the line-search validation set")
         effopd = training["effopd"]
@@ -178,7 +191,7 @@ def verl_command(method: str, seed: int, training: dict[str, Any], prompt: dict[
         })
     args = [f"{key}={value}" for key, value in overrides.items()]
     args += list(verl.get("common_overrides", []))
-    args += list(verl.get("method_overrides", {}).get(method, []))
+    args += list(verl.get("method_overrides", {}).get(algorithm.name, []))
     return [sys.executable, "-m", "verl.trainer.main_ppo", *args]
 
 
@@ -210,7 +223,7 @@ def require_effopd_plugin() -> None:
         raise RuntimeError("VERL_USE_EXTERNAL_PLUGINS=none: verl would not load the effopd "
                            "trainer mode; unset it")
     points = [p for p in importlib.metadata.entry_points(group="verl.plugins")
-              if p.name == "effopd"]
+              if p.name == PLUGIN_ENTRY_POINT]
     if not points:
         raise RuntimeError("the verl.plugins entry point 'effopd' is not installed; reinstall "
                            "this package (pip install -e .)")
@@ -278,12 +291,7 @@ def run_verl(command: list[str], metrics_jsonl: str | Path,
     subprocess.run(command, check=True, env=env)
 
 
-def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: dict[str, Any],
-                    student: str | Path, teacher: str | Path | None, train_file: str | Path,
-                    val_file: str | Path | None, run_dir: str | Path, log_csv: str | Path,
-                    search_csv: str | Path, index_csv: str | Path,
-                    grading: dict[str, Any] | None = None, run_name: str | None = None
-                    ) -> None:
+def train(run: RunRequest) -> None:
     """One verl run end to end: parquet inputs, verl, float32 exports, the DAG's tables.
 
     The overrides are first composed against verl's packaged config
@@ -291,16 +299,21 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
     fails before any GPU is allocated. ``log_csv``, the checkpoint index (with
     wall times) and ``search_csv`` are derived from verl's own metrics by
     :func:`effopd.integrations.verl_metrics.write_verl_tables`, each row with the run's
-    identity (``run_name``, default ``method``; ``seed``).
+    identity (``run.run_name``; ``run.seed``). ``--stop-after`` and ``--fresh`` are
+    refused: verl runs to ``training.steps`` and resumes from its own latest checkpoint.
     """
     from effopd.training.extrapolation import require_authors_search
 
+    refuse_unsupported(run, "verl", stop_after=False, fresh=False)
+    method, seed, training, prompt = run.algorithm, run.seed, run.training, run.prompt
+    student, teacher, grading = run.student, run.teacher, run.grading
+    algorithm = algorithm_named(method)
     require_engine_modules()  # before anything is written or started: one line, every module
     require_authors_search(training.get("effopd", {}), "verl")
     if training.get("save_powers_of_two", False):
         raise ValueError("training.save_powers_of_two: engine verl saves every save_every "
                          "steps only (trainer.save_freq); set it to false")
-    if method == "effopd":
+    if algorithm.searches:
         log.warning("EffOPD on verl uses the effopd trainer mode "
                     "(effopd.integrations.verl_plugin), which has never run on GPUs: check its "
                     "search log and checkpoints before trusting the run")
@@ -309,14 +322,14 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
     log_logits_memory(training, student)
     from effopd.integrations.verl_compose import compose_verl_config
 
-    run_dir = Path(run_dir)
+    run_dir = Path(run.run_dir)
     instruction = prompt["instruction"]
     train_parquet = run_dir / "data" / "train.parquet"
-    write_verl_parquet(train_file, train_parquet, instruction, "train")
+    write_verl_parquet(run.train, train_parquet, instruction, "train")
     val_parquet = None
-    if val_file:
+    if run.val:
         val_parquet = run_dir / "data" / "val.parquet"
-        write_verl_parquet(val_file, val_parquet, instruction, "val", problem_key="problem")
+        write_verl_parquet(run.val, val_parquet, instruction, "val", problem_key="problem")
     command = verl_command(method, seed, training, prompt, student, teacher, train_parquet,
                            val_parquet, run_dir)
     compose_verl_config(command[3:])
@@ -329,9 +342,9 @@ def train_with_verl(method: str, seed: int, training: dict[str, Any], prompt: di
             gpus = stack.enter_context(lease_gpus(gpu_request(training, method),
                                                   visible_gpus()[0][0]))
         run_verl(command, metrics_jsonl, grading, gpus)
-    per_method = training["rl"] if method == "rl" else training["opd"]
     index = export_checkpoints(run_dir)
-    write_verl_tables(metrics_parts(metrics_jsonl), index, per_method["prompts_per_step"],
-                      group_size(training, method), log_csv, index_csv, search_csv,
-                      search_source=run_dir / "verl" / "effopd_search.csv",
-                      method=run_name or method, seed=seed)
+    write_verl_tables(metrics_parts(metrics_jsonl), index,
+                      per_method(training, algorithm)["prompts_per_step"],
+                      group_size(training, algorithm), run.log_csv, run.index_csv,
+                      run.search_csv, search_source=run_dir / "verl" / "effopd_search.csv",
+                      method=run.run_name, seed=seed)

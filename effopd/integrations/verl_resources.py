@@ -32,14 +32,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from effopd.methods import algorithm_named
+
 GUIDE = "config/README.md, 'First GPU run'"
 
 
 def gpu_pools(training: dict[str, Any], method: str) -> dict[str, list[int]]:
-    """verl's resource pools of one run: pool name -> GPUs on each of its nodes."""
+    """verl's resource pools of one run of algorithm ``method``: pool name -> GPUs on each
+    of its nodes (a teacher pool for an algorithm with a teacher)."""
     verl = training["verl"]
     pools = {"global_pool": [verl["n_gpus_per_node"]] * verl["nnodes"]}
-    if method in ("opd", "effopd"):
+    if algorithm_named(method).teacher:
         pools["teacher_pool"] = [verl["teacher_gpus_per_node"]] * verl["teacher_nnodes"]
     return pools
 

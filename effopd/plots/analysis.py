@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from effopd.methods import method_label
 from effopd.plots.style import METHOD_COLORS, save_figure, setup
-from effopd.reports.runs import method_label
 from effopd.tables import read_table
 
 log = logging.getLogger(__name__)

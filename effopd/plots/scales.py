@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from effopd.methods import OPD, RL, method_label
 from effopd.plots.style import METHOD_COLORS, save_figure, setup
 
 
@@ -49,7 +50,8 @@ def plot_cross_scale(table: pd.DataFrame, out_png: str | Path) -> None:
     axis.legend(loc="best", title="mean, 95% CI")
 
     axis = axes[1]
-    for method, label, offset in (("opd", "OPD", 0.97), ("rl", "RL (GRPO)", 1.03)):
+    for method, offset in ((OPD, 0.97), (RL, 1.03)):
+        label = method_label(method)
         shift = 1 - table[f"{method}_embedding_cosine"]
         low = 1 - table[f"{method}_embedding_cosine_ci95_high"]
         high = 1 - table[f"{method}_embedding_cosine_ci95_low"]

@@ -4,6 +4,7 @@ speed-up estimator at work on every seed pair."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -11,8 +12,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from effopd.methods import EFFOPD, OPD, Method, method_label
 from effopd.plots.style import METHOD_COLORS, save_figure, setup
-from effopd.reports.runs import method_label
 from effopd.reports.speedup import isotonic
 from effopd.reports.stats import mean_ci95
 
@@ -21,12 +22,13 @@ UNITS = (("step", "optimizer steps"),
          ("cpu_s", "CPU time (s; process and grading workers)"))
 
 
-def _per_step(curves: pd.DataFrame) -> pd.DataFrame:
+def _per_step(curves: pd.DataFrame, methods: Mapping[str, Method] | None = None
+              ) -> pd.DataFrame:
     """Mean accuracy with its 95% CI over seeds, and mean costs, per (method, step)."""
     rows = []
     for (method, step), group in curves.groupby(["method", "step"]):
         mean, low, high = mean_ci95(group["avg@n"])
-        rows.append({"Method": method_label(method), "step": step,
+        rows.append({"Method": method_label(method, methods), "step": step,
                      "accuracy": mean, "low": low, "high": high,
                      **{unit: group[unit].mean() for unit, _ in UNITS[1:] if unit in group},
                      "seeds": len(group)})
@@ -34,12 +36,13 @@ def _per_step(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_training_curves(curves: pd.DataFrame, benchmark: str, out_png: str | Path,
-                         teacher_accuracy: float | None = None) -> None:
+                         teacher_accuracy: float | None = None,
+                         methods: Mapping[str, Method] | None = None) -> None:
     """One panel per cost unit: accuracy (mean and 95% CI band over seeds) against optimizer
     steps, generated tokens and CPU time (units without data are left out); the teacher's
     accuracy on the same benchmark as a dashed reference line when given."""
     setup()
-    data = _per_step(curves[curves["benchmark"] == benchmark])
+    data = _per_step(curves[curves["benchmark"] == benchmark], methods)
     units = [(u, label) for u, label in UNITS if u in data and data[u].notna().any()]
     figure, axes = plt.subplots(1, len(units), figsize=(5 * len(units), 4), sharey=True,
                                 squeeze=False)
@@ -77,12 +80,12 @@ def plot_speedup_fits(curves: pd.DataFrame, speedup: pd.DataFrame, benchmark: st
     figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.4 * rows), sharex=True,
                                 sharey=True, squeeze=False)
     for axis, (_, pair) in zip(axes.flat, pairs.iterrows(), strict=False):
-        for method, seed, t_key in (("opd", pair["ref_seed"], "ref_steps_to_target"),
-                                    ("effopd", pair["trt_seed"], "trt_steps_to_target")):
+        for method, seed, t_key in ((OPD, pair["ref_seed"], "ref_steps_to_target"),
+                                    (EFFOPD, pair["trt_seed"], "trt_steps_to_target")):
             run = curves[(curves["method"] == method) & (curves["seed"] == int(seed))]
             run = run.sort_values("step")
-            color = METHOD_COLORS.get(method_label(method))
             label = method_label(method)
+            color = METHOD_COLORS.get(label)
             axis.scatter(run["step"], run["avg@n"], s=12, color=color, alpha=0.6)
             axis.plot(run["step"], isotonic(run["avg@n"].to_numpy()), color=color,
                       label=f"{label} (isotonic fit)")

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from effopd.config import block_defaults
+from effopd.methods import EFFOPD, OPD, variant_name
 from effopd.reports.speedup import (
     UNITS,
     Run,
@@ -52,9 +53,9 @@ def ablation_table(runs: Sequence[Run], effopd: dict[str, Any],
     by = {(r.method, r.seed): r for r in runs}
     rows = []
     for name, overrides in [("authors", {}), *variants.items()]:
-        method = "effopd" if name == "authors" else f"effopd-{name}"
-        pairs = [(by[("opd", s)], by[(m, s)]) for (m, s) in sorted(by)
-                 if m == method and ("opd", s) in by]
+        method = EFFOPD if name == "authors" else variant_name(name)
+        pairs = [(by[(OPD, s)], by[(m, s)]) for (m, s) in sorted(by)
+                 if m == method and (OPD, s) in by]
         if not pairs:
             raise ValueError(f"ablation: no run of {method} with an OPD run of the same seed")
         result = estimate(pairs, **estimate_settings(settings))

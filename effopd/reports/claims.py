@@ -77,6 +77,7 @@ per method that would detect the effect taken as the paper's (``paper_effect``).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,8 +87,8 @@ import pandas as pd
 
 from effopd.config import block_defaults
 from effopd.errors import InputError
+from effopd.methods import EFFOPD, OPD, RL, Method, method_label
 from effopd.reports.analysis import early_step
-from effopd.reports.runs import method_label
 from effopd.reports.speedup import (
     SPEEDUP,
     mde_from_se,
@@ -256,7 +257,7 @@ def per_seed_values(run_dirs: list[str | Path], k: int, early_fraction: float) -
     rows = []
     for run_dir in map(Path, run_dirs):
         method, seed = run_of_dir(run_dir)
-        if method not in ("opd", "rl"):
+        if method not in (OPD, RL):
             continue
         values = {"scaling_slope": scaling_slope(run_dir),
                   "mlp_allocation_ratio": mlp_allocation_ratio(run_dir),
@@ -287,7 +288,7 @@ def comparison_row(metric: Metric, opd: pd.Series, rl: pd.Series, effect: dict[s
         "claim": metric.claim, "metric": metric.key, "paper_statement": metric.statement,
         "definition": metric.description,
         "claimed_direction": "OPD higher" if metric.direction > 0 else "OPD lower",
-        "a": "opd", "b": "rl", "a_mean": float(opd.mean()), "b_mean": float(rl.mean()),
+        "a": OPD, "b": RL, "a_mean": float(opd.mean()), "b_mean": float(rl.mean()),
         "estimate": welch.difference, "ci95_low": welch.low, "ci95_high": welch.high,
         "effect_scale": "fraction of |RL mean|" if metric.relative else "absolute",
         "min_effect": min_effect, "paper_effect": paper_effect, "mde80": mde,
@@ -301,7 +302,7 @@ def comparison_row(metric: Metric, opd: pd.Series, rl: pd.Series, effect: dict[s
 
 def _speedup_row(row: pd.Series, column: str, definition: str, n: int, mde: float,
                  test: str, effect: dict[str, float], metric: str | None = None,
-                 reference: str = "opd") -> dict[str, Any]:
+                 reference: str = OPD) -> dict[str, Any]:
     """One claim-5 speed-up row from the summary row's ``column`` (its interval and SE);
     the effect is the speed-up minus 1; ``metric`` (default ``column``) names the row and
     ``reference`` the method EffOPD is compared with."""
@@ -310,7 +311,7 @@ def _speedup_row(row: pd.Series, column: str, definition: str, n: int, mde: floa
     se = float(row[f"{column}_se"])
     return {
         "claim": "5", "metric": metric or column, "paper_statement": SPEC_CLAIMS["5"],
-        "definition": definition, "claimed_direction": "speed-up above 1", "a": "effopd",
+        "definition": definition, "claimed_direction": "speed-up above 1", "a": EFFOPD,
         "b": reference, "a_mean": math.nan, "b_mean": math.nan, "estimate": value,
         "ci95_low": low, "ci95_high": high, "effect_scale": "speed-up - 1",
         "min_effect": effect["min_effect"], "paper_effect": effect["paper_effect"],
@@ -322,7 +323,8 @@ def _speedup_row(row: pd.Series, column: str, definition: str, n: int, mde: floa
 
 
 def speedup_rows(speedup: pd.DataFrame, effect: dict[str, float],
-                 non_inferiority_margin: float) -> list[dict[str, Any]]:
+                 non_inferiority_margin: float, methods: Mapping[str, Method] | None = None
+                 ) -> list[dict[str, Any]]:
     """Claim 5's rows, copied from the speed-up table's EffOPD summary row: the time-scale
     speed-up in each unit (the primary estimate: it reads the whole curves and has the
     power, ``benchmarks/speedup_calibration.py``; geometric mean over seed pairs, t
@@ -347,7 +349,7 @@ def speedup_rows(speedup: pd.DataFrame, effect: dict[str, float],
     rows.append({
         "claim": "5", "metric": "final_accuracy", "paper_statement": SPEC_CLAIMS["5"],
         "definition": "EffOPD final accuracy - OPD final accuracy (non-inferiority)",
-        "claimed_direction": f"above -{non_inferiority_margin:g}", "a": "effopd", "b": "opd",
+        "claimed_direction": f"above -{non_inferiority_margin:g}", "a": EFFOPD, "b": OPD,
         "a_mean": math.nan, "b_mean": math.nan, "estimate": diff, "ci95_low": low,
         "ci95_high": high, "effect_scale": "absolute",
         "min_effect": -non_inferiority_margin, "paper_effect": non_inferiority_margin,
@@ -360,12 +362,13 @@ def speedup_rows(speedup: pd.DataFrame, effect: dict[str, float],
     if "effopd_vs_best_lr_opd" in set(speedup["comparison"]):
         best = summary_row(speedup, "effopd_vs_best_lr_opd")
         rows += timescale_rows(best, effect, suffix="_vs_best_lr",
-                               reference=str(best["reference"]))
+                               reference=str(best["reference"]), methods=methods)
     return rows
 
 
 def timescale_rows(row: pd.Series, effect: dict[str, float], suffix: str = "",
-                   reference: str = "opd") -> list[dict[str, Any]]:
+                   reference: str = OPD, methods: Mapping[str, Method] | None = None
+                   ) -> list[dict[str, Any]]:
     """Claim 5's time-scale rows (one per unit the summary ``row`` has) of EffOPD against
     ``reference``: geometric mean over seed pairs, t interval on log s with n - 1 df, MDE
     by the noncentral t at that df on the delta-method SE; metric ``timescale_<unit>`` plus
@@ -377,7 +380,7 @@ def timescale_rows(row: pd.Series, effect: dict[str, float], suffix: str = "",
             continue
         pairs = int(row[f"{column}_n_pairs"])
         mde = welch_mde(float(row[f"{column}_se"]), pairs - 1) if pairs > 1 else math.nan
-        name = method_label(reference)
+        name = method_label(reference, methods)
         rows.append(_speedup_row(
             row, column, f"time-scale speed-up in {label} (EffOPD's curve at x = {name}'s "
             f"at s x; geometric mean over {pairs} seed pairs)", pairs, mde,
@@ -395,7 +398,7 @@ def combined_claim5(speedup: dict[str, Any], final: dict[str, Any]) -> dict[str,
     return {**{key: math.nan for key in speedup}, "claim": "5", "metric": "claim_5",
             "paper_statement": SPEC_CLAIMS["5"],
             "definition": "speed-up in steps above the minimum AND final accuracy non-inferior",
-            "claimed_direction": "both", "a": "effopd", "b": "opd", "effect_scale": "",
+            "claimed_direction": "both", "a": EFFOPD, "b": OPD, "effect_scale": "",
             "mde80_below_paper_effect": speedup["mde80_below_paper_effect"]
             and final["mde80_below_paper_effect"],
             "seeds_for_paper_effect": max((r["seeds_for_paper_effect"] for r in (speedup, final)
@@ -418,7 +421,7 @@ def _precondition_row(key: str, definition: str, direction: str, n: int, estimat
                       low: float, high: float) -> dict[str, Any]:
     return {"claim": "0a" if key == "opd_gain" else "0b", "metric": key,
             "paper_statement": "precondition: OPD learns and ends on a plateau",
-            "definition": definition, "claimed_direction": direction, "a": "opd", "b": "",
+            "definition": definition, "claimed_direction": direction, "a": OPD, "b": "",
             "a_mean": estimate, "b_mean": math.nan, "estimate": estimate, "ci95_low": low,
             "ci95_high": high, "effect_scale": "absolute", "min_effect": threshold,
             "paper_effect": math.nan, "mde80": mde_from_se(se),
@@ -513,17 +516,19 @@ def claims_table(values: pd.DataFrame, speedup: pd.DataFrame | None,
                  min_opd_gain: float = CLAIMS["min_opd_gain"],
                  max_late_gain: float = CLAIMS["max_late_gain"],
                  plateau_fraction: float = SPEEDUP["plateau_fraction"],
-                 teacher_accuracy: float | None = None) -> pd.DataFrame:
+                 teacher_accuracy: float | None = None,
+                 methods: Mapping[str, Method] | None = None) -> pd.DataFrame:
     """The claims table (module docstring): the preconditions when OPD's per-problem runs
-    are given, then one row per metric, gated by them."""
+    are given, then one row per metric, gated by them. ``methods``: the declared methods
+    (the label of OPD at its best learning rate)."""
     rows = []
     for metric in METRICS:
         data = values[values["metric"] == metric.key]
-        opd = data.loc[data["method"] == "opd", "value"].astype(float)
-        rl = data.loc[data["method"] == "rl", "value"].astype(float)
+        opd = data.loc[data["method"] == OPD, "value"].astype(float)
+        rl = data.loc[data["method"] == RL, "value"].astype(float)
         rows.append(comparison_row(metric, opd, rl, effects[metric.key], power))
     if speedup is not None and not speedup.empty:
-        rows += speedup_rows(speedup, effects["speedup"], non_inferiority_margin)
+        rows += speedup_rows(speedup, effects["speedup"], non_inferiority_margin, methods)
     if opd_runs is None:
         return pd.DataFrame(rows)
     preconditions = precondition_rows(opd_runs, min_opd_gain, max_late_gain, plateau_fraction,
@@ -559,7 +564,8 @@ def write_claims(run_dirs: list[str | Path], speedup_csv: str | Path | None,
                  claims: dict[str, Any], non_inferiority_margin: float,
                  opd_evals: list[str | Path] | None = None,
                  plateau_fraction: float = SPEEDUP["plateau_fraction"],
-                 teacher_accuracy: float | None = None) -> pd.DataFrame:
+                 teacher_accuracy: float | None = None,
+                 methods: Mapping[str, Method] | None = None) -> pd.DataFrame:
     """Write claims.csv (every column) and claims.md (:func:`claims_markdown`)."""
     from effopd.io import atomic_path, atomic_write_text, markdown_table
 
@@ -569,7 +575,7 @@ def write_claims(run_dirs: list[str | Path], speedup_csv: str | Path | None,
     table = claims_table(per_seed_values(run_dirs, k, early_fraction), speedup,
                          claims["effects"], claims["power"], non_inferiority_margin,
                          opd_runs, claims["min_opd_gain"], claims["max_late_gain"],
-                         plateau_fraction, teacher_accuracy)
+                         plateau_fraction, teacher_accuracy, methods)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     atomic_write_text(Path(out_csv).with_suffix(".md"),

@@ -1,6 +1,7 @@
 """Runs and their names: the files of one training run, joined on the run's identity
-(the ``method`` and ``seed`` columns its producers write, :data:`effopd.tables.RUN_KEY`),
-and how tables and figures name a method."""
+(the ``method`` and ``seed`` columns its producers write, :data:`effopd.tables.RUN_KEY`).
+How tables and figures name a method is its declaration's label
+(:func:`effopd.methods.method_label`)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ from pathlib import Path
 import pandas as pd
 
 from effopd.tables import EVAL_SERIES, TRAIN_LOG, join_runs, runs_by_key
-
-METHOD_LABELS = {"opd": "OPD", "effopd": "EffOPD", "rl": "RL (GRPO)"}
 
 
 @dataclass(frozen=True)
@@ -38,11 +37,3 @@ def paired_runs(eval_csvs: Sequence[str | Path], log_csvs: Sequence[str | Path]
     keys = join_runs(evals, logs, "the evaluation series", "the training logs")
     return [RunFiles(method, seed, *evals[(method, seed)], *logs[(method, seed)])
             for method, seed in keys]
-
-
-def method_label(method: str) -> str:
-    """A DAG method as tables and figures name it: OPD, EffOPD, RL (GRPO); a learning-rate
-    baseline ``opd-lr<m>x`` as ``OPD lr x<m>``; any other name as it is."""
-    if method.startswith("opd-lr") and method.endswith("x"):
-        return f"OPD lr x{method[len('opd-lr'):-1]}"
-    return METHOD_LABELS.get(method, method)

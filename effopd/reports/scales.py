@@ -47,11 +47,12 @@ from typing import Any
 import pandas as pd
 
 from effopd.errors import InputError
+from effopd.methods import EFFOPD, OPD, RL
 from effopd.reports.speedup import interval_text, summary_row
 from effopd.reports.stats import mean_ci95
 from effopd.tables import BASE_MODELS, read_table
 
-FINAL_METHODS = ("opd", "rl", "effopd")
+FINAL_METHODS = (OPD, RL, EFFOPD)
 SPEEDUP_UNITS = ("steps", "tokens", "cpu_s")
 
 
@@ -121,14 +122,14 @@ def scale_row(tables: ScaleTables, benchmark: str) -> dict[str, Any]:
         mean, low, high = mean_ci95(final_accuracies(tables.curves, method, benchmark))
         row |= {f"{method}_final_accuracy": mean, f"{method}_final_accuracy_ci95_low": low,
                 f"{method}_final_accuracy_ci95_high": high}
-    row["n_seeds"] = len(final_accuracies(tables.curves, "opd", benchmark))
+    row["n_seeds"] = len(final_accuracies(tables.curves, OPD, benchmark))
     gain = _claim(tables, "0a")
     row |= {"opd_gain": gain["estimate"], "opd_gain_ci95_low": gain["ci95_low"],
             "opd_gain_ci95_high": gain["ci95_high"], "opd_gain_verdict": gain["verdict"],
             "opd_gap_closed": gain["gap_closed"],
             "opd_gap_closed_ci95_low": gain["gap_closed_low"],
             "opd_gap_closed_ci95_high": gain["gap_closed_high"]}
-    for method in ("opd", "rl"):
+    for method in (OPD, RL):
         cosine = _embedding(tables, method)
         row |= {f"{method}_embedding_cosine": cosine["mean_cosine_mean"],
                 f"{method}_embedding_cosine_ci95_low": cosine["mean_cosine_ci95_low"],

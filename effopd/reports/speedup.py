@@ -88,7 +88,7 @@ Definitions (knobs in the config's ``speedup`` block; choices in config/README.m
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,8 +99,9 @@ from scipy.interpolate import PchipInterpolator
 
 from effopd.config import block_defaults
 from effopd.errors import InputError
+from effopd.methods import EFFOPD, OPD, Method, method_label
 from effopd.metrics import problems_csv
-from effopd.reports.runs import RunFiles, method_label, paired_runs
+from effopd.reports.runs import RunFiles, paired_runs
 from effopd.reports.stats import Z_POWER_80, crossed_mean, percentile_interval, t_interval
 from effopd.tables import PROBLEMS, read_table
 
@@ -555,32 +556,36 @@ def best_lr_method(runs: Sequence[Run], candidates: Sequence[str]) -> str:
     return max(present, key=lambda m: (areas[m], -present.index(m)))
 
 
-def comparisons_of(runs: Sequence[Run]) -> list[tuple[str, str, str]]:
+def comparisons_of(runs: Sequence[Run], methods: Mapping[str, Method] | None = None
+                   ) -> list[tuple[str, str, str]]:
     """The comparisons of the effopd_speedup table, as (name, reference, treatment), the
-    runs paired by seed: EffOPD vs OPD; each learning-rate baseline vs OPD
-    (``opd-lr<m>x_vs_opd``: is a larger step itself a speed-up?); EffOPD vs OPD at its
+    runs paired by seed: EffOPD vs OPD; each learning-rate baseline (a declared method of
+    role ``lr_baseline`` among ``methods``, in order of its learning-rate multiplier) vs
+    OPD (``<baseline>_vs_opd``: is a larger step itself a speed-up?); EffOPD vs OPD at its
     best learning rate (``effopd_vs_best_lr_opd``, :func:`best_lr_method`) when baselines
     were trained; the null ``null_opd_vs_opd`` (OPD seed i vs seed i + 1, cyclic)."""
-    methods = {r.method for r in runs}
-    baselines = sorted((m for m in methods if m.startswith("opd-lr") and m.endswith("x")),
-                       key=lambda m: float(m[len("opd-lr"):-1]))
-    comparisons = [("effopd_vs_opd", "opd", "effopd")]
-    comparisons += [(f"{b}_vs_opd", "opd", b) for b in baselines]
-    if baselines:
-        comparisons.append(("effopd_vs_best_lr_opd", best_lr_method(runs, ["opd", *baselines]),
-                            "effopd"))
-    return [*comparisons, ("null_opd_vs_opd", "opd", "opd")]
+    present = {r.method for r in runs}
+    baselines = sorted((m for m in (methods or {}).values()
+                        if m.role == "lr_baseline" and m.name in present),
+                       key=lambda m: m.lr_multiplier)
+    names = [m.name for m in baselines]
+    comparisons = [(f"{EFFOPD}_vs_{OPD}", OPD, EFFOPD)]
+    comparisons += [(f"{b}_vs_{OPD}", OPD, b) for b in names]
+    if names:
+        comparisons.append((f"{EFFOPD}_vs_best_lr_{OPD}", best_lr_method(runs, [OPD, *names]),
+                            EFFOPD))
+    return [*comparisons, (f"null_{OPD}_vs_{OPD}", OPD, OPD)]
 
 
 def speedup_table(runs: Sequence[Run], plateau_fraction: float = SPEEDUP["plateau_fraction"],
                   n_bootstrap: int = SPEEDUP["bootstrap"], seed: int = SPEEDUP["bootstrap_seed"],
                   confidence: float = SPEEDUP["confidence"],
                   non_inferiority_margin: float = SPEEDUP["non_inferiority_margin"],
-                  target_fraction: float = SPEEDUP["target_fraction"]
-                  ) -> pd.DataFrame:
+                  target_fraction: float = SPEEDUP["target_fraction"],
+                  methods: Mapping[str, Method] | None = None) -> pd.DataFrame:
     """effopd_speedup: per pair and summary rows for each comparison of
-    :func:`comparisons_of` (EffOPD vs OPD, the learning-rate baselines vs OPD, EffOPD vs
-    OPD at its best learning rate, the OPD vs OPD null).
+    :func:`comparisons_of` (EffOPD vs OPD, the learning-rate baselines among the declared
+    ``methods`` vs OPD, EffOPD vs OPD at its best learning rate, the OPD vs OPD null).
 
     Columns: comparison, reference and treatment (the methods compared), row (pair |
     summary), the seeds, target accuracy, steps to target, reached, the speed-up in each
@@ -593,7 +598,7 @@ def speedup_table(runs: Sequence[Run], plateau_fraction: float = SPEEDUP["platea
     """
     by = {(r.method, r.seed): r for r in runs}
     frames = []
-    for name, reference, treatment in comparisons_of(runs):
+    for name, reference, treatment in comparisons_of(runs, methods):
         seeds = sorted(s for m, s in by if m == reference)
         if name.startswith("null_"):
             pairs = [(by[(reference, s)], by[(reference, seeds[(i + 1) % len(seeds)])])
@@ -653,27 +658,28 @@ def interval_text(row: pd.Series, column: str) -> str:
             f"{format_number(row[f'{column}_ci95_high'])}]")
 
 
-def _row_method(row: pd.Series, column: str, default: str) -> str:
-    """A row's method in ``column``, labelled (:func:`method_label`); a table written
-    before the column existed names ``default``."""
-    method = row.get(column)
-    return method_label(default if method is None or pd.isna(method) else str(method))
-
-
-def speedup_markdown(table: pd.DataFrame) -> pd.DataFrame:
+def speedup_markdown(table: pd.DataFrame, methods: Mapping[str, Method] | None = None
+                     ) -> pd.DataFrame:
     """The Markdown view: one line per pair and summary, intervals inline, censoring shown as
     ``< bound``; the time-scale speed-up in its own columns (empty for a table written
     before it existed)."""
     number = format_number
 
+    def row_method(row: pd.Series, column: str, default: str) -> str:
+        """A row's method in ``column``, labelled (:func:`method_label`); a table written
+        before the column existed names ``default``."""
+        method = row.get(column)
+        return method_label(default if method is None or pd.isna(method) else str(method),
+                            methods)
+
     def value(row: pd.Series, column: str) -> str:
         if row["row"] == "pair":
             if row["status"] == "ref only":
                 return (f"< {number(row[f'{column}_bound'])} "
-                        f"({_row_method(row, 'treatment', 'effopd')} did not reach)")
+                        f"({row_method(row, 'treatment', EFFOPD)} did not reach)")
             if row["status"] == "trt only":
                 return (f"> {number(row[f'{column}_bound'])} "
-                        f"({_row_method(row, 'reference', 'opd')} did not reach)")
+                        f"({row_method(row, 'reference', OPD)} did not reach)")
             return number(row[column]) if row["status"] == "both" else row["status"]
         return interval_text(row, column)
 
@@ -702,7 +708,7 @@ def speedup_markdown(table: pd.DataFrame) -> pd.DataFrame:
                     if not null else f"{diff} (by construction)")
         lines.append({
             "comparison": row["comparison"],
-            "reference": _row_method(row, "reference", "opd"),
+            "reference": row_method(row, "reference", OPD),
             "seeds (ref / trt)": "median" if summary
             else f"{int(row['ref_seed'])} / {int(row['trt_seed'])}",
             "target acc": number(row["target_accuracy"]),

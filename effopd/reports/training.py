@@ -8,12 +8,14 @@ loads the runs and writes the tables.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from effopd.config import block_defaults
+from effopd.methods import Method, algorithm_of
 from effopd.metrics import problems_csv
 from effopd.reports.runs import paired_runs
 from effopd.reports.speedup import (
@@ -77,7 +79,8 @@ def load_curves(eval_csvs: list[str | Path], log_csvs: list[str | Path]) -> pd.D
     return curves[keep].sort_values(["method", "seed", "step"]).reset_index(drop=True)
 
 
-def compute_table(log_csvs: list[str | Path]) -> pd.DataFrame:
+def compute_table(log_csvs: list[str | Path], methods: Mapping[str, Method] | None = None
+                  ) -> pd.DataFrame:
     """Per method (mean over seeds): what one run spent, in the speed-up's three units.
 
     Columns: steps; prompts and responses per step; training response tokens
@@ -97,7 +100,7 @@ def compute_table(log_csvs: list[str | Path]) -> pd.DataFrame:
                      "response_tokens_per_step": frame["response_tokens"].mean(),
                      "train_tokens_total": frame["response_tokens"].sum(),
                      "teacher_scored_tokens_total": frame["response_tokens"].sum()
-                     if method != "rl" else 0,
+                     if getattr(algorithm_of(method, methods), "teacher", True) else 0,
                      "val_responses_total": frame["val_responses"].sum()
                      if "val_responses" in frame else float("nan"),
                      "val_tokens_total": val_tokens,
@@ -112,13 +115,14 @@ def compute_table(log_csvs: list[str | Path]) -> pd.DataFrame:
 
 def write_training_tables(eval_csvs: list[str | Path], log_csvs: list[str | Path],
                           benchmark: str, curves_csv: str | Path, speedup_csv: str | Path,
-                          compute_csv: str | Path, speedup: dict[str, Any] | None = None
-                          ) -> None:
+                          compute_csv: str | Path, speedup: dict[str, Any] | None = None,
+                          methods: Mapping[str, Method] | None = None) -> None:
     """Write training_curves.csv, effopd_speedup.csv/.md and training_compute.csv/.md.
 
     ``speedup``: the config's ``speedup`` block (plateau_fraction, target_fraction,
     bootstrap, bootstrap_seed, confidence, non_inferiority_margin); the speed-up uses the
-    runs of ``benchmark`` only.
+    runs of ``benchmark`` only. ``methods``: the declared methods (the learning-rate
+    baselines the speed-up compares, the labels).
     """
     from effopd.io import atomic_path, atomic_write_text, markdown_table, write_table
 
@@ -129,9 +133,9 @@ def write_training_tables(eval_csvs: list[str | Path], log_csvs: list[str | Path
     runs = load_runs(eval_csvs, log_csvs, benchmark)
     table = speedup_table(
         runs, non_inferiority_margin=settings["non_inferiority_margin"],
-        **estimate_settings(settings))
+        **estimate_settings(settings), methods=methods)
     with atomic_path(speedup_csv) as tmp:
         table.to_csv(tmp, index=False)
     atomic_write_text(Path(speedup_csv).with_suffix(".md"),
-                      markdown_table(speedup_markdown(table)) + "\n")
-    write_table(compute_table(log_csvs), compute_csv)
+                      markdown_table(speedup_markdown(table, methods)) + "\n")
+    write_table(compute_table(log_csvs, methods), compute_csv)

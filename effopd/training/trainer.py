@@ -51,6 +51,7 @@ from effopd.device import resolve_device
 from effopd.errors import CheckpointError, InputError, StaleRunError
 from effopd.generation import SamplingSpec, sample_completions
 from effopd.io import read_json, read_jsonl, require_keys, write_rows
+from effopd.methods import Algorithm, algorithm_lr, algorithm_named
 from effopd.models.checkpoint import TRAINING_STATE_NAME as STATE_FILE
 from effopd.models.checkpoint import (
     read_manifest,
@@ -63,11 +64,12 @@ from effopd.provenance import directory_manifest, sha256_file
 from effopd.training.contract import (
     INDEX_COLUMNS,
     LOG_COLUMNS,
-    METHODS,
     SEARCH_COLUMNS,
+    RunRequest,
     block_parameters,
     group_size,
     identified,
+    per_method,
     process_cpu_s,
     save_steps,
     search_seed,
@@ -81,7 +83,6 @@ from effopd.training.losses import (
     token_logprobs,
 )
 from effopd.training.rewards import correct as rewards_correct
-from effopd.training.schedule import method_lr
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,8 @@ KEEP_STATES = 2  # training states kept: the newest two checkpoints (a fallback 
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """Knobs of one run, flattened from the config's ``training`` block for ``method``."""
+    """Knobs of one run, flattened from the config's ``training`` block for ``method``
+    (the name of the algorithm it runs, :data:`effopd.methods.ALGORITHMS`)."""
 
     method: str
     steps: int
@@ -123,30 +125,29 @@ class TrainSpec:
     grading_batch_size: int = 1
 
     @classmethod
-    def from_config(cls, training: dict[str, Any], method: str,
+    def from_config(cls, training: dict[str, Any], method: str | Algorithm,
                     grading: dict[str, Any]) -> TrainSpec:
-        if method not in METHODS:
-            raise ValueError(f"training method {method!r} is not one of {METHODS}")
+        algorithm = algorithm_named(method)
         for key in ("temperature", "top_p"):  # the log-probs are those of the raw policy
             if training.get(key, 1.0) != 1.0:
                 raise InputError(f"training.{key} = {training[key]}: the local trainer needs "
                                  "1.0 (its log-probs are the untempered policy's; see "
                                  "config/README.md)")
         training = block_defaults("training", training)  # the schema's defaults, once
-        per_method = training["rl"] if method == "rl" else training["opd"]
+        own = per_method(training, algorithm)
         return cls(
-            method=method, steps=training["steps"],
-            prompts_per_step=per_method["prompts_per_step"],
-            group_size=group_size(training, method),
-            lr=method_lr(training, method), betas=tuple(training["betas"]),
+            method=algorithm.name, steps=training["steps"],
+            prompts_per_step=own["prompts_per_step"],
+            group_size=group_size(training, algorithm),
+            lr=algorithm_lr(training, algorithm), betas=tuple(training["betas"]),
             weight_decay=training["weight_decay"], grad_clip=training["grad_clip"],
-            clip_ratio_low=per_method["clip_ratio_low"],
-            clip_ratio_high=per_method["clip_ratio_high"],
+            clip_ratio_low=own["clip_ratio_low"],
+            clip_ratio_high=own["clip_ratio_high"],
             temperature=training["temperature"], top_p=training["top_p"],
             max_new_tokens=training["max_new_tokens"],
             rollout_batch_size=training["rollout_batch_size"],
-            save_steps=tuple(save_steps(training, method)),
-            dynamic_sampling=method == "rl" and per_method["dynamic_sampling"],
+            save_steps=tuple(save_steps(training, algorithm)),
+            dynamic_sampling=own.get("dynamic_sampling", False),
             search_iterations=training["effopd"]["max_iterations"],
             search_initial_factor=training["effopd"]["initial_factor"],
             search_schedule=training["effopd"]["schedule"],
@@ -201,7 +202,8 @@ def run_fingerprint(spec: TrainSpec, seed: int, student_dir: str | Path,
     and teacher's manifests and of the data files, and the package version. Inputs the
     method does not read (RL's teacher, the validation set outside EffOPD) are left out."""
     config = {k: v for k, v in asdict(spec).items() if k not in UNFINGERPRINTED}
-    uses_teacher, uses_val = spec.method != "rl", spec.method == "effopd"
+    algorithm = algorithm_named(spec.method)
+    uses_teacher, uses_val = algorithm.teacher, algorithm.searches
     return {"config": {**json.loads(json.dumps(config)), "seed": seed, "prompt": prompt},
             "student_sha256": model_digest(student_dir),
             "teacher_sha256": model_digest(teacher_dir) if uses_teacher else None,
@@ -259,19 +261,20 @@ class Trainer:
                  val_file: str | Path | None, prompt: dict[str, Any], run_dir: str | Path,
                  device: str | None = None) -> None:
         self.spec, self.seed = spec, seed
+        self.algorithm = algorithm = algorithm_named(spec.method)
         self.models = {"student": student_dir, "teacher": teacher_dir}
         self.fingerprint = run_fingerprint(spec, seed, student_dir, teacher_dir, train_file,
                                            val_file, prompt)
         self.device = resolve_device(device or "auto")
         self.run_dir = Path(run_dir)
-        for model_dir in (student_dir, teacher_dir if spec.method != "rl" else None):
+        for model_dir in (student_dir, teacher_dir if algorithm.teacher else None):
             if model_dir is not None:  # sizes, sha256 and safetensors headers
                 verify_checkpoint(model_dir, sha256=True)
         self.tokenizer = AutoTokenizer.from_pretrained(str(student_dir))
         self.policy = AutoModelForCausalLM.from_pretrained(
             str(student_dir), dtype=torch.float32).to(self.device)
         self.teacher = None
-        if spec.method in ("opd", "effopd"):
+        if algorithm.teacher:
             if teacher_dir is None:
                 raise ValueError(f"{spec.method} needs a teacher model")
             teacher_tokenizer = AutoTokenizer.from_pretrained(str(teacher_dir))
@@ -287,7 +290,7 @@ class Trainer:
         if len(self.train_rows) < spec.prompts_per_step:
             raise InputError(f"{train_file}: {len(self.train_rows)} training problems, fewer "
                              f"than prompts_per_step {spec.prompts_per_step} "
-                             f"(training.{'rl' if spec.method == 'rl' else 'opd'})")
+                             f"(training.{algorithm.block})")
         self.prompt_settings = (instruction, thinking)  # train prompts are rendered when drawn
         self.val_rows = (_graded_rows(require_keys(read_jsonl(val_file), ("problem",),
                                                    val_file), val_file) if val_file else [])
@@ -298,7 +301,7 @@ class Trainer:
             self.val_rows = self.val_rows[:spec.validation_size]
         self.val_prompts = [render_prompt(self.tokenizer, r["problem"], instruction, thinking)
                             for r in self.val_rows]
-        if spec.method == "effopd" and not self.val_rows:
+        if algorithm.searches and not self.val_rows:
             raise ValueError("effopd needs a validation split for its line search")
         decay = [p for p in self.policy.parameters() if p.ndim >= 2]
         no_decay = [p for p in self.policy.parameters() if p.ndim < 2]
@@ -312,7 +315,7 @@ class Trainer:
         self.log_rows: list[dict[str, Any]] = []
         self.search_rows: list[dict[str, Any]] = []
         # EffOPD's anchor: the student's initial block weights (float32)
-        self.anchor = snapshot(block_parameters(self.policy)) if spec.method == "effopd" else None
+        self.anchor = snapshot(block_parameters(self.policy)) if algorithm.searches else None
 
     # ------------------------------------------------------------------ resume
     def checkpoints(self, up_to: int | None = None) -> list[tuple[int, Path]]:
@@ -458,27 +461,39 @@ class Trainer:
         correct = self.accuracy([c.text for c in completions], rows)
 
         self.policy.train()
-        logp = sequence_logprobs(self.policy, batch)
-        old_logp = logp.detach()  # one on-policy mini-batch: the sampling policy is this one
-        mask = batch.response_mask
-        if spec.method == "rl":
-            rewards = torch.tensor(correct, dtype=torch.float32, device=self.device)
-            advantages = grpo_advantages(rewards, spec.group_size).unsqueeze(1)
-            if spec.dynamic_sampling:  # DAPO: groups with one reward value carry no signal
-                informative = rewards.view(-1, spec.group_size).std(dim=1) > 0
-                mask = mask * informative.repeat_interleave(spec.group_size).unsqueeze(1)
-            reverse_kl = float("nan")
-        else:
-            with torch.no_grad():
-                teacher_logp = sequence_logprobs(self.teacher, batch)
-            advantages = opd_advantages(teacher_logp, old_logp)
-            reverse_kl = float(-(advantages * mask).sum() / mask.sum())
-        loss = ppo_clip_loss(logp, old_logp, advantages, mask, spec.clip_ratio_low,
-                             spec.clip_ratio_high)
+        loss, reverse_kl = getattr(self, f"{self.algorithm.objective}_loss")(batch, correct)
         return self.update(step, loss, {
             "reverse_kl": reverse_kl, "batch_accuracy": sum(correct) / len(correct),
             "response_tokens": batch.n_response_tokens, "prompts": len(prompts),
             "responses": len(completions)})
+
+    # The objectives (:attr:`effopd.methods.Algorithm.objective`): each returns the loss of
+    # one step and the batch's per-token reverse KL (NaN where no teacher scores).
+    def k1_loss(self, batch: Batch, correct: list[bool]) -> tuple[torch.Tensor, float]:
+        """OPD: PPO-clip on A_t = log p_T(y_t) - log p_S(y_t) (SPEC section 2)."""
+        spec, mask = self.spec, batch.response_mask
+        logp = sequence_logprobs(self.policy, batch)
+        old_logp = logp.detach()  # one on-policy mini-batch: the sampling policy is this one
+        with torch.no_grad():
+            teacher_logp = sequence_logprobs(self.teacher, batch)
+        advantages = opd_advantages(teacher_logp, old_logp)
+        reverse_kl = float(-(advantages * mask).sum() / mask.sum())
+        return ppo_clip_loss(logp, old_logp, advantages, mask, spec.clip_ratio_low,
+                             spec.clip_ratio_high), reverse_kl
+
+    def grpo_loss(self, batch: Batch, correct: list[bool]) -> tuple[torch.Tensor, float]:
+        """GRPO: PPO-clip on the group-normalised 0/1 reward (DAPO's dynamic sampling
+        drops the groups whose rewards are all equal)."""
+        spec, mask = self.spec, batch.response_mask
+        logp = sequence_logprobs(self.policy, batch)
+        old_logp = logp.detach()
+        rewards = torch.tensor(correct, dtype=torch.float32, device=self.device)
+        advantages = grpo_advantages(rewards, spec.group_size).unsqueeze(1)
+        if spec.dynamic_sampling:  # DAPO: groups with one reward value carry no signal
+            informative = rewards.view(-1, spec.group_size).std(dim=1) > 0
+            mask = mask * informative.repeat_interleave(spec.group_size).unsqueeze(1)
+        return ppo_clip_loss(logp, old_logp, advantages, mask, spec.clip_ratio_low,
+                             spec.clip_ratio_high), float("nan")
 
     def update(self, step: int, loss: torch.Tensor, row: dict[str, Any]) -> dict[str, Any]:
         """One AdamW step on ``loss`` at step ``step``'s learning rate (warm-up included),
@@ -546,7 +561,7 @@ class Trainer:
                 self.val_responses = self.val_tokens = 0
                 row = self.train_step()
                 search_started = time.perf_counter()
-                if self.spec.method == "effopd" and is_search_step(
+                if self.algorithm.searches and is_search_step(
                         self.step, self.spec.search_schedule, self.spec.search_every):
                     self.search()
                 row["search_s"] = time.perf_counter() - search_started
@@ -565,6 +580,17 @@ class Trainer:
         write_rows(index_csv, INDEX_COLUMNS, identified(
             [{"step": step, "path": str(path), "wall_s": _checkpoint_wall(path)}
              for step, path in self.checkpoints()], method, seed))
+
+
+def train(run: RunRequest) -> None:
+    """The local engine's entry point (:class:`effopd.training.contract.RunRequest`):
+    ``fresh`` also when the config says ``training.on_stale: fresh``."""
+    spec = TrainSpec.from_config(run.training, run.algorithm, run.grading)
+    trainer = Trainer(spec, run.seed, run.student, run.teacher, run.train, run.val,
+                      run.prompt, run.run_dir, device=run.device)
+    trainer.run(run.log_csv, run.search_csv, run.index_csv, stop_after=run.stop_after,
+                fresh=run.fresh or run.training.get("on_stale") == "fresh",
+                run_name=run.run_name)
 
 
 def _checkpoint_wall(path: Path) -> float:

@@ -123,16 +123,17 @@ def test_missing_module_is_named_before_ray_starts(paper, tmp_path, monkeypatch)
 
     import ray
 
-    from effopd.integrations.verl_engine import train_with_verl
+    from effopd.integrations.verl_engine import train
+    from effopd.training.contract import RunRequest
 
     assert importlib.util.find_spec("vllm") is None  # the CPU verl environment
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     run_dir = tmp_path / "run"
     with pytest.raises(ModuleNotFoundError) as err:
-        train_with_verl("effopd", 0, paper["training"], paper["prompt"], tmp_path / "student",
-                        tmp_path / "teacher", tmp_path / "train.jsonl", tmp_path / "val.jsonl",
-                        run_dir, tmp_path / "log.csv", tmp_path / "search.csv",
-                        tmp_path / "index.csv")
+        train(RunRequest(
+            "effopd", 0, paper["training"], {}, paper["prompt"], tmp_path / "student",
+            tmp_path / "teacher", tmp_path / "train.jsonl", tmp_path / "val.jsonl", run_dir,
+            tmp_path / "log.csv", tmp_path / "search.csv", tmp_path / "index.csv", "effopd"))
     message = str(err.value)
     assert "\n" not in message and "vllm (vllm: the rollout)" in message
     assert "flash_attn (flash-attn: " in message and "make gpu-env" in message

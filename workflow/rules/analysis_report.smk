@@ -63,10 +63,10 @@ rule tabulate_claims:
         runs=analysis_run_files(),
         speedup=f"{RESULTS}/tables/effopd_speedup.csv",
         opd_evals=expand(
-            f"{RESULTS}/eval/runs/opd/seed{{seed}}/{SPEEDUP_BENCHMARK}.csv", seed=SEEDS
+            f"{RESULTS}/eval/runs/{OPD}/seed{{seed}}/{SPEEDUP_BENCHMARK}.csv", seed=SEEDS
         ),
         opd_problems=expand(
-            f"{RESULTS}/eval/runs/opd/seed{{seed}}/{SPEEDUP_BENCHMARK}.problems.csv",
+            f"{RESULTS}/eval/runs/{OPD}/seed{{seed}}/{SPEEDUP_BENCHMARK}.problems.csv",
             seed=SEEDS,
         ),
         base_models=f"{RESULTS}/tables/base_models.csv",
@@ -83,6 +83,7 @@ rule tabulate_claims:
         claims=config_json("claims"),
         speedup=config_json("speedup"),
         benchmark=SPEEDUP_BENCHMARK,
+        methods=methods_json(),
     log:
         f"{LOGS}/tabulate_claims.log",
     benchmark:
@@ -94,4 +95,4 @@ rule tabulate_claims:
         "--speedup {input.speedup} --opd-evals {input.opd_evals} --claims {params.claims:q} "
         "--speedup-settings {params.speedup:q} --early-fraction {params.early_fraction} "
         "--base-models {input.base_models} --benchmark {params.benchmark} "
-        "--out {output.csv} > {log} 2>&1"
+        "--methods {params.methods:q} --out {output.csv} > {log} 2>&1"

@@ -3,13 +3,15 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 from snakemake.io import is_flagged
 
 from effopd.config import read_yaml, validate_config
 from effopd.errors import InputError
-from effopd.training.schedule import baseline_training, grid_steps, lr_baselines
+from effopd.methods import EFFOPD, OPD, RL, declared_methods
+from effopd.training.schedule import grid_steps
 
 # The one validation pass (schema, then every cross-key rule) before any job starts;
 # each config file is also read strictly (a key given twice is refused).
@@ -40,18 +42,28 @@ FETCHED_ROLES = [r for r in ROLES if config["models"][r]["source"] != "build"]
 BENCHMARKS = list(config["benchmarks"])
 BASE_BENCHMARKS = config["evaluation"]["base_benchmarks"] or BENCHMARKS
 TRAINING = config["training"]
-METHODS = TRAINING["methods"]
+# Every method the config declares, by name (effopd/methods.py): training.methods, then
+# OPD's learning-rate baselines (opd-lr<m>x), then EffOPD's ablation variants (effopd-<name>).
+DECLARED = declared_methods(TRAINING, config["ablation"])
+
+
+def declared_names(role):
+    """The declared methods of one role (main, lr_baseline, variant), in config order."""
+    return [name for name, method in DECLARED.items() if method.role == role]
+
+
+METHODS = declared_names("main")
 SEEDS = config["seeds"]
 SERIES_BENCHMARKS = config["evaluation"]["series_benchmarks"] or BASE_BENCHMARKS
 VALIDATION_BENCHMARK = TRAINING["effopd"]["validation_benchmark"]
 SPEEDUP_BENCHMARK = SERIES_BENCHMARKS[0]  # the benchmark of the speed-up and curves
 # EffOPD's step-size ablation: each variant is trained as method effopd-<name>.
 ABLATION = config["ablation"]
-VARIANTS = [f"effopd-{name}" for name in ABLATION["variants"]]
+VARIANTS = declared_names("variant")
 ABLATION_SEEDS = ABLATION["seeds"] or SEEDS
-ABLATION_METHODS = ["opd", "effopd", *VARIANTS]  # the ablation table's runs
+ABLATION_METHODS = [OPD, EFFOPD, *VARIANTS]  # the ablation table's runs
 # OPD's learning-rate baselines (training.lr_baselines): method opd-lr<m>x, every seed.
-LR_BASELINES = lr_baselines(TRAINING)
+LR_BASELINES = declared_names("lr_baseline")
 TRAINED_METHODS = [*METHODS, *LR_BASELINES]  # every method of the main runs
 # The model-scale sweep: one experiment <experiment>/<scale> per entry (scales.smk).
 SCALES = config["scales"]
@@ -59,7 +71,7 @@ SCALES = config["scales"]
 
 def alternation(names):
     """A wildcard constraint matching exactly one of ``names`` (never empty)."""
-    return "|".join(names) if names else "(?!)"
+    return "|".join(map(re.escape, names)) if names else "(?!)"
 
 
 def config_json(dpath):
@@ -104,21 +116,20 @@ def train_prompts_file():
 
 
 def trainer_method(method):
-    """The trainer's method of a DAG method: an ablation variant effopd-<name> is effopd,
-    a learning-rate baseline opd-lr<m>x is opd."""
-    if method.startswith("effopd-"):
-        return "effopd"
-    return "opd" if method in LR_BASELINES else method
+    """The algorithm a DAG method runs (its declaration's)."""
+    return DECLARED[method].algorithm.name
 
 
 def training_json(wildcards):
-    """A params function: the training block as JSON; for an ablation variant, with its
-    training.effopd keys replaced; for a learning-rate baseline, with its lr and warm-up."""
-    training = TRAINING
-    if wildcards.method.startswith("effopd-"):
-        overrides = ABLATION["variants"][wildcards.method.removeprefix("effopd-")]
-        training = {**TRAINING, "effopd": {**TRAINING["effopd"], **overrides}}
-    return json.dumps(baseline_training(training, wildcards.method), sort_keys=True)
+    """A params function: the training block the method trains with (its declaration's:
+    its learning rate, warm-up and line-search overrides), as JSON."""
+    return json.dumps(DECLARED[wildcards.method].training(TRAINING), sort_keys=True)
+
+
+def methods_json():
+    """A params function: every declared method as JSON (the report commands' labels,
+    roles and learning rates)."""
+    return json.dumps([method.as_json() for method in DECLARED.values()], sort_keys=True)
 
 
 def train_inputs(wildcards):
@@ -128,10 +139,10 @@ def train_inputs(wildcards):
         "student": f"{ARTIFACTS}/models/student",
         "train": train_prompts_file(),
     }
-    method = trainer_method(wildcards.method)
-    if method in ("opd", "effopd"):
+    algorithm = DECLARED[wildcards.method].algorithm
+    if algorithm.teacher:
         inputs["teacher"] = f"{ARTIFACTS}/models/teacher"
-    if method == "effopd":
+    if algorithm.searches:
         inputs["val"] = f"{ARTIFACTS}/benchmarks/{VALIDATION_BENCHMARK}.jsonl"
     return inputs
 
@@ -201,14 +212,14 @@ def report_targets():
 
 def ablation_targets():
     """The step-size ablation's table, when variants are configured."""
-    if VARIANTS and {"opd", "effopd"} <= set(METHODS):
+    if VARIANTS and {OPD, EFFOPD} <= set(METHODS):
         return [f"{RESULTS}/tables/effopd_ablation.csv"]
     return []
 
 
 def speedup_figure_targets():
     """The speed-up estimator's figure, when OPD and EffOPD are trained."""
-    if {"opd", "effopd"} <= set(METHODS):
+    if {OPD, EFFOPD} <= set(METHODS):
         return [f"{FIGURES}/speedup_fits.png"]
     return []
 
@@ -216,7 +227,7 @@ def speedup_figure_targets():
 def claims_targets():
     """The claims table, when OPD, RL and EffOPD are trained and OPD and RL analysed."""
     analysed = set(ANALYSIS_METHODS) if ANALYSIS["enabled"] else set()
-    if {"opd", "rl"} <= analysed and "effopd" in METHODS:
+    if {OPD, RL} <= analysed and EFFOPD in METHODS:
         return [f"{RESULTS}/tables/claims.csv"]
     return []
 

@@ -16,6 +16,7 @@ rule plot_training_curves:
         pdf=committed(f"{FIGURES}/training_curves.pdf"),
     params:
         benchmark=SPEEDUP_BENCHMARK,
+        methods=methods_json(),
     log:
         f"{LOGS}/plot_training_curves.log",
     benchmark:
@@ -24,7 +25,8 @@ rule plot_training_curves:
         "../../environment.yml"
     shell:
         "effopd plot-training --curves {input.curves} --benchmark {params.benchmark} "
-        "--base-models {input.base_models} --out {output.png} > {log} 2>&1"
+        "--base-models {input.base_models} --methods {params.methods:q} "
+        "--out {output.png} > {log} 2>&1"
 
 
 # The speed-up estimator on every seed pair: accuracy on the common grid, isotonic fits,

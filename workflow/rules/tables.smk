@@ -52,6 +52,7 @@ rule tabulate_training:
     params:
         benchmark=SPEEDUP_BENCHMARK,
         speedup=config_json("speedup"),
+        methods=methods_json(),
     log:
         f"{LOGS}/tabulate_training.log",
     benchmark:
@@ -62,7 +63,7 @@ rule tabulate_training:
         "effopd tabulate-training --eval-csvs {input.evals} --log-csvs {input.logs} "
         "--benchmark {params.benchmark} --curves {output.curves} "
         "--speedup {output.speedup} --compute {output.compute} "
-        "--speedup-settings {params.speedup:q} > {log} 2>&1"
+        "--speedup-settings {params.speedup:q} --methods {params.methods:q} > {log} 2>&1"
 
 
 # EffOPD's step-size ablation: each variant's speed-up over OPD (steps, tokens, CPU s)
