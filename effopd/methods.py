@@ -43,7 +43,10 @@ class Algorithm:
 
     ``objective``: ``k1`` = PPO-clip on the sampled-token advantage
     A_t = log p_T - log p_S (SPEC section 2); ``grpo`` = PPO-clip on the
-    group-normalised 0/1 reward.
+    group-normalised 0/1 reward; ``full_kl`` = the per-position reverse KL over the whole
+    vocabulary on the student's samples, sum_v p_S(v) (log p_S(v) - log p_T(v)), the exact
+    expectation of the k1 gradient at each position
+    (:func:`effopd.training.losses.full_reverse_kl`).
     """
 
     name: str
@@ -62,6 +65,9 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
               label="RL (GRPO)"),
     Algorithm(EFFOPD, objective="k1", block="opd", teacher=True, reward=False, searches=True,
               label="EffOPD"),
+    # the pilots' diagnostic, not the paper's objective (engine local)
+    Algorithm("opd_fullkl", objective="full_kl", block="opd", teacher=True, reward=False,
+              searches=False, label="OPD (full-vocabulary KL)"),
 )}
 
 # Keys a method's mapping may hold (the schema checks their types).

@@ -301,3 +301,30 @@ def test_engine_knobs_left_out_take_the_schemas_defaults() -> None:
     # grid 12, 24 plus the searches after steps 8, 16, 24 (every 8, not every step)
     assert save_steps(training, "effopd") == [8, 12, 16, 24]
     assert save_steps(training, "opd") == [12, 24]
+
+
+def test_full_reverse_kl_has_the_closed_form():
+    from effopd.training.losses import full_reverse_kl
+
+    # student uniform over two tokens, teacher (3/4, 1/4): KL = 0.5 ln(4/3) at each position
+    student = torch.zeros(1, 3, 2)
+    teacher = torch.tensor([[[math.log(3.0), 0.0]] * 3])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    assert float(full_reverse_kl(student, teacher, mask)) == pytest.approx(0.5 * math.log(4 / 3))
+    assert float(full_reverse_kl(teacher, teacher, mask)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_the_full_kl_objective_is_a_declared_method_that_trains(tmp_path, tiny_checkpoint,
+                                                                  data_files):
+    """The pilots' per-position objective, declared once (effopd/methods.py): the local
+    engine trains it, logging its loss as the batch's reverse KL (teacher = student: 0)."""
+    from effopd.methods import declare
+
+    method = declare({"name": "opd-fullkl", "algorithm": "opd_fullkl"})
+    trainer = make_trainer(method.algorithm.name, tmp_path, tiny_checkpoint, data_files)
+    trainer.run(*run_files(tmp_path), run_name=method.name)
+    log = pd.read_csv(tmp_path / "log.csv")
+    assert list(log["step"]) == [1, 2, 3, 4] and set(log["method"]) == {"opd-fullkl"}
+    assert log["loss"].tolist() == pytest.approx(log["reverse_kl"].tolist())
+    assert log["reverse_kl"].iloc[0] == pytest.approx(0.0, abs=1e-6)  # its own teacher
+    assert log["reverse_kl"].iloc[-1] > 0  # the student moved away from its frozen copy

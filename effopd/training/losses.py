@@ -43,6 +43,22 @@ def grpo_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) -
     return ((grouped - mean) / (std + eps)).view(-1)
 
 
+def full_reverse_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                    mask: torch.Tensor) -> torch.Tensor:
+    """The per-position reverse KL over the whole vocabulary, token-mean:
+
+        sum_t mask_t sum_v p_S(v | y_<t) (log p_S(v | y_<t) - log p_T(v | y_<t)) / sum_t mask_t
+
+    with both distributions in float32 (``*_logits[:, t]`` predicts position t + 1). Its
+    gradient is the exact expectation, over the next token, of the sampled-token k1
+    gradient at each position: OPD without the sampling noise of credit on one token.
+    """
+    logp = student_logits.float().log_softmax(-1)
+    teacher_logp = teacher_logits.float().log_softmax(-1)
+    per_token = (logp.exp() * (logp - teacher_logp)).sum(-1)
+    return (per_token * mask).sum() / mask.sum().clamp(min=1)
+
+
 def ppo_clip_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
                   mask: torch.Tensor, clip_low: float = 0.2, clip_high: float = 0.2
                   ) -> torch.Tensor:

@@ -77,6 +77,7 @@ from effopd.training.contract import (
 )
 from effopd.training.extrapolation import is_search_step, line_search, snapshot
 from effopd.training.losses import (
+    full_reverse_kl,
     grpo_advantages,
     opd_advantages,
     ppo_clip_loss,
@@ -494,6 +495,16 @@ class Trainer:
             mask = mask * informative.repeat_interleave(spec.group_size).unsqueeze(1)
         return ppo_clip_loss(logp, old_logp, advantages, mask, spec.clip_ratio_low,
                              spec.clip_ratio_high), float("nan")
+
+    def full_kl_loss(self, batch: Batch, correct: list[bool]) -> tuple[torch.Tensor, float]:
+        """The pilots' diagnostic: the full-vocabulary reverse KL per position
+        (:func:`effopd.training.losses.full_reverse_kl`) on the student's samples."""
+        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        logits = self.policy(**inputs).logits[:, :-1]
+        with torch.no_grad():
+            teacher_logits = self.teacher(**inputs).logits[:, :-1]
+        loss = full_reverse_kl(logits, teacher_logits, batch.response_mask)
+        return loss, float(loss.detach())
 
     def update(self, step: int, loss: torch.Tensor, row: dict[str, Any]) -> dict[str, Any]:
         """One AdamW step on ``loss`` at step ``step``'s learning rate (warm-up included),
