@@ -291,6 +291,17 @@ _ANALYSIS_FILES = {
 }
 #: the per-run files of ``effopd analyze`` and ``effopd evaluate-interventions``, each
 #: with the run's identity (:data:`RUN_KEY`) first.
+# The analyses' tables (results/<experiment>/tables/analysis/<name>.csv|.md, drawn by
+# effopd.reports.analysis) and figures (paper_figures/<experiment>/<name>.png|.pdf, drawn by
+# effopd.plots.analysis): named here once; the rule files read these lists.
+ANALYSIS_TABLES = ("update_size_accuracy", "update_efficiency", "scaling_curves",
+                   "early_recovery", "module_allocation_layers", "module_allocation_modules",
+                   "module_utility", "update_spectra", "rank_k_accuracy", "subspace_alignment",
+                   "top1_alignment", "embedding_shift", "embedding_projection")
+ANALYSIS_FIGURES = ("update_size_accuracy", "scaling_curves", "module_allocation_layers",
+                    "module_allocation_modules", "module_utility", "update_spectra",
+                    "rank_k_accuracy", "subspace_alignment", "subspace_alignment_early",
+                    "embedding_shift", "embedding_projection")
 ANALYSIS_RUN_FILES = {name: replace(schema, columns={**_RUN_COLUMNS, **schema.columns},
                                     per_run=True)
                       for name, schema in _ANALYSIS_FILES.items()}

@@ -18,14 +18,11 @@ import seaborn as sns
 
 from effopd.methods import method_label
 from effopd.plots.style import METHOD_COLORS, save_figure, setup
-from effopd.tables import read_table
+from effopd.tables import ANALYSIS_FIGURES, read_table
 
 log = logging.getLogger(__name__)
 
-FIGURES = ("update_size_accuracy", "scaling_curves", "module_allocation_layers",
-           "module_allocation_modules", "module_utility", "update_spectra", "rank_k_accuracy",
-           "subspace_alignment", "subspace_alignment_early", "embedding_shift",
-           "embedding_projection")
+FIGURES = ANALYSIS_FIGURES  # the names, in effopd/tables.py (the rule files read them there)
 NORM_LABEL = r"update norm $\|\Delta\|_F$ (Frobenius)"
 DENSITY_LABEL = r"share of $\|\Delta\|_F^2$ / share of parameters (1 = by size)"
 FRACTION_LABEL = "training fraction (step / final step)"

@@ -54,15 +54,12 @@ from effopd.analysis.series import early_index
 from effopd.analysis.settings import EARLY_FRACTION, PROJECTION_MAX_TOKENS
 from effopd.methods import EFFOPD, OPD, RL
 from effopd.reports.stats import mean_ci95
-from effopd.tables import ANALYSIS_RUN_FILES, EVAL_SERIES, runs_by_key
+from effopd.tables import ANALYSIS_RUN_FILES, ANALYSIS_TABLES, EVAL_SERIES, runs_by_key
 
 log = logging.getLogger(__name__)
 
 METHOD_ORDER = [OPD, RL, EFFOPD]
-TABLES = ("update_size_accuracy", "update_efficiency", "scaling_curves", "early_recovery",
-          "module_allocation_layers", "module_allocation_modules", "module_utility",
-          "update_spectra", "rank_k_accuracy", "subspace_alignment", "top1_alignment",
-          "embedding_shift", "embedding_projection")
+TABLES = ANALYSIS_TABLES  # the names, in effopd/tables.py (the rule files read them there)
 MODULE_ORDER = ["embed", "q", "k", "v", "o", "q_norm", "k_norm", "gate", "up", "down",
                 "input_norm", "post_attn_norm", "final_norm", "lm_head"]
 

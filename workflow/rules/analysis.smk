@@ -65,10 +65,7 @@ rule evaluate_interventions:
         modules=f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/modules.csv",
         rank_k=f"{ANALYSIS_RUNS}/{{method}}/seed{{seed}}/rank_k.csv",
     params:
-        prompt=config_json("prompt"),
-        generation=ANALYSIS_GENERATION,
-        grading=config_json("grading"),
-        pass_k=numbers(config["evaluation"]["pass_k"]),
+        **scoring_params(config_json("prompt"), ANALYSIS_GENERATION),
         limit=ANALYSIS["eval_limit"] or "all",
         n=ANALYSIS["eval_n"],
         min_cast_survival=ANALYSIS["min_cast_survival"],

@@ -18,52 +18,13 @@ ANALYSIS_TABLES = f"{RESULTS}/tables/analysis"
 ANALYSIS_WORK = f"{ARTIFACTS}/analysis"
 ANALYSIS_BENCHMARK = SPEEDUP_BENCHMARK  # the series benchmark the accuracy analyses score
 
-# Per-run files of `effopd analyze` and `effopd evaluate-*`; the names of the tables
-# (effopd/reports/analysis.py TABLES) and figures (effopd/plots/analysis.py FIGURES).
-ANALYSIS_RUN_FILES = [
-    "update_norms.csv",
-    "module_allocation.csv",
-    "spectra.csv",
-    "alignment.csv",
-    "embedding_cosine.csv",
-    "embedding_projection.csv",
-    "scaling.csv",
-    "modules.csv",
-    "rank_k.csv",
-]
-ANALYSIS_TABLE_NAMES = [
-    "update_size_accuracy",
-    "update_efficiency",
-    "scaling_curves",
-    "early_recovery",
-    "module_allocation_layers",
-    "module_allocation_modules",
-    "module_utility",
-    "update_spectra",
-    "rank_k_accuracy",
-    "subspace_alignment",
-    "top1_alignment",
-    "embedding_shift",
-    "embedding_projection",
-]
-ANALYSIS_FIGURE_NAMES = [
-    "update_size_accuracy",
-    "scaling_curves",
-    "module_allocation_layers",
-    "module_allocation_modules",
-    "module_utility",
-    "update_spectra",
-    "rank_k_accuracy",
-    "subspace_alignment",
-    "subspace_alignment_early",
-    "embedding_shift",
-    "embedding_projection",
-]
+# Per-run files of `effopd analyze` and `effopd evaluate-*`, and the names of the tables
+# and figures: each list written once, in effopd/tables.py.
+import effopd.tables
 
-
-def numbers(values):
-    """A list of numbers as one space-separated command-line argument string."""
-    return " ".join(str(v) for v in values)
+ANALYSIS_RUN_FILES = list(effopd.tables.ANALYSIS_RUN_FILES)
+ANALYSIS_TABLE_NAMES = list(effopd.tables.ANALYSIS_TABLES)
+ANALYSIS_FIGURE_NAMES = list(effopd.tables.ANALYSIS_FIGURES)
 
 
 def input_dir(wildcards, input):

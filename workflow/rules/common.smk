@@ -95,6 +95,23 @@ def benchmark_prompt(wildcards):
     return json.dumps(prompt, sort_keys=True)
 
 
+def numbers(values):
+    """A list of numbers as one space-separated command-line argument string."""
+    return " ".join(str(v) for v in values)
+
+
+def scoring_params(prompt=benchmark_prompt, generation=None):
+    """The params of every rule that samples and grades (``params: **scoring_params()``):
+    the prompt (default: the benchmark's), generation (default: the config's) and grading
+    blocks as JSON, and evaluation.pass_k."""
+    return {
+        "prompt": prompt,
+        "generation": generation or config_json("generation"),
+        "grading": config_json("grading"),
+        "pass_k": numbers(config["evaluation"]["pass_k"]),
+    }
+
+
 def output_dir(wildcards, output):
     """A params function: the directory of the rule's first output."""
     return os.path.dirname(output[0])

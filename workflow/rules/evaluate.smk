@@ -11,10 +11,7 @@ rule evaluate_model:
         samples=f"{ARTIFACTS}/eval/{{role}}/{{benchmark}}.samples.jsonl",
         metrics=f"{RESULTS}/eval/{{role}}/{{benchmark}}.json",
     params:
-        prompt=benchmark_prompt,
-        generation=config_json("generation"),
-        grading=config_json("grading"),
-        pass_k=" ".join(str(k) for k in config["evaluation"]["pass_k"]),
+        **scoring_params(),
     threads: config["resources"]["threads"]
     resources:
         gpu=config["resources"]["gpus"],
@@ -47,10 +44,7 @@ rule evaluate_run:
         scores=f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{{benchmark}}.csv",
         problems=f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{{benchmark}}.problems.csv",
     params:
-        prompt=benchmark_prompt,
-        generation=config_json("generation"),
-        grading=config_json("grading"),
-        pass_k=" ".join(str(k) for k in config["evaluation"]["pass_k"]),
+        **scoring_params(),
         samples_dir=f"{ARTIFACTS}/eval/runs/{{method}}/seed{{seed}}/{{benchmark}}",
         base_scores=lambda wildcards, input: (
             f"--base-scores {input.base_samples} {input.base_metrics}"
