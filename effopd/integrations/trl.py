@@ -72,7 +72,13 @@ from effopd.training.contract import (
     identified,
     search_seed,
 )
-from effopd.training.extrapolation import is_power_of_two, line_search, snapshot
+from effopd.training.extrapolation import (
+    INITIAL_FACTOR,
+    MAX_ITERATIONS,
+    is_search_step,
+    line_search,
+    snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +114,7 @@ class EffOPDCallback(TrainerCallback):
     def __init__(self, val_dataset: Iterable[Mapping[str, Any]] | None = None, *,
                  output_csv: str | Path | None = None,
                  score_fn: Callable[[torch.nn.Module, int], float] | None = None,
-                 max_iterations: int = 5, initial_factor: float = 2.0,
+                 max_iterations: int = MAX_ITERATIONS, initial_factor: float = INITIAL_FACTOR,
                  temperature: float = 1.0, top_p: float = 1.0,
                  max_new_tokens: int | None = None, seed: int = 42, batch_size: int = 64,
                  grading_timeout_s: float = 5.0, grading_workers: int = 2,
@@ -212,7 +218,7 @@ class EffOPDCallback(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         self.search_s, self.val_tokens, self.val_responses = 0.0, 0, 0
         step = state.global_step
-        if not is_power_of_two(step):
+        if not is_search_step(step):  # the authors' schedule (the schema's default)
             return control
         started = time.perf_counter()
         seed = search_seed(self.seed, step)

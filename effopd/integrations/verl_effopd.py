@@ -32,6 +32,8 @@ import torch
 import torch.distributed as dist
 
 from effopd.training.extrapolation import (
+    INITIAL_FACTOR,
+    MAX_ITERATIONS,
     SearchRecord,
     is_extrapolated,
     line_search,
@@ -72,8 +74,9 @@ def local_block_params(model: torch.nn.Module, rule: str = "blocks") -> dict[str
 
 
 def shard_line_search(model: torch.nn.Module, anchor: dict[str, torch.Tensor],
-                      score: Callable[[], float], step: int, max_iterations: int = 5,
-                      initial_factor: float = 2.0, rule: str = "blocks"
+                      score: Callable[[], float], step: int,
+                      max_iterations: int = MAX_ITERATIONS,
+                      initial_factor: float = INITIAL_FACTOR, rule: str = "blocks"
                       ) -> tuple[list[SearchRecord], dict[str, torch.Tensor]]:
     """EffOPD's line search on this rank's shards; every rank calls it with the same scores.
 

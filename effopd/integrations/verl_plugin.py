@@ -55,7 +55,13 @@ from verl.workers.engine_workers import ActorRolloutRefWorker
 
 from effopd.integrations import verl_effopd
 from effopd.training.contract import SEARCH_COLUMNS
-from effopd.training.extrapolation import SearchRecord, is_power_of_two, search_multipliers
+from effopd.training.extrapolation import (
+    INITIAL_FACTOR,
+    MAX_ITERATIONS,
+    SearchRecord,
+    is_search_step,
+    search_multipliers,
+)
 
 SEARCH_FILE = "effopd_search.csv"
 # verl's core validation metric: val-core/<data_source>/<variable>/mean@<n>; data_source
@@ -211,13 +217,14 @@ class EffOPDTrainer(PPOTrainerSync):
 
     def on_step_end(self):
         step = self.global_steps
-        if is_power_of_two(step):
+        if is_search_step(step):  # the authors' schedule (verl_engine refuses the others)
             started = time.perf_counter()
             self._effopd_val_tokens = 0
             self.actor_rollout_wg.effopd_begin()
             records, best = search_multipliers(
-                self._score, step, max_iterations=int(self._effopd("max_iterations", 5)),
-                initial_factor=float(self._effopd("initial_factor", 2.0)))
+                self._score, step,
+                max_iterations=int(self._effopd("max_iterations", MAX_ITERATIONS)),
+                initial_factor=float(self._effopd("initial_factor", INITIAL_FACTOR)))
             self.actor_rollout_wg.effopd_finish(best)
             write_search_log(Path(self.config.trainer.default_local_dir) / SEARCH_FILE,
                              records)

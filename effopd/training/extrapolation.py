@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from effopd.config import block_defaults
 from effopd.models.names import is_block_parameter
 
 
@@ -64,6 +65,15 @@ def is_extrapolated(name: str, rule: str = "blocks") -> bool:
     raise ValueError(f"unknown parameter rule {rule!r}; expected one of {PARAM_RULES}")
 
 
+# The search's knobs as the schema's training.effopd block sets them by default (read
+# once: every default below and in the engines' plug-ins is one of these).
+_SEARCH = block_defaults("training")["effopd"]
+MAX_ITERATIONS: int = _SEARCH["max_iterations"]
+INITIAL_FACTOR: float = _SEARCH["initial_factor"]
+SCHEDULE: str = _SEARCH["schedule"]
+SEARCH_EVERY: int = _SEARCH["search_every"]
+
+
 def is_power_of_two(step: int) -> bool:
     """True for 1, 2, 4, 8, ... (the steps after which EffOPD searches)."""
     return step >= 1 and step & (step - 1) == 0
@@ -72,7 +82,7 @@ def is_power_of_two(step: int) -> bool:
 SCHEDULES = ("powers_of_two", "every_k")
 
 
-def is_search_step(step: int, schedule: str = "powers_of_two", every: int = 1) -> bool:
+def is_search_step(step: int, schedule: str = SCHEDULE, every: int = SEARCH_EVERY) -> bool:
     """Whether EffOPD searches after ``step``: the authors' schedule searches after steps
     1, 2, 4, 8, ... (``powers_of_two``); the ablation's ``every_k`` after steps
     k, 2k, 3k, ... (``every`` = k)."""
@@ -104,8 +114,10 @@ def _assign(params: Mapping[str, torch.Tensor], values: Mapping[str, torch.Tenso
         tensor.copy_(values[name].to(tensor.dtype))
 
 
-def search_multipliers(score_at: Callable[[float], float], step: int, max_iterations: int = 5,
-                       initial_factor: float = 2.0) -> tuple[list[SearchRecord], float]:
+def search_multipliers(score_at: Callable[[float], float], step: int,
+                       max_iterations: int = MAX_ITERATIONS,
+                       initial_factor: float = INITIAL_FACTOR
+                       ) -> tuple[list[SearchRecord], float]:
     """The greedy search over m in theta_a + m d; return its records and the chosen m.
 
     ``score_at(m)`` puts the weights at theta_a + m d (d = theta_t - theta_a)
@@ -132,8 +144,9 @@ def search_multipliers(score_at: Callable[[float], float], step: int, max_iterat
 
 @torch.no_grad()
 def line_search(params: Mapping[str, torch.Tensor], anchor: Mapping[str, torch.Tensor],
-                score: Callable[[], float], step: int, max_iterations: int = 5,
-                initial_factor: float = 2.0) -> tuple[list[SearchRecord], dict[str, torch.Tensor]]:
+                score: Callable[[], float], step: int, max_iterations: int = MAX_ITERATIONS,
+                initial_factor: float = INITIAL_FACTOR
+                ) -> tuple[list[SearchRecord], dict[str, torch.Tensor]]:
     """Run the search on ``params`` in place; return its records and the new anchor.
 
     ``params`` are the live tensors to move (transformer-block weights only);

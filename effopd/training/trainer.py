@@ -97,7 +97,9 @@ KEEP_STATES = 2  # training states kept: the newest two checkpoints (a fallback 
 @dataclass(frozen=True)
 class TrainSpec:
     """Knobs of one run, flattened from the config's ``training`` block for ``method``
-    (the name of the algorithm it runs, :data:`effopd.methods.ALGORITHMS`)."""
+    (the name of the algorithm it runs, :data:`effopd.methods.ALGORITHMS`). No field has a
+    default: :meth:`from_config` fills every one from the validated config, whose defaults
+    are the schema's."""
 
     method: str
     steps: int
@@ -114,16 +116,16 @@ class TrainSpec:
     max_new_tokens: int
     rollout_batch_size: int
     save_steps: tuple[int, ...]
-    dynamic_sampling: bool = False
-    search_iterations: int = 5
-    search_initial_factor: float = 2.0
-    search_schedule: str = "powers_of_two"
-    search_every: int = 1
-    validation_size: int | None = None
-    warmup_steps: int = 0
-    grading_timeout_s: float = 5.0
-    grading_workers: int = 2
-    grading_batch_size: int = 1
+    dynamic_sampling: bool
+    search_iterations: int
+    search_initial_factor: float
+    search_schedule: str
+    search_every: int
+    validation_size: int | None
+    warmup_steps: int
+    grading_timeout_s: float
+    grading_workers: int
+    grading_batch_size: int
 
     @classmethod
     def from_config(cls, training: dict[str, Any], method: str | Algorithm,
@@ -135,6 +137,7 @@ class TrainSpec:
                                  "1.0 (its log-probs are the untempered policy's; see "
                                  "config/README.md)")
         training = block_defaults("training", training)  # the schema's defaults, once
+        grading = block_defaults("grading", grading)
         own = per_method(training, algorithm)
         return cls(
             method=algorithm.name, steps=training["steps"],
@@ -156,7 +159,7 @@ class TrainSpec:
             validation_size=training["effopd"]["validation_size"],
             warmup_steps=training["warmup_steps"],
             grading_timeout_s=grading["timeout_s"], grading_workers=grading["workers"],
-            grading_batch_size=grading.get("batch_size", 1))
+            grading_batch_size=grading["batch_size"])
 
 
 def _graded_rows(rows: list[dict[str, Any]], path: str | Path) -> list[dict[str, Any]]:
