@@ -144,6 +144,10 @@ def test_claims_table_copies_the_speedup_table_exactly(tmp_path):
             assert (left == right) or (math.isnan(left) and math.isnan(right))
     final = table[table["metric"] == "final_accuracy"].iloc[0]
     assert final["estimate"] == summary["final_accuracy_diff"]
+    # the time-scale row names its horizon: the common grid's last step, 48
+    row = table[table["metric"] == "timescale_steps"].iloc[0]
+    assert "in optimizer steps at the horizon of step 48 " in row["definition"]
+    assert row["estimate"] == summary["timescale_steps"]
     assert {"mde80", "seeds_for_paper_effect", "verdict"} <= set(table.columns)
     # claims 1-4: OPD above RL by 0.5 = 50% of |RL| with tiny spread: every one "holds"
     # in the claimed direction (3b and 4 claim OPD lower, so they do not hold)
@@ -304,14 +308,20 @@ def test_claims_are_not_assessable_without_learning_or_plateau(final, late, lear
     assert rows.loc["opd_gain", "verdict"] == learned
     assert rows.loc["opd_late_gain", "verdict"] == plateau
     assert rows.loc["scaling_slope", "statistical_verdict"] == "holds"
-    claim5 = gate_verdicts([{"claim": "5", "verdict": "holds"}], table.iloc[:2].to_dict("records"))
+    claim5 = gate_verdicts([{"claim": "5", "metric": metric, "verdict": "holds"}
+                            for metric in ("timescale_steps", "timescale_cpu_s_vs_best_lr",
+                                           "speedup_steps", "final_accuracy", "claim_5")],
+                           table.iloc[:2].to_dict("records"))
+    verdicts = [row["verdict"] for row in claim5]
     if learned != "holds":
         assert set(table["verdict"].iloc[2:]) == {"not assessable (OPD's gain not shown)"}
-        assert claim5[0]["verdict"] == "not assessable (OPD's gain not shown)"
-    else:  # claims 1-4 keep their verdicts; claim 5 needs the plateau as well
+        assert set(verdicts) == {"not assessable (OPD's gain not shown)"}
+    else:  # claims 1-4 keep their verdicts; claim 5 at its horizon needs only 0a, while
+        # the rows about convergence need the plateau as well
         assert rows.loc["scaling_slope", "verdict"] == "holds"
-        assert claim5[0]["verdict"] == ("holds" if plateau == "holds"
-                                        else "not assessable (OPD's plateau not shown)")
+        assert verdicts[:2] == ["holds", "holds"]
+        assert set(verdicts[2:]) == {"holds" if plateau == "holds"
+                                     else "not assessable (OPD's plateau not shown)"}
 
 
 def test_preconditions_refuse_a_grid_without_the_base_or_later_checkpoints():
