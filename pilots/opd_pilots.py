@@ -183,7 +183,7 @@ def run_pilot(pilot: dict, base_config: dict, settings: dict, artifacts: Path,
                                  generation, {**config["grading"], "workers": 1}, [1])
         rows.append({"step": step, "accuracy": metrics["avg@n"], "n": settings["eval_n"]})
     # which models this pilot ran on: a base model rebuilt on a CPU of another vendor differs
-    # (README, "Bit-exact"), so each pilot is compared with the teacher it learned from
+    # (docs/results.md, "Bit-exact"), so each pilot is compared with the teacher it learned from
     from effopd.io import atomic_write_json
     from effopd.training.trainer import model_digest
 

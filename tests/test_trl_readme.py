@@ -1,5 +1,6 @@
-"""The README's TRL section, run verbatim: its Python block trains tiny models with the
-callback, its shell line analyses the resulting checkpoint-N series."""
+"""The README's TRL section (docs/cli.md, "EffOPD in your TRL script"), run verbatim: its
+Python block trains tiny models with the callback, its shell line analyses the resulting
+checkpoint-N series."""
 
 from __future__ import annotations
 
@@ -18,11 +19,14 @@ from tests.conftest import BIN, REPO, TINY_ARCH
 trl = pytest.importorskip("trl")
 
 
+TRL_DOC = "docs/cli.md"  # the README's second layer: the command line and EffOPD in TRL
+
+
 def readme_block(marker: str, language: str) -> str:
     """The fenced ``language`` block right after the ``<!-- marker: ... -->`` comment."""
-    text = (REPO / "README.md").read_text()
+    text = (REPO / TRL_DOC).read_text()
     match = re.search(rf"<!-- {marker}:[^>]*-->\s*```{language}\n(.*?)```", text, re.S)
-    assert match, f"README.md has no {marker} block"
+    assert match, f"{TRL_DOC} has no {marker} block"
     return match.group(1)
 
 
@@ -52,7 +56,7 @@ def test_readme_trl_snippet_runs_and_its_checkpoints_analyse(tmp_path, char_toke
             output_dir="run", max_steps=2, per_device_train_batch_size=4, learning_rate=1e-3,
             max_completion_length=8, bf16=False, use_cpu=True, gradient_checkpointing=False,
             save_steps=1, logging_steps=1, report_to=[], seed=0)}
-    exec(compile(readme_block("trl-snippet", "python"), "README.md", "exec"), namespace)
+    exec(compile(readme_block("trl-snippet", "python"), TRL_DOC, "exec"), namespace)
 
     search = pd.read_csv(tmp_path / "run" / "effopd_search.csv")
     assert search["step"].unique().tolist() == [1, 2]
