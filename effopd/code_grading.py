@@ -794,7 +794,8 @@ def _main():
             try:
                 info = _end(token)
             except _Gone:
-                gone = True
+                pass
+            gone = info is None  # the server is dead or stopped: the next items go alone
         info = info if type(info) is dict else {}
         code, signal_name = info.get("exit_code"), info.get("signal")
         if "killed" in info:  # ended by the judge: at its deadline, or after its verdict
