@@ -4,9 +4,10 @@ An item is a model's response and its hidden tests. The program is the response'
 ```` ```python ```` fenced block (else its last unlabelled fenced block, else the whole
 text: :func:`extract_code`). Two kinds of tests, as in the code benchmarks:
 
-- **assert** (HumanEval+ / MBPP+): ``test`` is Python source run in the program's
-  namespace after the program; asserts at module level (MBPP) or a
-  ``check(candidate)`` function called with the program's ``entry_point`` (HumanEval).
+- **assert** (HumanEval+ / MBPP+, the code task, LiveCodeBench's functional problems):
+  ``test`` is Python source: asserts at module level (MBPP, the code task) or a
+  ``check(candidate)`` function called with the program's ``entry_point`` (HumanEval,
+  evalplus), run by the judge with the program's names bound to proxies ("Judgement").
 - **stdio** (LiveCodeBench): ``stdio`` is a list of ``{"input", "output"}`` cases; the
   program runs once per case with ``input`` on its stdin, and passes the case when its
   stdout equals ``output`` line by line after trailing white space is dropped
@@ -16,9 +17,71 @@ text: :func:`extract_code`). Two kinds of tests, as in the code benchmarks:
 ``effopd/sandbox_launch.py``, with: a hard wall-clock deadline (the grader SIGKILLs
 the group at ``timeout_s``), limits on CPU seconds, address space, file size,
 processes and open files, an empty working directory, an environment reduced to
-``PATH``, ``LANG``, ``HOME`` and ``TMPDIR``, stdout and stderr read with a byte cap,
-and a verdict written by a small harness on a separate pipe and signed with a fresh
-nonce (so a program that calls ``os._exit(0)`` or prints "passed" does not pass).
+``PATH``, ``LANG``, ``HOME`` and ``TMPDIR``, and stdout and stderr read with a byte cap.
+A stdio run's process is :data:`HARNESS`, which runs the program and signs "ran" with a
+fresh nonce on fd 3; the grader compares the output with the expected one itself (the
+sandbox never sees it). An assert run's process is :data:`SERVER`, and its verdicts come
+from a judge outside the sandbox:
+
+**Judgement** (assert items; the graded program is an adversary, SPEC section 5).
+Per run, the grader starts :data:`JUDGE`, a process of its own outside the sandbox,
+with four pipes: control (judge -> server), request (judge -> item), reply (item and
+server -> judge) and verdict (judge -> grader). The tests go to the judge alone, on an
+unnamed file; the sandbox gets the programs. Per item, in order:
+
+1. the judge sends ``start`` with a fresh random token; the server forks the item's
+   child (own process group, own ``RLIMIT_CPU``, output to ``/dev/null`` in batches),
+   which compiles and runs the program and replies ``ready`` (or its fault: a syntax
+   error, an exception, a limit);
+2. the judge compiles the test (its own ``compile``, ``exec`` and builtins) and binds,
+   in a fresh namespace, the names the test reads without defining them that are no
+   built-ins (:mod:`symtable`), and the ``entry_point``: plain data values as they are,
+   the program's functions and classes as proxies (:class:`_Remote` in the judge; a
+   module name: the judge's own import of it). A test's own names (``check``,
+   ``_EFFOPD_INPUTS``...) and the built-ins are never the program's;
+3. the judge runs the test; a proxy's call sends its arguments to the child as plain
+   data and rebuilds the reply: a value, an exception (as the built-in class of that
+   name, else a ``ProgramError`` subclass of that name), or, only for a call of one of
+   the program's classes, a handle on the instance, whose methods are proxies again.
+   Anything else ends the item: a value that is not plain data (``not_plain_data``), a
+   malformed or oversized reply (``protocol: ...``). A handle cannot be compared,
+   hashed, tested for truth or iterated (``not_plain_data``);
+4. the verdict is the test's outcome in the judge: ``passed`` when it returns within
+   the item's wall clock (the judge's own ``SIGALRM``), ``timeout`` after it, else the
+   exception's (:data:`FAULT_SOURCE`), or the child's end as the server reports it;
+5. the judge sends ``end``; the server SIGKILLs the child's group, then (confined runs:
+   a pid namespace or a uid of the run's own) every other process of the run's uid,
+   empties ``/tmp`` and ``/dev/shm`` (namespace runs), and reports the child's end.
+
+**Plain data**: None, bool, int, float, complex, str, bytes, and lists, tuples, dicts,
+sets and frozensets of them, at most 100 deep, of exactly these types (no subclasses),
+as one JSON line of at most :data:`MAX_REPLY_BYTES` (:data:`PLAIN_SOURCE`). The judge
+decodes with ``json.loads`` and rebuilds every container itself: what it compares is
+its own built-in objects, so no value can compare equal to anything. Floats compare as
+the benchmark's test says (evalplus's tolerance lives in its ``check``).
+
+**What the program can reach**: its own process (the server's code that forked it, its
+frames, functions, builtins, the request pipe's read end and the reply pipe's write
+end), its forks, the server's process by signal (not by ptrace or ``/proc/<pid>/mem``:
+the server is not dumpable), the run's working directory and tmpfs, stdout and stderr.
+It can write anything on the reply pipe, and read the arguments of the calls made to
+it. **What it cannot reach**: the judge (another pid namespace and uid, no descriptor
+in common but the two data pipes), the tests and the expected values (never in the
+sandbox), the verdict pipe (only the judge holds it), the grader. So nothing it does
+decides a verdict: a line on the reply pipe counts only with the item's token and the
+number of the pending request, and then only as plain data that the judge compares
+itself; killing or stopping the server ends the batch (the items not judged are graded
+again one run each; a server that does not report an item's end within 5 s stops the
+batch too). What an item can leave for a later item of the same batch is gone before
+that item starts (processes, ``/tmp``, ``/dev/shm``); what is left are SysV IPC objects
+and the uid's kernel keyring, which a later item could read only by colluding, and no
+item can change its own verdict with them. A test that reads a name it does not define
+trusts the program's definition of it (as it did in the program's own namespace): the
+evalplus ``check`` reads only ``candidate``. In the ``rlimits`` fallback without a uid
+(a non-root grader without user namespaces) the program shares the grader's uid: it can
+signal or ptrace the judge and the grader where the kernel allows, and no verdict is
+guaranteed there; ``userns`` runs the program as root of its own user namespace, where
+it could ptrace its server (not the judge), so only the batch's later items are at risk.
 
 **Isolation**, detected once per process by launching a real probe program
 (:func:`detect_isolation`), recorded in every result's ``sandbox`` field:
@@ -39,16 +102,20 @@ nonce (so a program that calls ``os._exit(0)`` or prints "passed" does not pass)
 
 **Statuses** (one per item; :data:`STATUSES`), with a ``reason``:
 
-- ``passed``: every test passed (a signed verdict; for stdio, every case's output).
+- ``passed``: every test passed (the judge's verdict; for stdio, every case's output).
 - ``failed``: the program ran and is wrong: a failed assertion, a wrong output, an
-  uncaught exception, ``sys.exit`` before the tests, or ``syntax_error`` (it does not
-  compile; its reason starts with ``syntax_error`` so it can be told apart).
+  uncaught exception, ``sys.exit`` before the tests, ``syntax_error`` (it does not
+  compile; its reason starts with ``syntax_error`` so it can be told apart), a value
+  that is not plain data (``not_plain_data``) or a reply that breaks the protocol
+  (``protocol``).
 - ``timeout``: killed at the wall-clock deadline (or at the batch's global deadline).
 - ``crashed``: ended abnormally: ``memory_limit`` (MemoryError), ``resource_limit``
   (fork, file size or open files refused: EAGAIN, EFBIG, EMFILE...), ``cpu_limit``
   (SIGXCPU), killed by another signal, or exited without a verdict (``os._exit``). In
   the namespace modes the launcher reports a signal N as exit code 128 + N, so a
   program that exits with such a code itself reads as killed by N (crashed either way).
+  For assert items, ``exit_code`` and ``signal`` are the item's child's (both None when
+  the judge ended it after its verdict, ``SIGKILL`` at its deadline).
 - ``sandbox_error``: the grader's fault, not the program's: the launcher failed, a
   malformed record, or the batch's global deadline passed before the item started.
 
@@ -58,16 +125,13 @@ run ends by its deadline, and ``total_timeout_s`` bounds the whole batch.
 
 **Batches** (:func:`grade_programs_batched`, for many short assert-mode items such as
 RL rollouts): identical (program, tests) items are graded once; the rest go
-``batch_size`` to a run. The run is the same sandbox (namespaces, limits, uid), but
-its process is :data:`BATCH_HARNESS`, which forks one child per item: the child puts
-itself in its own process group, sets its own ``RLIMIT_CPU``, sends its output to
-``/dev/null`` and reports on a pipe of its own; the harness SIGKILLs the child's group
-at the item's wall-clock deadline and writes one signed verdict line per item. Items
-stay separate processes (no state passes from one to the next); an item whose verdict
-is missing because its batch ended early (a program that kills its harness) is graded
-again on its own. A run costs about 90 ms (two interpreters and the namespaces), a
-batched item a fork: the difference between a reward that costs more than the
-training step and one that does not.
+``batch_size`` to a run: the same server and judge as one run each (which is a batch of
+one whose child keeps the run's stdout and stderr). Items stay separate processes (no
+state passes from one to the next, "Judgement" step 5); an item whose verdict is missing
+because its batch ended early (a program that kills its server) is graded again on its
+own. A run costs about 150 ms (three interpreters and the namespaces), a batched item a
+fork and a few pipe round trips: the difference between a reward that costs more than
+the training step and one that does not (``benchmarks/code_grading_speed.py``).
 
 **Scores** (:func:`summarize_code_grades`): a sample is correct when its status is
 ``passed``; avg@n and the unbiased pass@k = 1 - C(n-c, k) / C(n, k) come from
