@@ -15,7 +15,9 @@ without ``site``). In order:
    no core files);
 4. drop to the job's unprivileged uid (when the grader runs as root), forbid new
    privileges (``PR_SET_NO_NEW_PRIVS``), and ask for SIGKILL when the parent dies;
-5. point fd 0 at the job's stdin file (or ``/dev/null``) and fd 3 at the verdict pipe;
+5. point fd 0 at the job's stdin file (or ``/dev/null``) and fds 3, 4, ... at the job's
+   pipes (the stdio harness's verdict pipe; the assert server's request, reply and
+   control pipes), closing every other descriptor the launcher was given;
 6. ``execve`` the program with the job's reduced environment.
 
 Any failure before the ``exec`` exits with :data:`LAUNCH_FAILED` and a line on stderr
@@ -23,6 +25,7 @@ that starts with ``sandbox:``; the grader records it as ``sandbox_error``.
 """
 
 import ctypes
+import fcntl
 import json
 import os
 import resource
@@ -110,6 +113,18 @@ def _wait_as_init(child: int) -> None:
             os._exit(code if code >= 0 else 128 - code)
 
 
+def _place_pipes(fds: list) -> None:
+    """Step 5: the job's pipes at 3, 4, ... (first copied above the targets, so that a
+    pipe already at a target number is not overwritten), every other copy closed."""
+    first_free = 3 + len(fds)
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, first_free) for fd in fds]
+    for target, fd in enumerate(high, start=3):
+        os.dup2(fd, target)
+    for fd in set(fds) | set(high):
+        if fd >= first_free:
+            os.close(fd)
+
+
 def main() -> None:
     with open(sys.argv[1], encoding="utf-8") as handle:
         job = json.load(handle)
@@ -129,9 +144,7 @@ def main() -> None:
     stdin = os.open(job["stdin"] or os.devnull, os.O_RDONLY)
     os.dup2(stdin, 0)
     os.close(stdin)
-    os.dup2(job["verdict_fd"], 3)
-    if job["verdict_fd"] != 3:
-        os.close(job["verdict_fd"])
+    _place_pipes(job["fds"])
     os.execve(job["argv"][0], job["argv"], job["env"])
 
 
