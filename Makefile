@@ -2,6 +2,7 @@
 #   make run    create .venv if missing, then run the tiny default DAG
 #   make study  the same DAG on config/study.yaml (sized to decide the claims)
 #   make scales the model-scale sweep, config/scales.yaml (1x, 2x, 4x students)
+#   make stepsize the step-size map, config/stepsize.yaml (OPD and EffOPD at four lrs)
 #   make test   create .venv if missing, then run the test suite
 # The venv takes the CPU build of torch 2.13.0 first (no multi-GB CUDA download),
 # then the project with the exact versions of requirements.lock.
@@ -25,7 +26,7 @@ SNAKEMAKE_ARGS ?=
 PYTEST_ARGS ?= -n auto --dist loadfile
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run study scales test test-verl verl-env gpu-env check-gpu-lock lint figures report clean-venv
+.PHONY: run study scales stepsize test test-verl verl-env gpu-env check-gpu-lock lint figures report clean-venv
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -70,6 +71,10 @@ study: $(STAMP)
 scales: $(STAMP)
 	snakemake --cores $(CORES) --configfile config/scales.yaml --rerun-incomplete $(SNAKEMAKE_ARGS)
 
+# The step-size map: OPD and EffOPD at four learning rates, 3 seeds, 256 steps (resumable).
+stepsize: $(STAMP)
+	snakemake --cores $(CORES) --configfile config/stepsize.yaml --rerun-incomplete $(SNAKEMAKE_ARGS)
+
 test: $(STAMP) $(STAMP_VERL)
 	python -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-verl
@@ -87,6 +92,8 @@ figures: $(STAMP)
 		--configfile config/study.yaml --config review=True; fi
 	if [ -f results/code/tables/claims.csv ]; then snakemake figures --cores 2 --forceall \
 		--configfile config/code.yaml --config review=True; fi
+	if [ -f results/stepsize/tables/stepsize_map.csv ]; then snakemake figures --cores 2 \
+		--forceall --configfile config/stepsize.yaml --config review=True; fi
 	if [ -f results/scales/tables/cross_scale.csv ]; then snakemake figures --cores 2 \
 		--forceall --configfile config/scales.yaml --config review=True; fi
 

@@ -140,6 +140,22 @@ def cmd_tabulate_ablation(args: argparse.Namespace) -> None:
                          args.speedup_settings)
 
 
+def cmd_tabulate_stepsize_map(args: argparse.Namespace) -> None:
+    from effopd.reports.stepsize import write_stepsize_map
+
+    write_stepsize_map(args.eval_csvs, args.log_csvs, args.search_csvs, args.methods, args.out,
+                       args.speedup_settings)
+
+
+def cmd_plot_stepsize_map(args: argparse.Namespace) -> None:
+    from effopd.plots.stepsize import plot_stepsize_map
+    from effopd.reports.stepsize import read_stepsize_map
+    from effopd.tables import read_table
+
+    plot_stepsize_map(read_stepsize_map(args.table), read_table(args.curves), args.benchmark,
+                      args.out)
+
+
 def cmd_plot_speedup(args: argparse.Namespace) -> None:
     from effopd.plots.training import plot_speedup_fits
     from effopd.tables import read_table
@@ -335,6 +351,26 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True, help="effopd_ablation.csv; .md goes beside it")
     c.add_argument("--speedup-settings", type=json_arg, default={},
                    help="the config's speedup block (JSON)")
+
+    c = add("tabulate-stepsize-map", cmd_tabulate_stepsize_map,
+            "the step-size map: per (algorithm, lr) final accuracy, searches accepted, "
+            "EffOPD's speed-up against OPD at the same and at the best learning rate")
+    c.add_argument("--eval-csvs", nargs="+", required=True,
+                   help="every cell's checkpoint scores (per-problem files beside them)")
+    c.add_argument("--log-csvs", nargs="+", required=True, help="the runs' log.csv (any order)")
+    c.add_argument("--search-csvs", nargs="+", required=True,
+                   help="the EffOPD runs' effopd_search.csv")
+    c.add_argument("--methods", type=methods_arg, required=True, help=METHODS_HELP)
+    c.add_argument("--speedup-settings", type=json_arg, default={},
+                   help="the config's speedup block (JSON)")
+    c.add_argument("--out", required=True, help="stepsize_map.csv; the .md goes beside it")
+
+    c = add("plot-stepsize-map", cmd_plot_stepsize_map,
+            "figure: accuracy per cell and EffOPD's speed-up against the learning rate")
+    c.add_argument("--table", required=True, help="stepsize_map.csv")
+    c.add_argument("--curves", required=True, help="training_curves.csv")
+    c.add_argument("--benchmark", required=True)
+    c.add_argument("--out", required=True, help="PNG path; the PDF goes beside it")
 
     c = add("plot-training", cmd_plot_training,
             "figure: accuracy vs optimizer steps, generated tokens and CPU time")

@@ -224,7 +224,29 @@ def report_targets():
         *analysis_targets(),
         *claims_targets(),
         *ablation_targets(),
+        *stepsize_map_targets(),
     ]
+
+
+def map_methods():
+    """The step-size map's cells (effopd/reports/stepsize.py): the declared OPD and EffOPD
+    methods other than ablation variants."""
+    return [
+        name
+        for name, method in DECLARED.items()
+        if method.algorithm.name in (OPD, EFFOPD) and method.role != "variant"
+    ]
+
+
+def stepsize_map_targets():
+    """The step-size map's table and figure, when OPD runs at two or more learning rates
+    and EffOPD at one or more."""
+    algorithms = [DECLARED[name].algorithm.name for name in map_methods()]
+    rates = {DECLARED[name].peak_lr(TRAINING) for name in map_methods()
+             if DECLARED[name].algorithm.name == OPD}
+    if len(rates) >= 2 and EFFOPD in algorithms:
+        return [f"{RESULTS}/tables/stepsize_map.csv", f"{FIGURES}/stepsize_map.png"]
+    return []
 
 
 def ablation_targets():
@@ -292,11 +314,14 @@ def missing_results():
     whose outputs are committed tables and figures) that do not exist. Snakemake (since
     7.7, by design: snakemake issue 1978) does not remake a deleted intermediate file
     while what was made from it is up to date; `rule all` names these as targets, so a
-    deleted evaluation is made again and the tables drawn from it after."""
+    deleted evaluation is made again and the tables drawn from it after. Only the rules
+    that make a report target count: a rule the config does not ask for (the analyses'
+    tables with analysis.enabled false) adds nothing."""
+    targets = set(report_targets())
     needed = {
         str(f)
         for r in workflow.rules
-        if any(is_flagged(o, "update") for o in r.output)
+        if any(is_flagged(o, "update") and str(o) in targets for o in r.output)
         for f in r.input
         if isinstance(f, str) and str(f).startswith(f"{RESULTS}/")
     }

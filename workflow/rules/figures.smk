@@ -51,3 +51,24 @@ rule plot_speedup:
     shell:
         "effopd plot-speedup --curves {input.curves} --speedup {input.speedup} "
         "--benchmark {params.benchmark} --out {output.png} > {log} 2>&1"
+
+
+# The step-size map: accuracy per (algorithm, lr) cell and EffOPD's speed-up against lr.
+rule plot_stepsize_map:
+    input:
+        table=f"{RESULTS}/tables/stepsize_map.csv",
+        curves=f"{RESULTS}/tables/training_curves.csv",
+    output:
+        png=committed(f"{FIGURES}/stepsize_map.png"),
+        pdf=committed(f"{FIGURES}/stepsize_map.pdf"),
+    params:
+        benchmark=SPEEDUP_BENCHMARK,
+    log:
+        f"{LOGS}/plot_stepsize_map.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/plot_stepsize_map.tsv",
+    conda:
+        "../../environment.yml"
+    shell:
+        "effopd plot-stepsize-map --table {input.table} --curves {input.curves} "
+        "--benchmark {params.benchmark} --out {output.png} > {log} 2>&1"

@@ -102,3 +102,44 @@ rule tabulate_ablation:
         "effopd tabulate-ablation --eval-csvs {input.evals} --log-csvs {input.logs} "
         "--effopd {params.effopd:q} --variants {params.variants:q} --out {output.csv} "
         "--speedup-settings {params.speedup:q} > {log} 2>&1"
+
+
+# The step-size map: per (algorithm, lr) cell the final accuracy, EffOPD's searches
+# accepted, and EffOPD's time-scale speed-up against OPD at the same and at the best
+# learning rate (effopd/reports/stepsize.py).
+rule tabulate_stepsize_map:
+    input:
+        evals=expand(
+            f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{SPEEDUP_BENCHMARK}.csv",
+            method=map_methods(),
+            seed=SEEDS,
+        ),
+        logs=expand(
+            f"{RESULTS}/train/{{method}}/seed{{seed}}/log.csv", method=map_methods(), seed=SEEDS
+        ),
+        searches=expand(
+            f"{RESULTS}/train/{{method}}/seed{{seed}}/effopd_search.csv",
+            method=map_methods(),
+            seed=SEEDS,
+        ),
+        problems=expand(
+            f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{SPEEDUP_BENCHMARK}.problems.csv",
+            method=map_methods(),
+            seed=SEEDS,
+        ),
+    output:
+        csv=committed(f"{RESULTS}/tables/stepsize_map.csv"),
+        md=committed(f"{RESULTS}/tables/stepsize_map.md"),
+    params:
+        methods=methods_json(),
+        speedup=config_json("speedup"),
+    log:
+        f"{LOGS}/tabulate_stepsize_map.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/tabulate_stepsize_map.tsv",
+    conda:
+        "../../environment.yml"
+    shell:
+        "effopd tabulate-stepsize-map --eval-csvs {input.evals} --log-csvs {input.logs} "
+        "--search-csvs {input.searches} --methods {params.methods:q} "
+        "--speedup-settings {params.speedup:q} --out {output.csv} > {log} 2>&1"
