@@ -276,6 +276,13 @@ def cross_key_faults(config: dict[str, Any]) -> list[str]:
     if analysing and min(analysis["alignment_ks"]) > analysis["plot_k"]:
         faults.append(f"key 'analysis/plot_k': {analysis['plot_k']} is below every "
                       f"analysis/alignment_ks {analysis['alignment_ks']}")
+    for name in config["line_scan"]["methods"]:
+        if name not in runs or runs[name].algorithm.name != OPD:
+            faults.append(f"key 'line_scan/methods': '{name}' is not a declared method of "
+                          "algorithm opd (the scan follows an OPD run's own steps)")
+    if not training["save_powers_of_two"] and config["line_scan"]["methods"]:
+        faults.append("key 'line_scan/methods': the scan reads the checkpoints of the search "
+                      "steps 1, 2, 4, ...; set training/save_powers_of_two: true")
     faults += scale_faults(config)
     return faults
 

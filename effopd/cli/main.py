@@ -104,6 +104,27 @@ def cmd_train(args: argparse.Namespace) -> None:
     importlib.import_module(ENGINES[engine]).train(run)
 
 
+def cmd_line_scan(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from effopd.io import write_rows
+    from effopd.tables import CHECKPOINT_INDEX, read_table, run_identity
+    from effopd.training.line_scan import COLUMNS, line_scan
+    from effopd.training.trainer import Trainer, TrainSpec
+
+    set_threads(args.threads)
+    index = read_table(args.index, CHECKPOINT_INDEX)
+    method, seed = run_identity(index, args.index)
+    spec = TrainSpec.from_config(args.training, args.algorithm, args.grading)
+    with tempfile.TemporaryDirectory() as scratch:  # the scan writes no checkpoint
+        trainer = Trainer(spec, seed, args.student, args.teacher, args.train, args.val,
+                          args.prompt, scratch, device=args.device)
+        rows = line_scan(trainer, args.student, dict(zip(index["step"].astype(int),
+                                                         index["path"], strict=True)),
+                         args.multipliers, (method, seed))
+    write_rows(args.out, COLUMNS, rows)
+
+
 def cmd_export_fsdp(args: argparse.Namespace) -> None:
     from effopd.integrations.fsdp_export import export_fsdp_checkpoint
 
@@ -154,6 +175,19 @@ def cmd_plot_stepsize_map(args: argparse.Namespace) -> None:
 
     plot_stepsize_map(read_stepsize_map(args.table), read_table(args.curves), args.benchmark,
                       args.out)
+
+
+def cmd_tabulate_line_scan(args: argparse.Namespace) -> None:
+    from effopd.reports.line_scan import write_line_scan
+
+    write_line_scan(args.scans, args.out)
+
+
+def cmd_plot_line_scan(args: argparse.Namespace) -> None:
+    from effopd.plots.line_scan import plot_line_scan
+    from effopd.tables import read_table
+
+    plot_line_scan(read_table(args.table), args.out)
 
 
 def cmd_plot_speedup(args: argparse.Namespace) -> None:
@@ -308,6 +342,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", type=int, default=None)
     c.add_argument("--device", default=None)
 
+    c = add("line-scan", cmd_line_scan,
+            "EffOPD's line, scanned: validation accuracy and batch reverse KL at theta_a + m d "
+            "at every search step of one OPD run (effopd/training/line_scan.py)")
+    c.add_argument("--index", required=True, help="the run's checkpoints.csv (its identity)")
+    c.add_argument("--algorithm", default="opd", choices=list(ALGORITHMS),
+                   help="the algorithm of the run's training block (default opd)")
+    c.add_argument("--training", type=json_arg, required=True,
+                   help="the run's training block (JSON)")
+    c.add_argument("--grading", type=json_arg, required=True)
+    c.add_argument("--prompt", type=json_arg, required=True)
+    c.add_argument("--student", required=True, help="the base student (the anchor of step 1)")
+    c.add_argument("--teacher", required=True)
+    c.add_argument("--train", required=True, help="training problems (JSONL)")
+    c.add_argument("--val", required=True, help="the line search's validation benchmark")
+    c.add_argument("--multipliers", type=float, nargs="+", required=True)
+    c.add_argument("--out", required=True, help="one row per (step, multiplier), CSV")
+    c.add_argument("--threads", type=int, default=None)
+    c.add_argument("--device", default=None)
+
     c = add("export-fsdp", cmd_export_fsdp,
             "verl FSDP shards (global_step_N/actor) -> float32 HF safetensors checkpoint")
     c.add_argument("--actor-dir", required=True,
@@ -370,6 +423,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--table", required=True, help="stepsize_map.csv")
     c.add_argument("--curves", required=True, help="training_curves.csv")
     c.add_argument("--benchmark", required=True)
+    c.add_argument("--out", required=True, help="PNG path; the PDF goes beside it")
+
+    c = add("tabulate-line-scan", cmd_tabulate_line_scan,
+            "the line scans of every scanned run in one table, and the best multipliers")
+    c.add_argument("--scans", nargs="+", required=True, help="effopd line-scan outputs")
+    c.add_argument("--out", required=True, help="line_scan.csv; the .md goes beside it")
+
+    c = add("plot-line-scan", cmd_plot_line_scan,
+            "figure: the best multiplier by validation accuracy and by reverse KL per step")
+    c.add_argument("--table", required=True, help="line_scan.csv")
     c.add_argument("--out", required=True, help="PNG path; the PDF goes beside it")
 
     c = add("plot-training", cmd_plot_training,

@@ -448,10 +448,11 @@ class Trainer:
         return sum(correct) / len(correct)
 
     # -------------------------------------------------------------------- step
-    def train_step(self) -> dict[str, Any]:
-        spec, step = self.spec, self.step + 1
-        seed = step_seed(self.seed, step)
-        log.info("step %d: rollout", step)
+    def rollout(self, step: int) -> tuple[list[str], list[Any], Batch, list[dict[str, Any]]]:
+        """Step ``step``'s batch: its prompts (a fixed function of seed and step), the
+        policy's ``group_size`` responses to each (sampled with the step seed), the batch
+        laid out for one forward pass, and each response's problem row."""
+        spec, seed = self.spec, step_seed(self.seed, step)
         indices = random.Random(seed).sample(range(len(self.train_rows)), spec.prompts_per_step)
         prompts = [render_prompt(self.tokenizer, self.train_rows[i]["question"],
                                  *self.prompt_settings) for i in indices]
@@ -462,6 +463,22 @@ class Trainer:
         batch = build_batch(flat_prompts, [c.token_ids for c in completions],
                             self.tokenizer.pad_token_id, self.device)
         rows = [self.train_rows[i] for i in indices for _ in range(spec.group_size)]
+        return prompts, completions, batch, rows
+
+    @torch.no_grad()
+    def batch_reverse_kl(self, step: int) -> float:
+        """The per-token reverse KL of the current policy on step ``step``'s batch: the
+        mean over response tokens of log p_S(y_t) - log p_T(y_t) on the responses the
+        policy samples for that step's prompts (OPD's logged ``reverse_kl``, no update)."""
+        _, _, batch, _ = self.rollout(step)
+        mask = batch.response_mask
+        gap = sequence_logprobs(self.policy, batch) - sequence_logprobs(self.teacher, batch)
+        return float((gap * mask).sum() / mask.sum())
+
+    def train_step(self) -> dict[str, Any]:
+        step = self.step + 1
+        log.info("step %d: rollout", step)
+        prompts, completions, batch, rows = self.rollout(step)
         correct = self.accuracy([c.text for c in completions], rows)
 
         self.policy.train()

@@ -225,7 +225,26 @@ def report_targets():
         *claims_targets(),
         *ablation_targets(),
         *stepsize_map_targets(),
+        *line_scan_targets(),
     ]
+
+
+LINE_SCAN = config["line_scan"]
+LINE_SCAN_SEED = SEEDS[0] if LINE_SCAN["seed"] is None else LINE_SCAN["seed"]
+
+
+def line_scan_files():
+    """One scan per listed method (its run of seed line_scan.seed)."""
+    return expand(
+        f"{RESULTS}/line_scan/{{method}}/seed{LINE_SCAN_SEED}.csv", method=LINE_SCAN["methods"]
+    )
+
+
+def line_scan_targets():
+    """The line scan's table and figure, when methods are listed (line_scan.methods)."""
+    if LINE_SCAN["methods"]:
+        return [f"{RESULTS}/tables/line_scan.csv", f"{FIGURES}/line_scan.png"]
+    return []
 
 
 def map_methods():

@@ -74,3 +74,36 @@ rule evaluate_run:
         "--samples-dir {params.samples_dir} {params.base_scores} {params.grid} "
         "--threads {threads} "
         "> {log} 2>&1"
+
+
+# EffOPD's line, scanned (config: line_scan): at every search step of one OPD run, the
+# validation accuracy and the batch reverse KL at theta_a + m d for each multiplier m.
+rule line_scan:
+    input:
+        index=f"{RESULTS}/train/{{method}}/seed{{seed}}/checkpoints.csv",
+        student=f"{ARTIFACTS}/models/student",
+        teacher=f"{ARTIFACTS}/models/teacher",
+        train=train_prompts_file(),
+        val=f"{ARTIFACTS}/benchmarks/{VALIDATION_BENCHMARK}.jsonl",
+    output:
+        f"{RESULTS}/line_scan/{{method}}/seed{{seed}}.csv",
+    params:
+        training=training_json,
+        grading=config_json("grading"),
+        prompt=config_json("prompt"),
+        multipliers=numbers(LINE_SCAN["multipliers"]),
+    threads: config["resources"]["threads"]
+    resources:
+        gpu=config["resources"]["gpus"],
+        mem_mb=config["resources"]["mem_mb"],
+    log:
+        f"{LOGS}/line_scan/{{method}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/line_scan/{{method}}/seed{{seed}}.tsv",
+    conda:
+        "../../environment.yml"
+    shell:
+        "effopd line-scan --index {input.index} --training {params.training:q} "
+        "--grading {params.grading:q} --prompt {params.prompt:q} --student {input.student} "
+        "--teacher {input.teacher} --train {input.train} --val {input.val} "
+        "--multipliers {params.multipliers} --out {output} --threads {threads} > {log} 2>&1"

@@ -72,3 +72,20 @@ rule plot_stepsize_map:
     shell:
         "effopd plot-stepsize-map --table {input.table} --curves {input.curves} "
         "--benchmark {params.benchmark} --out {output.png} > {log} 2>&1"
+
+
+# Where the best multiplier of EffOPD's line lies as training goes on, per learning rate.
+rule plot_line_scan:
+    input:
+        table=f"{RESULTS}/tables/line_scan.csv",
+    output:
+        png=committed(f"{FIGURES}/line_scan.png"),
+        pdf=committed(f"{FIGURES}/line_scan.pdf"),
+    log:
+        f"{LOGS}/plot_line_scan.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/plot_line_scan.tsv",
+    conda:
+        "../../environment.yml"
+    shell:
+        "effopd plot-line-scan --table {input.table} --out {output.png} > {log} 2>&1"

@@ -143,3 +143,20 @@ rule tabulate_stepsize_map:
         "effopd tabulate-stepsize-map --eval-csvs {input.evals} --log-csvs {input.logs} "
         "--search-csvs {input.searches} --methods {params.methods:q} "
         "--speedup-settings {params.speedup:q} --out {output.csv} > {log} 2>&1"
+
+
+# The line scans of every scanned run in one table, with the best multiplier per step.
+rule tabulate_line_scan:
+    input:
+        line_scan_files(),
+    output:
+        csv=committed(f"{RESULTS}/tables/line_scan.csv"),
+        md=committed(f"{RESULTS}/tables/line_scan.md"),
+    log:
+        f"{LOGS}/tabulate_line_scan.log",
+    benchmark:
+        f"{BENCHMARK_DIR}/tabulate_line_scan.tsv",
+    conda:
+        "../../environment.yml"
+    shell:
+        "effopd tabulate-line-scan --scans {input} --out {output.csv} > {log} 2>&1"
