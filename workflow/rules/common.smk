@@ -67,6 +67,9 @@ LR_BASELINES = declared_names("lr_baseline")
 TRAINED_METHODS = [*METHODS, *LR_BASELINES]  # every method of the main runs
 # The model-scale sweep: one experiment <experiment>/<scale> per entry (scales.smk).
 SCALES = config["scales"]
+# The line scan (config key line_scan): the listed OPD methods' runs of one seed.
+LINE_SCAN = config["line_scan"]
+LINE_SCAN_SEED = SEEDS[0] if LINE_SCAN["seed"] is None else LINE_SCAN["seed"]
 
 
 def alternation(names):
@@ -144,8 +147,8 @@ def training_json(wildcards):
 
 
 def methods_json():
-    """A params function: every declared method as JSON (the report commands' labels,
-    roles and learning rates)."""
+    """Every declared method as JSON: the --methods of the report rules (labels, roles,
+    learning rates)."""
     return json.dumps([method.as_json() for method in DECLARED.values()], sort_keys=True)
 
 
@@ -227,10 +230,6 @@ def report_targets():
         *stepsize_map_targets(),
         *line_scan_targets(),
     ]
-
-
-LINE_SCAN = config["line_scan"]
-LINE_SCAN_SEED = SEEDS[0] if LINE_SCAN["seed"] is None else LINE_SCAN["seed"]
 
 
 def line_scan_files():
