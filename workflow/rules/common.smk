@@ -104,9 +104,9 @@ def numbers(values):
 
 
 def scoring_params(prompt=benchmark_prompt, generation=None):
-    """The params of every rule that samples and grades (``params: **scoring_params()``):
-    the prompt (default: the benchmark's), generation (default: the config's) and grading
-    blocks as JSON, and evaluation.pass_k."""
+    """The params shared by the sampling and grading steps, spread into a params block
+    with ``**scoring_params()``. The prompt (default: the benchmark's), generation
+    (default: the config's) and grading blocks as JSON, and evaluation.pass_k."""
     return {
         "prompt": prompt,
         "generation": generation or config_json("generation"),
