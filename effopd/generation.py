@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -279,8 +280,12 @@ def checkpoint_stop_ids(model_dir: str | Path, tokenizer: Any) -> set[int]:
 #   over two steps ("CPU Generator does not use offset": the runner rewinds the request's
 #   generator with a CUDA-only call); without chunking every prompt is prefilled whole, so
 #   a step takes up to max_model_len tokens (``max_num_batched_tokens``).
+# - the model worker in the engine's process (``distributed_executor_backend="uni"``) and the
+#   engine core in the caller's (VLLM_ENABLE_V1_MULTIPROCESSING=0, set by generate_vllm):
+#   one process imports vLLM instead of three.
 CPU_ENGINE_DEFAULTS: dict[str, Any] = {"enforce_eager": True, "kv_cache_memory_bytes": 1 << 29,
-                                       "enable_chunked_prefill": False}
+                                       "enable_chunked_prefill": False,
+                                       "distributed_executor_backend": "uni"}
 
 
 def vllm_engine_args(spec: SamplingSpec, max_position_embeddings: int,
@@ -315,6 +320,9 @@ def generate_vllm(model_dir: str | Path, prompts: list[str], spec: SamplingSpec,
     - Engine arguments: :func:`vllm_engine_args` (``spec.vllm`` adds or overrides them).
     - The engine is shut down before returning, so the process can exit.
     """
+    on_cpu = not torch.cuda.is_available()
+    if on_cpu:  # before vLLM is imported: it reads its environment once
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     from vllm import LLM, SamplingParams  # lazy: only the vLLM environments have it
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -324,7 +332,7 @@ def generate_vllm(model_dir: str | Path, prompts: list[str], spec: SamplingSpec,
 
     positions = AutoConfig.from_pretrained(str(model_dir)).max_position_embeddings
     llm = LLM(model=str(model_dir),
-              **vllm_engine_args(spec, positions, on_cpu=not torch.cuda.is_available()))
+              **vllm_engine_args(spec, positions, on_cpu=on_cpu))
     try:
         started = time.perf_counter()
         params = [SamplingParams(n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
