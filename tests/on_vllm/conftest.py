@@ -19,8 +19,8 @@ CONFIGS = (REPO / "config" / "smoke.yaml", Path(__file__).with_name("vllm.yaml")
 @pytest.fixture(scope="session")
 def vllm_dag(tmp_path_factory) -> Path:
     """The DAG's evaluation rules with the vllm backend: ``evaluate_model`` on the base
-    student and ``evaluate_run`` on OPD's checkpoints (steps 1 and 2; step 0 reuses the
-    student's scores). Every vLLM generation is its own engine, in its own process."""
+    student and ``evaluate_run`` on OPD's checkpoint (step 1; step 0 reuses the student's
+    scores). Every vLLM generation is its own engine, in its own process."""
     workdir = tmp_path_factory.mktemp("vllm-dag")
     result = run_cli("snakemake", "--cores", "2", "-s", str(REPO / "Snakefile"),
                      "--directory", str(workdir), "--configfile", *map(str, CONFIGS),
