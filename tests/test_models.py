@@ -198,3 +198,21 @@ def test_a_problems_samples_do_not_depend_on_its_batch(sampler_setup):
     twin = sample_completions(model, tokenizer, [prompts[0]], spec,
                               seeds=[problem_seed(spec.seed, "p0-twin")])
     assert [c.token_ids for c in twin[0]] != whole[0]
+
+
+def test_vllm_engine_arguments_on_a_cpu_and_on_a_gpu():
+    """generation.vllm overrides the CPU defaults; without chunked prefill a step holds one
+    whole prompt (max_num_batched_tokens = max_model_len); auto is float32 on a CPU only."""
+    from effopd.generation import CPU_ENGINE_DEFAULTS, vllm_engine_args
+
+    cpu = vllm_engine_args(SamplingSpec(seed=7), 256, on_cpu=True)
+    assert cpu == {"dtype": "float32", "seed": 7, "generation_config": "vllm",
+                   **CPU_ENGINE_DEFAULTS, "max_num_batched_tokens": 256}
+    assert cpu["enable_chunked_prefill"] is False and cpu["enforce_eager"] is True
+    spec = SamplingSpec(dtype="bfloat16", vllm={"max_model_len": 512, "enforce_eager": False})
+    cpu = vllm_engine_args(spec, 256, on_cpu=True)
+    assert (cpu["dtype"], cpu["max_num_batched_tokens"], cpu["enforce_eager"]) == (
+        "bfloat16", 512, False)
+    gpu = vllm_engine_args(SamplingSpec(vllm={"gpu_memory_utilization": 0.9}), 256, on_cpu=False)
+    assert gpu == {"dtype": "auto", "seed": 42, "generation_config": "vllm",
+                   "gpu_memory_utilization": 0.9}
