@@ -32,29 +32,34 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from effopd.config import dataclass_from_block
+from effopd.config import block_defaults, dataclass_from_block
 from effopd.device import resolve_device
 
 log = logging.getLogger(__name__)
 
 
+_GENERATION = block_defaults("generation")  # the schema's defaults, the one place they live
+
+
 @dataclass(frozen=True)
 class SamplingSpec:
-    """Sampling settings (the config's ``generation`` block)."""
+    """Sampling settings (the config's ``generation`` block); every default is the
+    schema's (``generation``), read once."""
 
-    temperature: float = 1.0
-    top_p: float = 1.0
-    n: int = 1
-    max_new_tokens: int = 64
-    seed: int = 42
-    batch_size: int = 64
-    backend: str = "transformers"
-    dtype: str = "auto"
-    vllm: dict[str, Any] = field(default_factory=dict)
+    temperature: float = _GENERATION["temperature"]
+    top_p: float = _GENERATION["top_p"]
+    n: int = _GENERATION["n"]
+    max_new_tokens: int = _GENERATION["max_new_tokens"]
+    seed: int = _GENERATION["seed"]
+    batch_size: int = _GENERATION["batch_size"]
+    backend: str = _GENERATION["backend"]
+    dtype: str = _GENERATION["dtype"]
+    vllm: dict[str, Any] = field(default_factory=lambda: dict(_GENERATION["vllm"]))
 
     @classmethod
     def from_config(cls, block: dict[str, Any], **overrides: Any) -> SamplingSpec:
-        return dataclass_from_block(cls, block, **overrides)
+        """The spec of a ``generation`` block, its missing keys the schema's defaults."""
+        return dataclass_from_block(cls, block_defaults("generation", block), **overrides)
 
 
 @dataclass
