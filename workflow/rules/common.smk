@@ -115,6 +115,20 @@ def scoring_params(prompt=benchmark_prompt, generation=None):
     }
 
 
+def run_tables(methods, seeds, searches=False):
+    """The inputs of a table over training runs (``input: **run_tables(...)``): each run's
+    evaluation series on the speed-up benchmark, its per-problem counts beside it and its
+    training log, and with ``searches`` its line-search log."""
+    files = {
+        "evals": f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{SPEEDUP_BENCHMARK}.csv",
+        "logs": f"{RESULTS}/train/{{method}}/seed{{seed}}/log.csv",
+        "problems": f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{SPEEDUP_BENCHMARK}.problems.csv",
+    }
+    if searches:
+        files["searches"] = f"{RESULTS}/train/{{method}}/seed{{seed}}/effopd_search.csv"
+    return {key: expand(path, method=methods, seed=seeds) for key, path in files.items()}
+
+
 def output_dir(wildcards, output):
     """A params function: the directory of the rule's first output."""
     return os.path.dirname(output[0])

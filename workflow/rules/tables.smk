@@ -26,19 +26,7 @@ rule tabulate_base_models:
 # compute each method spent per step.
 rule tabulate_training:
     input:
-        evals=expand(
-            f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{SPEEDUP_BENCHMARK}.csv",
-            method=TRAINED_METHODS,
-            seed=SEEDS,
-        ),
-        logs=expand(
-            f"{RESULTS}/train/{{method}}/seed{{seed}}/log.csv", method=TRAINED_METHODS, seed=SEEDS
-        ),
-        problems=expand(
-            f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{SPEEDUP_BENCHMARK}.problems.csv",
-            method=TRAINED_METHODS,
-            seed=SEEDS,
-        ),
+        **run_tables(TRAINED_METHODS, SEEDS),
     output:
         curves=committed(f"{RESULTS}/tables/training_curves.csv"),
         speedup=committed(report(
@@ -70,21 +58,7 @@ rule tabulate_training:
 # and final-accuracy difference, with intervals (config: ablation).
 rule tabulate_ablation:
     input:
-        evals=expand(
-            f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{SPEEDUP_BENCHMARK}.csv",
-            method=ABLATION_METHODS,
-            seed=ABLATION_SEEDS,
-        ),
-        logs=expand(
-            f"{RESULTS}/train/{{method}}/seed{{seed}}/log.csv",
-            method=ABLATION_METHODS,
-            seed=ABLATION_SEEDS,
-        ),
-        problems=expand(
-            f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{SPEEDUP_BENCHMARK}.problems.csv",
-            method=ABLATION_METHODS,
-            seed=ABLATION_SEEDS,
-        ),
+        **run_tables(ABLATION_METHODS, ABLATION_SEEDS),
     output:
         csv=committed(f"{RESULTS}/tables/effopd_ablation.csv"),
         md=committed(f"{RESULTS}/tables/effopd_ablation.md"),
@@ -109,24 +83,7 @@ rule tabulate_ablation:
 # learning rate (effopd/reports/stepsize.py).
 rule tabulate_stepsize_map:
     input:
-        evals=expand(
-            f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{SPEEDUP_BENCHMARK}.csv",
-            method=map_methods(),
-            seed=SEEDS,
-        ),
-        logs=expand(
-            f"{RESULTS}/train/{{method}}/seed{{seed}}/log.csv", method=map_methods(), seed=SEEDS
-        ),
-        searches=expand(
-            f"{RESULTS}/train/{{method}}/seed{{seed}}/effopd_search.csv",
-            method=map_methods(),
-            seed=SEEDS,
-        ),
-        problems=expand(
-            f"{RESULTS}/eval/runs/{{method}}/seed{{seed}}/{SPEEDUP_BENCHMARK}.problems.csv",
-            method=map_methods(),
-            seed=SEEDS,
-        ),
+        **run_tables(map_methods(), SEEDS, searches=True),
     output:
         csv=committed(f"{RESULTS}/tables/stepsize_map.csv"),
         md=committed(f"{RESULTS}/tables/stepsize_map.md"),
