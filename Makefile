@@ -106,7 +106,7 @@ test-verl: $(STAMP_VERL)
 	$(VENV_VERL)/bin/python -m pytest tests/on_verl $(PYTEST_VERL_ARGS)
 
 # verl end to end on the CPU (Ray, FSDP2, vLLM; tiny models), serially: one verl run at a
-# time holds up to about 17 GB of this machine's 24 (tests/on_verl_cpu/README.md).
+# time holds about 13 GB of this machine's 24 (tests/on_verl_cpu/README.md).
 test-verl-cpu: $(STAMP_VERL_CPU)
 	$(VENV_VERL_CPU)/bin/python -m pytest -p no:xdist tests/on_verl_cpu $(PYTEST_VERL_CPU_ARGS)
 

@@ -2,7 +2,7 @@
 
 Collected only where verl and vLLM import (the main suite's venv has neither); there a
 missing piece is an error, not a skip. One verl run at a time: each holds up to about
-17 GB of the machine's 24 (Ray, FSDP worker, two vLLM servers), see README.md here.
+13 GB of the machine's 24 (Ray, FSDP worker, two vLLM servers), see README.md here.
 """
 
 from __future__ import annotations

