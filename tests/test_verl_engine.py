@@ -128,3 +128,27 @@ def test_a_resumed_verl_run_keeps_every_attempt_and_the_rerun_steps(tmp_path):
     assert [p.name for p in parts] == ["verl_metrics.part0.jsonl", "verl_metrics.jsonl"]
     log = log_from_verl_metrics(parts, prompts_per_step=4, group_size=1)
     assert log["wall_s"].tolist() == [1.0, 2.0, 4.0, 6.0]
+
+
+def test_cpu_platform_counts_rays_declared_gpus(monkeypatch):
+    """On verl's CPU platform (the CPU tests) the pools are checked against the GPUs Ray
+    declares (+ray_kwargs.ray_init.num_gpus), and flash-attn is not asked for."""
+    import importlib.util
+
+    from effopd.integrations import verl_engine
+
+    training = {"verl": {"common_overrides": ["trainer.device=cpu",
+                                              "+ray_kwargs.ray_init.num_gpus=2"]}}
+    assert verl_engine.declared_ray_gpus(training) == 2
+    with pytest.raises(ValueError, match="num_gpus"):
+        verl_engine.declared_ray_gpus({"verl": {"common_overrides": []}})
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "flash_attn" else object())
+    monkeypatch.setenv("VERL_PLATFORM", "cpu")
+    assert verl_engine.on_cpu_platform()
+    verl_engine.require_engine_modules()  # no flash_attn needed
+    monkeypatch.delenv("VERL_PLATFORM")
+    with pytest.raises(ModuleNotFoundError, match="flash_attn"):
+        verl_engine.require_engine_modules()
+    monkeypatch.setattr(importlib.util, "find_spec", found)

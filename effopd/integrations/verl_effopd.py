@@ -19,8 +19,8 @@ tests/test_verl_effopd.py): on each rank,
 
 The trainer mode that drives these functions from verl's driver (one RPC per
 step of the search, the rollout push, verl's validation as the score, the
-re-save) is :mod:`effopd.integrations.verl_plugin`; it needs GPUs and has
-never run.
+re-save) is :mod:`effopd.integrations.verl_plugin`; it has run on the CPU
+(tests/on_verl_cpu), not yet on GPUs.
 """
 
 from __future__ import annotations

@@ -206,10 +206,34 @@ GPU_ENV_HINT = ("build the GPU environment: make gpu-env, or the train rule's co
                 "workflow/envs/verl-gpu.yaml (config/README.md, 'First GPU run')")
 
 
+CPU_PLATFORM = "cpu"  # VERL_PLATFORM of effopd.integrations.verl_cpu (the CPU tests only)
+# Modules a run on verl's CPU platform does without (attention is sdpa there).
+GPU_ONLY_MODULES = ("flash_attn",)
+RAY_GPUS = re.compile(r"^\+?ray_kwargs\.ray_init\.num_gpus=(\d+)$")
+
+
+def on_cpu_platform() -> bool:
+    """Whether verl runs on the CPU platform of :mod:`effopd.integrations.verl_cpu`."""
+    return os.environ.get("VERL_PLATFORM", "").strip().lower() == CPU_PLATFORM
+
+
+def declared_ray_gpus(training: dict[str, Any]) -> int:
+    """The GPUs Ray declares on the CPU platform (``ray_kwargs.ray_init.num_gpus`` among
+    ``training.verl.common_overrides``); verl's pools ask Ray for them."""
+    for override in training["verl"].get("common_overrides", []):
+        match = RAY_GPUS.match(override)
+        if match:
+            return int(match.group(1))
+    raise ValueError("VERL_PLATFORM=cpu: verl's pools ask Ray for GPUs; declare them with "
+                     "training.verl.common_overrides: +ray_kwargs.ray_init.num_gpus=N "
+                     "(tests/on_verl_cpu/verl_cpu.yaml)")
+
+
 def require_engine_modules() -> None:
     """Name every module the verl engine needs and cannot find, before anything starts."""
     missing = [f"{module} ({dist}: {role})" for module, (dist, role) in ENGINE_MODULES.items()
-               if importlib.util.find_spec(module) is None]
+               if importlib.util.find_spec(module) is None
+               and not (on_cpu_platform() and module in GPU_ONLY_MODULES)]
     if missing:
         raise ModuleNotFoundError(f"training.engine 'verl' needs modules that are not installed: "
                                   f"{', '.join(missing)}; {GPU_ENV_HINT}")
@@ -318,7 +342,11 @@ def train(run: RunRequest) -> None:
                     "(effopd.integrations.verl_plugin), which has never run on GPUs: check its "
                     "search log and checkpoints before trusting the run")
         require_effopd_plugin()
-    check_gpus(training, method)  # verl's pools against the GPUs Ray will see
+    if on_cpu_platform():  # the CPU tests: Ray's declared GPUs, no lease
+        check_gpus(training, method, [declared_ray_gpus(training)],
+                   "Ray's declared GPUs (VERL_PLATFORM=cpu)")
+    else:
+        check_gpus(training, method)  # verl's pools against the GPUs Ray will see
     log_logits_memory(training, student)
     from effopd.integrations.verl_compose import compose_verl_config
 
@@ -336,7 +364,8 @@ def train(run: RunRequest) -> None:
     metrics_jsonl = run_dir / "verl_metrics.jsonl"
     with contextlib.ExitStack() as stack:
         gpus = None
-        if "RAY_ADDRESS" not in os.environ and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        if ("RAY_ADDRESS" not in os.environ and "CUDA_VISIBLE_DEVICES" not in os.environ
+                and not on_cpu_platform()):
             # nothing assigned GPU ids (Snakemake's local executor): lease them, so that
             # runs side by side on one machine do not share GPUs
             gpus = stack.enter_context(lease_gpus(gpu_request(training, method),

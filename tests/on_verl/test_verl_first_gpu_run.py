@@ -329,3 +329,31 @@ def test_runs_side_by_side_lease_different_gpus(tmp_path):
             pass
     with lease_gpus(8, 8, tmp_path) as again:  # released on exit
         assert again == "0,1,2,3,4,5,6,7"
+
+
+def test_trl_without_value_head_is_hidden_from_verls_model_build():
+    """verl 0.9.1 imports trl's AutoModelForCausalLMWithValueHead in every actor build when
+    trl is installed (monkey_patch.py:352-356); trl 1.16 has none. The plug-in tells verl
+    trl is absent there, and only when the class is missing (found by the first CPU run)."""
+    from verl.models.transformers import monkey_patch
+
+    from effopd.integrations import verl_plugin
+
+    if verl_plugin.trl_has_value_head():  # verl's own check, untouched
+        assert monkey_patch.is_trl_available.__module__ == "verl.utils.import_utils"
+    else:
+        assert monkey_patch.is_trl_available() is False
+
+
+def test_effopd_agent_loop_worker_is_a_module_level_ray_actor():
+    """verl's workers import a Ray actor class from its module; EffOPD's agent-loop worker,
+    a plain class wrapped by ray.remote inside the manager, reached its worker process
+    with a copy of verl's base whose super().__init__ failed (found by the first CPU
+    run). It is a module-level actor class, as verl's own AgentLoopWorkerTQ."""
+    import ray
+
+    from effopd.integrations import verl_plugin
+
+    worker = verl_plugin.EffOPDAgentLoopWorker
+    assert isinstance(worker, ray.actor.ActorClass)
+    assert worker.__ray_metadata__.modified_class.__module__ == verl_plugin.__name__
