@@ -22,7 +22,7 @@ SMOKE_RULES = {
     "evaluate_interventions": 3,
     "tabulate_base_models": 1, "tabulate_training": 1, "plot_training_curves": 1,
     "tabulate_analysis": 1, "plot_analysis": 1, "tabulate_claims": 1, "tabulate_ablation": 1,
-    "record_provenance": 1,
+    "record_provenance": 1, "tabulate_stepsize_map": 1, "plot_stepsize_map": 1,
 }
 
 
