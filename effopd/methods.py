@@ -90,14 +90,19 @@ class Method:
     search: Mapping[str, Any] = field(default_factory=dict)
 
     def training(self, training: dict[str, Any]) -> dict[str, Any]:
-        """The training block this method trains with: ``training`` with ``lr`` set
-        (absolute, or ``lr_multiplier`` x ``training.lr``), ``warmup_steps`` set when
-        declared, and ``training.effopd`` updated by the method's search overrides."""
+        """The training block this method trains with: its peak learning rate set (``lr``,
+        or ``lr_multiplier`` x the algorithm's own, :func:`algorithm_lr`) both as
+        ``training.lr`` and, where the algorithm's block has one (``training.rl.lr``), there
+        too, so the engines read it; ``warmup_steps`` set when declared; ``training.effopd``
+        updated by the method's search overrides."""
         block = dict(training)
-        if self.lr is not None:
-            block["lr"] = self.lr
-        elif self.lr_multiplier is not None:
-            block["lr"] = training["lr"] * self.lr_multiplier
+        if self.lr is not None or self.lr_multiplier is not None:
+            lr = self.lr if self.lr is not None else \
+                algorithm_lr(training, self.algorithm) * self.lr_multiplier
+            block["lr"] = lr
+            own = training.get(self.algorithm.block)
+            if isinstance(own, dict) and "lr" in own:
+                block[self.algorithm.block] = {**own, "lr": lr}
         if self.warmup_steps is not None:
             block["warmup_steps"] = self.warmup_steps
         if self.search:

@@ -60,6 +60,18 @@ def test_each_method_trains_with_its_own_block():
     assert algorithm_lr({"lr": 1e-3, "rl": {"lr": None}}, ALGORITHMS["rl"]) == 1e-3
 
 
+def test_a_declared_lr_is_the_one_every_engine_reads():
+    """RL reads training.rl.lr before training.lr: a declared RL lr sets both."""
+    rl = declare({"name": "rl-3e-4", "algorithm": "rl", "lr": 3e-4})
+    block = rl.training(TRAINING)
+    assert algorithm_lr(block, ALGORITHMS["rl"]) == 3e-4 and block["rl"]["lr"] == 3e-4
+    assert TRAINING["rl"]["lr"] == 6e-5  # the config is not touched
+    double = declare({"name": "rl-x2", "algorithm": "rl", "lr_multiplier": 2})
+    assert double.peak_lr(TRAINING) == pytest.approx(1.2e-4)  # 2 x RL's own lr
+    assert "lr" not in declare({"name": "o", "algorithm": "opd", "lr": 1e-5}).training(
+        {**TRAINING, "opd": {"prompts_per_step": 4}})["opd"]  # OPD's block has none
+
+
 def test_a_mapping_declares_a_method_at_its_own_lr():
     method = declare({"name": "effopd-2e-5", "algorithm": "effopd", "lr": 2e-5,
                       "label": "EffOPD lr 2e-5", "effopd": {"max_iterations": 3}})
