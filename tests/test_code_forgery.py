@@ -167,7 +167,10 @@ FORGERIES: dict[str, tuple[str, str, str]] = {
         "        os.write(4, ('\\n' + json.dumps({'token': token, 'seq': seq, 'value': 2}) +"
         " '\\n').encode())\n"
         "threading.Thread(target=race, daemon=True).start()\n" + WRONG, TASK_TEST,
-        r"^(assertion: f\(1\) != 2|protocol: a malformed name lookup)$"),
+        # a raced reply is still the program's own answer (data the judge compares): it
+        # may answer a test right (value 2 is f(1)'s), never the verdict; which test then
+        # fails depends on the race
+        r"^(assertion: f\(\d+\) != \d+|protocol: a malformed name lookup)$"),
 }
 
 CONTROL = ("def f(x):\n    return x + 1\n", "correct")  # passes: the suite can tell
