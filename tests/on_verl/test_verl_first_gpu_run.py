@@ -305,8 +305,8 @@ def test_effopd_candidates_are_scored_with_common_random_numbers(paper):
     fqn = config.actor_rollout_ref.rollout.agent.agent_loop_manager_class
     manager = load_class_from_fqn(fqn, "AgentLoopManager")(config, llm_client=None)
     assert type(manager) is EffOPDAgentLoopManager
-    worker = manager.agent_loop_workers_class.__ray_actor_class__
-    assert worker is EffOPDAgentLoopWorker
+    assert manager.agent_loop_workers_class is EffOPDAgentLoopWorker  # a module-level actor
+    worker = EffOPDAgentLoopWorker.__ray_actor_class__
     assert issubclass(worker, AgentLoopWorkerTQ.__ray_actor_class__)
     seeds = [[validation_seed(t) for t in asyncio.run(get_trajectory_info(step, [5, 5, 9], True))]
              for step in (1, 2)]  # two searches (or two candidates): the same seeds
