@@ -273,6 +273,14 @@ def cross_key_faults(config: dict[str, Any]) -> list[str]:
             if k not in analysis[key]:
                 faults.append(f"key 'claims/k': {k} is not among analysis/{key} "
                               f"{analysis[key]}; the claims read the analyses' k")
+    for i, pair in enumerate(config["claims"]["sensitivity"]):
+        for algorithm, name in ((OPD, pair["opd"]), (RL, pair["rl"])):
+            if name not in runs or runs[name].algorithm.name != algorithm:
+                faults.append(f"key 'claims/sensitivity/{i}/{algorithm}': '{name}' is not a "
+                              f"declared method of algorithm {algorithm}")
+            elif name not in analysed:
+                faults.append(f"key 'claims/sensitivity/{i}/{algorithm}': '{name}' is not "
+                              f"analysed (analysis/methods: {analysed})")
     if analysing and min(analysis["alignment_ks"]) > analysis["plot_k"]:
         faults.append(f"key 'analysis/plot_k': {analysis['plot_k']} is below every "
                       f"analysis/alignment_ks {analysis['alignment_ks']}")

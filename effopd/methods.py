@@ -88,6 +88,9 @@ class Method:
     lr_multiplier: float | None = None
     warmup_steps: int | None = None
     search: Mapping[str, Any] = field(default_factory=dict)
+    #: the peak learning rate it trains at, where known without the training block (a
+    #: report command's ``--methods``, :func:`methods_as_json`); else :meth:`peak_lr`
+    trains_at: float | None = None
 
     def training(self, training: dict[str, Any]) -> dict[str, Any]:
         """The training block this method trains with: its peak learning rate set (``lr``,
@@ -195,13 +198,24 @@ def declared_methods(training: dict[str, Any], ablation: dict[str, Any] | None =
     return by_name
 
 
+def methods_as_json(declared: Mapping[str, Method], training: dict[str, Any]
+                    ) -> list[dict[str, Any]]:
+    """Every declaration as plain data (:meth:`Method.as_json`) with ``peak_lr``, the
+    learning rate it trains at under ``training`` (:meth:`Method.peak_lr`): the report
+    commands' ``--methods``."""
+    return [{**method.as_json(), "peak_lr": method.peak_lr(training)}
+            for method in declared.values()]
+
+
 def methods_from_json(rows: list[dict[str, Any]]) -> dict[str, Method]:
-    """Declarations given as :meth:`Method.as_json` rows (the report commands' input)."""
+    """Declarations given as :meth:`Method.as_json` rows (the report commands' input), with
+    :attr:`Method.trains_at` from the rows' ``peak_lr`` (:func:`methods_as_json`)."""
     return {row["name"]: Method(row["name"], algorithm_named(row["algorithm"]), row["label"],
                                 role=row["role"], lr=row.get("lr"),
                                 lr_multiplier=row.get("lr_multiplier"),
                                 warmup_steps=row.get("warmup_steps"),
-                                search=dict(row.get("effopd") or {}))
+                                search=dict(row.get("effopd") or {}),
+                                trains_at=row.get("peak_lr"))
             for row in rows}
 
 

@@ -364,3 +364,38 @@ def test_tabulate_claims_needs_no_eval_csvs() -> None:
     tabulate = build_parser().parse_args(["tabulate-analysis", "--run-dirs", "a", "--eval-csvs",
                                           "e.csv", "--out-dir", "t"])
     assert tabulate.eval_csvs == ["e.csv"]
+
+
+def test_sensitivity_pairs_are_compared_and_marked_with_their_learning_rates():
+    """Primary: OPD above RL by 50% of |RL| (holds). Sensitivity pair (each at another lr):
+    equal values (does not hold). Each row names its role and both methods' lrs."""
+    from effopd.methods import methods_as_json, methods_from_json
+    from effopd.reports.claims import claims_markdown
+
+    training = {"methods": ["opd", "rl", "effopd",
+                            {"name": "opd-best", "algorithm": "opd", "lr": 3e-4},
+                            {"name": "rl-best", "algorithm": "rl", "lr": 6e-5}],
+                "lr": 1e-4, "rl": {"lr": 1e-4}}
+    methods = methods_from_json(methods_as_json(declared_methods(training), training))
+    rng = np.random.default_rng(3)
+    level = {"opd": 1.5, "rl": 1.0, "opd-best": 1.0, "rl-best": 1.0}
+    values = pd.DataFrame([{"metric": m.key, "method": name, "seed": s,
+                            "value": level[name] + 0.01 * rng.standard_normal()}
+                           for m in METRICS for name in level for s in range(4)])
+    table = claims_table(values, None, EFFECTS, methods=methods,
+                         sensitivity=[{"opd": "opd-best", "rl": "rl-best"}])
+    assert list(table.columns[list(table.columns).index("b") + 1:][:3]) == \
+        ["comparison", "a_lr", "b_lr"]
+    primary = table[table["comparison"] == "primary"].set_index("metric")
+    other = table[table["comparison"] == "sensitivity"].set_index("metric")
+    assert len(primary) == len(other) == len(METRICS)
+    assert primary.loc["scaling_slope", "verdict"] == "holds"
+    assert other.loc["scaling_slope", "verdict"] == "does not hold"
+    assert set(primary["a_lr"]) == {1e-4} and set(primary["b_lr"]) == {1e-4}
+    assert set(other["a"]) == {"opd-best"} and set(other["a_lr"]) == {3e-4}
+    assert set(other["b"]) == {"rl-best"} and set(other["b_lr"]) == {6e-5}
+    shown = claims_markdown(table, methods)["compared"]
+    assert shown.iloc[0] == "primary: OPD (lr 1e-4) vs RL (GRPO) (lr 1e-4)"
+    assert shown.iloc[-1] == "sensitivity: opd-best (lr 3e-4) vs rl-best (lr 6e-5)"
+    with pytest.raises(ValueError, match="no analysed runs of rl-2"):
+        claims_table(values, None, EFFECTS, sensitivity=[{"opd": "opd", "rl": "rl-2"}])

@@ -78,3 +78,23 @@ def test_yaml_syntax_error_names_file(tmp_path):
     bad.write_text("experiment: [unclosed\n")
     with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
         load_config(bad)
+
+
+def test_claims_sensitivity_pairs_name_analysed_methods_of_their_algorithms():
+    config = load_config("config/config.yaml")
+    config["training"]["methods"] = ["opd", "rl", "effopd",
+                                     {"name": "rl-best", "algorithm": "rl", "lr": 6e-5}]
+    good = copy.deepcopy(config)
+    good["claims"]["sensitivity"] = [{"opd": "opd", "rl": "rl-best"}]
+    good["analysis"]["methods"] = ["opd", "rl", "rl-best"]
+    validate_config(good, source="config.yaml")
+    for pair, words in (({"opd": "rl", "rl": "rl-best"},
+                         "claims/sensitivity/0/opd': 'rl' is not a declared method of "
+                         "algorithm opd"),
+                        ({"opd": "opd", "rl": "rl-lr2"}, "'rl-lr2' is not a declared"),
+                        ({"opd": "opd", "rl": "rl-best"}, "'rl-best' is not analysed")):
+        bad = copy.deepcopy(config)
+        bad["claims"]["sensitivity"] = [pair]
+        bad["analysis"]["methods"] = ["opd", "rl"] if "analysed" in words else None
+        with pytest.raises(ConfigError, match=words):
+            validate_config(bad, source="config.yaml")

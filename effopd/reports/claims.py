@@ -34,6 +34,15 @@ OPD's plateau target; the speed-up minus 1 is the effect), ``final_accuracy`` (E
 minus OPD, judged for non-inferiority) and ``claim_5``, the two together as the paper
 states them (the first speed-up row holds AND final accuracy non-inferior).
 
+What is compared. Claims 1-4 compare the methods ``opd`` and ``rl`` (the primary
+comparison: the paper trains both at the same learning rate, and the update's geometry
+scales with the step, so a config that answers claims 1-4 trains them at one lr), then
+again each ``claims.sensitivity`` pair, for example each algorithm at its own best
+learning rate; claim 5 compares EffOPD with OPD at the same learning rate (primary) and
+with OPD at its best learning rate (sensitivity). Columns ``comparison`` (primary |
+sensitivity) and ``a_lr``, ``b_lr`` (the learning rates the two methods trained at) say
+which is which.
+
 Comparison and verdict. OPD and RL runs share no randomness (different prompts and
 samples per step), so claims 1-4 compare them unpaired: Welch's 95% interval of
 mean(OPD) - mean(RL). Claim 5 uses the time-scale speed-up's t interval over seed
@@ -82,7 +91,7 @@ per method that would detect the effect taken as the paper's (``paper_effect``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +105,7 @@ from effopd.methods import EFFOPD, OPD, RL, Method, method_label
 from effopd.reports.analysis import early_step
 from effopd.reports.speedup import (
     SPEEDUP,
+    format_lr,
     mde_from_se,
     problem_rates,
     seeds_for_effect_from_se,
@@ -257,12 +267,14 @@ def embedding_shift(run_dir: Path) -> float:
     return 1.0 - float(_run_file(run_dir, "embedding_cosine.csv")["cosine"].mean())
 
 
-def per_seed_values(run_dirs: list[str | Path], k: int, early_fraction: float) -> pd.DataFrame:
-    """One row per (metric, method, seed) for OPD and RL runs."""
+def per_seed_values(run_dirs: list[str | Path], k: int, early_fraction: float,
+                    methods: Sequence[str] = (OPD, RL)) -> pd.DataFrame:
+    """One row per (metric, method, seed) for the runs of ``methods`` (the methods that
+    :func:`claim_comparisons` compares)."""
     rows = []
     for run_dir in map(Path, run_dirs):
         method, seed = run_of_dir(run_dir)
-        if method not in (OPD, RL):
+        if method not in methods:
             continue
         values = {"scaling_slope": scaling_slope(run_dir),
                   "mlp_allocation_ratio": mlp_allocation_ratio(run_dir),
@@ -280,10 +292,20 @@ def per_seed_values(run_dirs: list[str | Path], k: int, early_fraction: float) -
 # --------------------------------------------------------------------------- rows
 
 
+def claim_comparisons(sensitivity: Sequence[Mapping[str, str]] = ()
+                      ) -> list[tuple[str, str, str]]:
+    """The (OPD method, RL method, role) pairs that claims 1-4 compare: the primary
+    ``(opd, rl)``, then each ``claims.sensitivity`` pair ``{opd, rl}`` (for example each
+    algorithm at its own best learning rate)."""
+    return [(OPD, RL, "primary"),
+            *((pair["opd"], pair["rl"], "sensitivity") for pair in sensitivity)]
+
+
 def comparison_row(metric: Metric, opd: pd.Series, rl: pd.Series, effect: dict[str, float],
-                   power: float = 0.8) -> dict[str, Any]:
-    """One claims row: Welch interval of OPD - RL, verdict against the minimum effect,
-    minimum detectable effect and seeds needed for the paper's effect."""
+                   power: float = 0.8, a: str = OPD, b: str = RL) -> dict[str, Any]:
+    """One claims row: Welch interval of OPD - RL (the runs of methods ``a`` and ``b``),
+    verdict against the minimum effect, minimum detectable effect and seeds needed for the
+    paper's effect."""
     welch = welch_ci(opd, rl)
     scale = abs(float(rl.mean())) if metric.relative else 1.0
     min_effect = effect["min_effect"] * scale
@@ -293,7 +315,7 @@ def comparison_row(metric: Metric, opd: pd.Series, rl: pd.Series, effect: dict[s
         "claim": metric.claim, "metric": metric.key, "paper_statement": metric.statement,
         "definition": metric.description,
         "claimed_direction": "OPD higher" if metric.direction > 0 else "OPD lower",
-        "a": OPD, "b": RL, "a_mean": float(opd.mean()), "b_mean": float(rl.mean()),
+        "a": a, "b": b, "a_mean": float(opd.mean()), "b_mean": float(rl.mean()),
         "estimate": welch.difference, "ci95_low": welch.low, "ci95_high": welch.high,
         "effect_scale": "fraction of |RL mean|" if metric.relative else "absolute",
         "min_effect": min_effect, "paper_effect": paper_effect, "mde80": mde,
@@ -534,6 +556,28 @@ def gate_verdicts(rows: list[dict[str, Any]], preconditions: list[dict[str, Any]
     return gated
 
 
+def comparison_columns(table: pd.DataFrame, methods: Mapping[str, Method] | None
+                       ) -> pd.DataFrame:
+    """``table`` with, after column ``b``, ``comparison`` (primary | sensitivity: claim 5
+    against OPD at its best learning rate, and every ``claims.sensitivity`` pair) and
+    ``a_lr``, ``b_lr``: the peak learning rates methods ``a`` and ``b`` trained at
+    (:attr:`effopd.methods.Method.trains_at`; NaN when not known or no method)."""
+    def lr(name: Any) -> float:
+        method = (methods or {}).get(name) if isinstance(name, str) else None
+        return float(method.trains_at) if method and method.trains_at is not None \
+            else math.nan
+
+    table = table.copy()
+    if "comparison" not in table:
+        table["comparison"] = "primary"
+    table["comparison"] = table["comparison"].fillna("primary")
+    table["a_lr"] = table["a"].map(lr)
+    table["b_lr"] = table["b"].map(lr)
+    columns = [c for c in table.columns if c not in ("comparison", "a_lr", "b_lr")]
+    at = columns.index("b") + 1
+    return table[columns[:at] + ["comparison", "a_lr", "b_lr"] + columns[at:]]
+
+
 def claims_table(values: pd.DataFrame, speedup: pd.DataFrame | None,
                  effects: dict[str, dict[str, float]], power: float = CLAIMS["power"],
                  non_inferiority_margin: float = SPEEDUP["non_inferiority_margin"],
@@ -542,33 +586,58 @@ def claims_table(values: pd.DataFrame, speedup: pd.DataFrame | None,
                  max_late_gain: float = CLAIMS["max_late_gain"],
                  plateau_fraction: float = SPEEDUP["plateau_fraction"],
                  teacher_accuracy: float | None = None,
-                 methods: Mapping[str, Method] | None = None) -> pd.DataFrame:
+                 methods: Mapping[str, Method] | None = None,
+                 sensitivity: Sequence[Mapping[str, str]] = ()) -> pd.DataFrame:
     """The claims table (module docstring): the preconditions when OPD's per-problem runs
-    are given, then one row per metric, gated by them. ``methods``: the declared methods
-    (the label of OPD at its best learning rate)."""
-    rows = []
-    for metric in METRICS:
-        data = values[values["metric"] == metric.key]
-        opd = data.loc[data["method"] == OPD, "value"].astype(float)
-        rl = data.loc[data["method"] == RL, "value"].astype(float)
-        rows.append(comparison_row(metric, opd, rl, effects[metric.key], power))
+    are given, then one row per metric of the primary comparison, claim 5, and claims 1-4
+    again for each ``sensitivity`` pair (:func:`claim_comparisons`), gated by them (the
+    sensitivity rows by the primary OPD's preconditions). ``methods``: the declared
+    methods (labels; learning rates, :func:`comparison_columns`)."""
+    blocks: dict[str, list[dict[str, Any]]] = {"primary": [], "sensitivity": []}
+    for a, b, role in claim_comparisons(sensitivity):
+        for metric in METRICS:
+            data = values[values["metric"] == metric.key]
+            opd = data.loc[data["method"] == a, "value"].astype(float)
+            rl = data.loc[data["method"] == b, "value"].astype(float)
+            if opd.empty or rl.empty:
+                raise ValueError(f"claims: no analysed runs of {a if opd.empty else b} "
+                                 f"(compared {role}ly on {metric.key})")
+            blocks[role].append({**comparison_row(metric, opd, rl, effects[metric.key], power,
+                                                  a, b), "comparison": role})
+    rows = blocks["primary"]
     if speedup is not None and not speedup.empty:
-        rows += speedup_rows(speedup, effects["speedup"], non_inferiority_margin, methods)
+        rows += [{**row, "comparison": "sensitivity" if row["metric"].endswith("_vs_best_lr")
+                  else "primary"}
+                 for row in speedup_rows(speedup, effects["speedup"], non_inferiority_margin,
+                                         methods)]
+    rows += blocks["sensitivity"]
     if opd_runs is None:
-        return pd.DataFrame(rows)
+        return comparison_columns(pd.DataFrame(rows), methods)
     preconditions = precondition_rows(opd_runs, min_opd_gain, max_late_gain, plateau_fraction,
                                       teacher_accuracy)
     preconditions = [{**row, "statistical_verdict": row["verdict"]} for row in preconditions]
-    return pd.DataFrame(preconditions + gate_verdicts(rows, preconditions))
+    return comparison_columns(pd.DataFrame(preconditions + gate_verdicts(rows, preconditions)),
+                              methods)
 
 
-def claims_markdown(table: pd.DataFrame) -> pd.DataFrame:
-    """The Markdown view: estimate with interval, minimum effect, power, verdict."""
+def claims_markdown(table: pd.DataFrame, methods: Mapping[str, Method] | None = None
+                    ) -> pd.DataFrame:
+    """The Markdown view: what is compared (role; methods with their learning rates),
+    estimate with interval, minimum effect, power, verdict."""
     def number(x: float) -> str:
         return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
 
+    def side(name: Any, lr: float) -> str:
+        if not isinstance(name, str) or not name:
+            return ""
+        return method_label(name, methods) + (f" (lr {format_lr(lr)})" if math.isfinite(lr)
+                                              else "")
+
+    compared = [f"{role}: " + " vs ".join(filter(None, (side(a, la), side(b, lb))))
+                for role, a, b, la, lb in zip(table["comparison"], table["a"], table["b"],
+                                              table["a_lr"], table["b_lr"], strict=True)]
     return pd.DataFrame({
-        "claim": table["claim"], "metric": table["definition"],
+        "claim": table["claim"], "compared": compared, "metric": table["definition"],
         "claimed": table["claimed_direction"],
         "estimate [95% CI]": [f"{number(e)} [{number(lo)}, {number(hi)}]" for e, lo, hi in
                               zip(table["estimate"], table["ci95_low"], table["ci95_high"],
@@ -597,12 +666,14 @@ def write_claims(run_dirs: list[str | Path], speedup_csv: str | Path | None,
     speedup = read_table(speedup_csv) if speedup_csv else None
     opd_runs = [problem_rates(path) for path in opd_evals] if opd_evals else None
     claims = block_defaults("claims", claims)
-    table = claims_table(per_seed_values(run_dirs, k, early_fraction), speedup,
+    sensitivity = claims["sensitivity"]
+    compared = sorted({m for a, b, _ in claim_comparisons(sensitivity) for m in (a, b)})
+    table = claims_table(per_seed_values(run_dirs, k, early_fraction, compared), speedup,
                          claims["effects"], claims["power"], non_inferiority_margin,
                          opd_runs, claims["min_opd_gain"], claims["max_late_gain"],
-                         plateau_fraction, teacher_accuracy, methods)
+                         plateau_fraction, teacher_accuracy, methods, sensitivity)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     atomic_write_text(Path(out_csv).with_suffix(".md"),
-                      markdown_table(claims_markdown(table)) + "\n")
+                      markdown_table(claims_markdown(table, methods)) + "\n")
     return table

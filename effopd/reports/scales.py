@@ -88,7 +88,10 @@ def final_accuracies(curves: pd.DataFrame, method: str, benchmark: str) -> pd.Se
 
 
 def _claim(tables: ScaleTables, claim: str) -> pd.Series:
-    rows = tables.claims[tables.claims["claim"].astype(str) == claim]
+    claims = tables.claims
+    if "comparison" in claims:  # the primary comparison (opd vs rl), not a sensitivity row
+        claims = claims[claims["comparison"] == "primary"]
+    rows = claims[claims["claim"].astype(str) == claim]
     if len(rows) != 1:
         raise InputError(f"scale {tables.scale}: claims has {len(rows)} rows for claim "
                          f"{claim}, expected one")

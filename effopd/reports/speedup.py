@@ -649,6 +649,12 @@ def format_number(x) -> str:
     return "" if x is None or pd.isna(x) else f"{float(x):.3g}"
 
 
+def format_lr(lr: float) -> str:
+    """A learning rate as people write it: ``3e-4``, ``1.5e-4`` (up to 3 significant digits)."""
+    mantissa, exponent = f"{float(lr):.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
 def interval_text(row: pd.Series, column: str) -> str:
     """A summary estimate with its interval inline: ``value [low, high]``, or
     ``censored (below|above) [low, high]`` when the estimate itself is censored."""

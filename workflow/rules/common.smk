@@ -10,7 +10,7 @@ from snakemake.io import is_flagged
 
 from effopd.config import read_yaml, validate_config
 from effopd.errors import InputError
-from effopd.methods import EFFOPD, OPD, RL, declared_methods
+from effopd.methods import EFFOPD, OPD, RL, declared_methods, methods_as_json
 from effopd.training.schedule import grid_steps
 
 # The one validation pass (schema, then every cross-key rule) before any job starts;
@@ -163,7 +163,7 @@ def training_json(wildcards):
 def methods_json():
     """Every declared method as JSON: the --methods of the report rules (labels, roles,
     learning rates)."""
-    return json.dumps([method.as_json() for method in DECLARED.values()], sort_keys=True)
+    return json.dumps(methods_as_json(DECLARED, TRAINING), sort_keys=True)
 
 
 def train_inputs(wildcards):
