@@ -313,12 +313,31 @@ def scale_faults(config: dict[str, Any]) -> list[str]:
     return faults
 
 
+def scaled_learning_rates(training: dict[str, Any], multiplier: float) -> dict[str, Any]:
+    """The training block with every learning rate it names times ``multiplier``:
+    ``training.lr``, each block's own ``lr`` (``training.rl.lr``) and each method
+    mapping's ``lr`` (a method's ``lr_multiplier`` scales the already-scaled algorithm lr,
+    so it is left as it is). Warm-up and schedule are unchanged."""
+    if multiplier == 1:
+        return training
+    scaled = copy.deepcopy(training)
+    scaled["lr"] = training["lr"] * multiplier
+    for block in scaled.values():
+        if isinstance(block, dict) and isinstance(block.get("lr"), (int, float)):
+            block["lr"] = block["lr"] * multiplier
+    for entry in scaled.get("methods", []):
+        if isinstance(entry, dict) and entry.get("lr") is not None:
+            entry["lr"] = entry["lr"] * multiplier
+    return scaled
+
+
 def scale_configs(config: dict[str, Any], source: str = "config") -> dict[str, dict[str, Any]]:
     """Each scale's config of a validated sweep config (key ``scales``), in order.
 
     A scale's config is ``config`` without ``scales``, with experiment
-    ``<experiment>/<scale>`` and ``models/student/arch`` updated by the scale's
-    ``student_arch``; every scale after the first copies the first scale's teacher
+    ``<experiment>/<scale>``, ``models/student/arch`` updated by the scale's
+    ``student_arch`` and every learning rate times its ``lr_multiplier``
+    (:func:`scaled_learning_rates`); every scale after the first copies the first scale's teacher
     (``models/teacher``: source local, path ``artifacts/<experiment>/<first>/models/teacher``)
     so that the teacher is built once. Each is validated; an error names the scale.
     """
@@ -328,6 +347,8 @@ def scale_configs(config: dict[str, Any], source: str = "config") -> dict[str, d
         scale = copy.deepcopy({key: value for key, value in config.items() if key != "scales"})
         scale["experiment"] = f"{config['experiment']}/{name}"
         scale["models"]["student"]["arch"].update(config["scales"][name]["student_arch"])
+        scale["training"] = scaled_learning_rates(scale["training"],
+                                                  config["scales"][name]["lr_multiplier"])
         if name != names[0]:
             path = f"artifacts/{config['experiment']}/{names[0]}/models/teacher"
             scale["models"]["teacher"] = {"source": "local", "path": path}

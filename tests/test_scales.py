@@ -125,6 +125,26 @@ def test_scale_configs(repo):
     assert all(s["training"] == config["training"] for s in scales.values())
 
 
+def test_a_scale_multiplies_every_learning_rate(repo):
+    """lr_multiplier 0.5: training.lr, RL's own lr and a declared method's lr halve; the
+    methods' peak learning rates (what the runs train at) follow."""
+    from effopd.methods import declared_methods
+
+    config = load_config(repo / "config/scales.yaml")
+    config["training"]["methods"] = ["opd", "rl", "effopd",
+                                     {"name": "opd-lr1e-4", "algorithm": "opd", "lr": 1e-4}]
+    config["scales"]["2x"]["lr_multiplier"] = 0.5
+    before = copy.deepcopy(config["training"])
+    scales = scale_configs(config)
+    assert scales["1x"]["training"] == before and config["training"] == before
+    lrs = {name: method.peak_lr(scales["2x"]["training"])
+           for name, method in declared_methods(scales["2x"]["training"]).items()}
+    assert lrs == pytest.approx({"opd": 1.5e-4, "rl": 3e-5, "effopd": 1.5e-4,
+                                 "opd-lr1e-4": 5e-5})
+    rest = {k: v for k, v in scales["2x"]["training"].items() if k not in ("lr", "rl", "methods")}
+    assert rest == {k: v for k, v in before.items() if k not in ("lr", "rl", "methods")}
+
+
 def test_a_bad_scale_is_refused_naming_its_key(repo):
     config = load_config(repo / "config/scales.yaml")
     bad = copy.deepcopy(config)
