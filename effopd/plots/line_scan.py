@@ -12,6 +12,7 @@ import pandas as pd
 
 from effopd.plots.style import save_figure, setup
 from effopd.reports.line_scan import best_multipliers
+from effopd.reports.speedup import format_lr
 
 
 def plot_line_scan(table: pd.DataFrame, out_png: str | Path) -> None:
@@ -28,7 +29,7 @@ def plot_line_scan(table: pd.DataFrame, out_png: str | Path) -> None:
         for lr in rates:
             rows = best[best["lr"] == lr].groupby("step")[column].mean()
             axis.plot(rows.index, rows.to_numpy(), marker="o", color=colours[lr],
-                      label=f"lr {lr:g}")
+                      label=f"lr {format_lr(lr)}")
         axis.axhline(1, color="black", linewidth=1, label="m = 1 (the plain step)")
         axis.axhline(3, color="grey", linestyle="--", linewidth=1,
                      label="m = 3 (EffOPD's first candidate)")

@@ -11,6 +11,7 @@ import pandas as pd
 
 from effopd.methods import EFFOPD, OPD
 from effopd.plots.style import METHOD_COLORS, save_figure, setup
+from effopd.reports.speedup import format_lr
 
 
 def _errors(table: pd.DataFrame, column: str) -> np.ndarray:
@@ -55,7 +56,7 @@ def plot_stepsize_map(table: pd.DataFrame, curves: pd.DataFrame, benchmark: str,
     best = table[table["best_lr"].astype(bool)]
     if len(best):
         axis.axvline(float(best["lr"].iloc[0]), color="grey", linestyle=":", linewidth=1.5,
-                     label=f"OPD's best lr ({float(best['lr'].iloc[0]):g})")
+                     label=f"OPD's best lr ({format_lr(best['lr'].iloc[0])})")
     axis.axhline(1, color="black", linestyle="--", linewidth=1)
     axis.set_xscale("log")
     axis.set_xlabel("learning rate (peak, AdamW)")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from effopd.io import atomic_path, atomic_write_text, markdown_table
+from effopd.reports.speedup import format_lr
 from effopd.tables import TableSchema, read_table
 
 SCAN = TableSchema({"method": "text", "seed": "count", "lr": "number", "step": "step",
@@ -58,6 +59,6 @@ def write_line_scan(scan_csvs: list[str | Path], out_csv: str | Path) -> pd.Data
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False)
     best = best_multipliers(table)
-    view = best.assign(lr=best["lr"].map(lambda x: f"{x:g}"))
+    view = best.assign(lr=best["lr"].map(format_lr))
     atomic_write_text(Path(out_csv).with_suffix(".md"), markdown_table(view) + "\n")
     return table

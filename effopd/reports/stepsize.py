@@ -45,6 +45,7 @@ from effopd.reports.speedup import (
     common_grid,
     estimate,
     estimate_settings,
+    format_lr,
     format_number,
     run_from_files,
 )
@@ -170,7 +171,7 @@ def stepsize_markdown(table: pd.DataFrame) -> pd.DataFrame:
 
     return pd.DataFrame({
         "method": table["label"],
-        "lr": table["lr"].map(lambda x: f"{x:g}"),
+        "lr": table["lr"].map(format_lr),
         "seeds": table["seeds"],
         "searches accepted": [f"{a} / {s}" if s else "" for a, s in
                               zip(table["accepted"], table["searches"], strict=True)],
