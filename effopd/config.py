@@ -29,7 +29,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
-from effopd.methods import EFFOPD, OPD, RL, declared_methods
+from effopd.methods import ANALYSABLE_ROLES, EFFOPD, OPD, RL, declared_methods
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -232,7 +232,9 @@ def cross_key_faults(config: dict[str, Any]) -> list[str]:
     declared = list(config["benchmarks"])
     base = config["evaluation"]["base_benchmarks"]
     series = config["evaluation"]["series_benchmarks"]
-    analysed = [m for m in (analysis["methods"] or methods) if m in methods]
+    # OPD's learning-rate baselines may be analysed too (a sensitivity pair at OPD's best lr)
+    analysable = [name for name, method in runs.items() if method.role in ANALYSABLE_ROLES]
+    analysed = [m for m in (analysis["methods"] or methods) if m in analysable]
     analysing = analysis["enabled"] and bool(analysed)
     named = [("evaluation/base_benchmarks", name) for name in base or []]
     named += [("evaluation/series_benchmarks", name) for name in series or []]

@@ -70,6 +70,10 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
               searches=False, label="OPD (full-vocabulary KL)"),
 )}
 
+# The roles analysis.methods may name: the main methods and OPD's learning-rate baselines
+# (a claims sensitivity pair at OPD's best lr); ablation variants are never analysed.
+ANALYSABLE_ROLES = ("main", "lr_baseline")
+
 # Keys a method's mapping may hold (the schema checks their types).
 METHOD_KEYS = ("name", "algorithm", "lr", "lr_multiplier", "warmup_steps", "label", "effopd")
 

@@ -12,7 +12,9 @@ ANALYSIS_GENERATION = json.dumps(
 )
 # The early checkpoint's best alpha is chosen on this benchmark, never on the series one.
 SELECTION_BENCHMARK = ANALYSIS["selection_benchmark"] or VALIDATION_BENCHMARK
-ANALYSIS_METHODS = [m for m in (ANALYSIS["methods"] or METHODS) if m in METHODS]
+# analysis.methods may name OPD's learning-rate baselines too (effopd.config.ANALYSABLE_ROLES)
+ANALYSIS_METHODS = [m for m in (ANALYSIS["methods"] or METHODS)
+                    if m in DECLARED and DECLARED[m].role in ANALYSABLE_ROLES]
 ANALYSIS_RUNS = f"{RESULTS}/analysis"
 ANALYSIS_TABLES = f"{RESULTS}/tables/analysis"
 ANALYSIS_WORK = f"{ARTIFACTS}/analysis"

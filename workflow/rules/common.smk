@@ -10,7 +10,14 @@ from snakemake.io import is_flagged
 
 from effopd.config import read_yaml, validate_config
 from effopd.errors import InputError
-from effopd.methods import EFFOPD, OPD, RL, declared_methods, methods_as_json
+from effopd.methods import (
+    ANALYSABLE_ROLES,
+    EFFOPD,
+    OPD,
+    RL,
+    declared_methods,
+    methods_as_json,
+)
 from effopd.training.schedule import grid_steps
 
 # The one validation pass (schema, then every cross-key rule) before any job starts;
