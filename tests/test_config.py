@@ -80,6 +80,21 @@ def test_yaml_syntax_error_names_file(tmp_path):
         load_config(bad)
 
 
+def test_analysis_methods_may_name_opd_lr_baselines():
+    """An OPD learning-rate baseline (opd-lr<m>x) can be analysed and be one side of a
+    sensitivity pair (OPD at its best lr), as config/study.yaml does."""
+    config = load_config("config/config.yaml")
+    config["training"]["lr_baselines"] = {"multipliers": [15]}
+    config["training"]["methods"] = ["opd", "rl", "effopd",
+                                     {"name": "rl-best", "algorithm": "rl", "lr": 6e-5}]
+    config["analysis"]["methods"] = ["opd", "rl", "opd-lr15x", "rl-best"]
+    config["claims"]["sensitivity"] = [{"opd": "opd-lr15x", "rl": "rl-best"}]
+    validate_config(copy.deepcopy(config), source="config.yaml")
+    config["analysis"]["methods"] = ["opd", "rl", "rl-best"]
+    with pytest.raises(ConfigError, match="'opd-lr15x' is not analysed"):
+        validate_config(config, source="config.yaml")
+
+
 def test_claims_sensitivity_pairs_name_analysed_methods_of_their_algorithms():
     config = load_config("config/config.yaml")
     config["training"]["methods"] = ["opd", "rl", "effopd",
