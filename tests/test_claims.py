@@ -399,3 +399,17 @@ def test_sensitivity_pairs_are_compared_and_marked_with_their_learning_rates():
     assert shown.iloc[-1] == "sensitivity: opd-best (lr 3e-4) vs rl-best (lr 6e-5)"
     with pytest.raises(ValueError, match="no analysed runs of rl-2"):
         claims_table(values, None, EFFECTS, sensitivity=[{"opd": "opd", "rl": "rl-2"}])
+
+
+def test_timescale_holds_is_refused_when_effopd_ends_significantly_below_the_reference():
+    """s > 1 means y_t(H) = F_r(s H) >= F_r(H) for an increasing reference: a final
+    difference wholly below 0 contradicts the fit (study: a flat EffOPD at 2e-5 matched to
+    the first-step dip of OPD at 3e-4 gave s = 5.5 while ending 7.5 points below)."""
+    from effopd.reports.claims import timescale_fit_verdict
+    below = pd.Series({"final_accuracy_diff_ci95_high": -0.048})
+    covers = pd.Series({"final_accuracy_diff_ci95_high": 0.012})
+    assert timescale_fit_verdict("holds", below, "OPD lr x15").startswith(
+        "not assessable (time-scale model does not fit: EffOPD ends below OPD lr x15")
+    assert timescale_fit_verdict("holds", covers, "OPD") == "holds"
+    assert timescale_fit_verdict("does not hold", below, "OPD") == "does not hold"
+    assert timescale_fit_verdict("holds", pd.Series({}), "OPD") == "holds"

@@ -79,7 +79,9 @@ last step) in its definition; it needs 0a only. The rows about convergence, the 
 OPD's plateau, final-accuracy non-inferiority and the two together, also need 0b: unless
 it holds they read "not assessable (OPD's plateau not shown)". An EffOPD whose every
 extrapolation was rejected is a valid run (its speed-up in steps is 1), not a reason to
-excuse it. ``statistical_verdict`` keeps the verdict
+excuse it. A time-scale "holds" whose EffOPD ends significantly below the reference at
+the horizon reads "not assessable (time-scale model does not fit ...)"
+(:func:`timescale_fit_verdict`). ``statistical_verdict`` keeps the verdict
 the interval alone gives. Every checkpoint is scored with the same sampling seed, so
 both intervals are conditional on it as well as on the training seeds drawn.
 
@@ -416,7 +418,22 @@ def timescale_rows(row: pd.Series, effect: dict[str, float], suffix: str = "",
             f"over {pairs} seed pairs)", pairs, mde,
             "t over seed pairs, log scale (paired seeds)", effect,
             metric=column + suffix, reference=reference))
+        rows[-1]["verdict"] = timescale_fit_verdict(rows[-1]["verdict"], row, name)
     return rows
+
+
+def timescale_fit_verdict(verdict_: str, row: pd.Series, reference: str) -> str:
+    """A time-scale "holds" checked against the model it rests on: EffOPD's curve is
+    y_t(x) = F_r(s x), so with s > 1 and F_r increasing EffOPD ends at or above the
+    reference at the horizon. When the final-accuracy difference (EffOPD - reference,
+    ``final_accuracy_diff_ci95_high``) lies wholly below 0 the fit matched only a stretch
+    of the curves (e.g. a flat EffOPD against the dip of an overshooting reference's first
+    steps) and the verdict is "not assessable (...)" instead of "holds"."""
+    high = row.get("final_accuracy_diff_ci95_high", math.nan)
+    if verdict_ == "holds" and not pd.isna(high) and float(high) < 0:
+        return (f"not assessable (time-scale model does not fit: EffOPD ends below "
+                f"{reference}, upper bound {float(high):.3g})")
+    return verdict_
 
 
 def horizon_of(row: pd.Series) -> str:
