@@ -23,7 +23,11 @@ torch is imported:
 MKL honours ``MKL_CBWR=AVX2`` on Intel CPUs only: on any other CPU (AMD) it silently takes
 its AUTO branch, so ``avx2`` results are bit-exact across Intel CPUs with AVX2 but not
 between Intel and AMD (measured: the tiny student's SFT log made on an Intel machine and
-rebuilt on an AMD EPYC machine part at step 75, the teacher's at step 50). ``portable``
+rebuilt on an AMD EPYC machine part at step 75, the teacher's at step 50). Nor can an
+Intel machine imitate AMD's branch: with torch's kernels pinned as ``avx2``, the tiny
+student's SFT rebuilt on Intel under ``MKL_CBWR=AVX2`` (not strict), ``AUTO`` with
+``MKL_ENABLE_INSTRUCTIONS=AVX2``, ``AVX`` or MKL unpinned matched the AMD log at step 75
+at best and parted from it by step 100 (measured 2026-12-06). ``portable``
 takes MKL's ``COMPATIBLE`` branch (SSE2 without approximate reciprocals), the one branch
 MKL runs on every x86-64 vendor, with the other variables as ``avx2``: bit-exact across
 Intel and AMD at about 2x the CPU time of a training step (benchmarks/cpu_kernels.py).
