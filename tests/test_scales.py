@@ -22,7 +22,7 @@ HALF = 4.302652729749462 * 0.1 / 3 ** 0.5
 
 
 def scale_tables(scale, student_parameters, teacher_parameters, teacher_sha="abc",
-                 opd=(0.4, 0.5, 0.6)):
+                 opd=(0.4, 0.5, 0.6), lr=3e-4, rl_lr=6e-5):
     """Synthetic tables of one scale; a second benchmark and extra rows that the table
     must ignore."""
     base_models = pd.DataFrame({
@@ -63,14 +63,16 @@ def scale_tables(scale, student_parameters, teacher_parameters, teacher_sha="abc
     if teacher_parameters is not None:
         teacher["n_parameters"] = teacher_parameters
     provenance = {"models": {"student": {"n_parameters": student_parameters},
-                             "teacher": teacher}}
+                             "teacher": teacher},
+                  "config": {"training": {"lr": lr, "rl": {"lr": rl_lr}, "effopd": {}}}}
     return ScaleTables(scale, base_models, pd.DataFrame(curves), claims,
                        pd.DataFrame(speedup), embedding, provenance)
 
 
 def test_cross_scale_table_known_values():
     table = cross_scale_table([scale_tables("1x", 1000, 5000),
-                               scale_tables("4x", 4000, None, opd=(0.5, 0.6, 0.7))], "t")
+                               scale_tables("4x", 4000, None, opd=(0.5, 0.6, 0.7),
+                                            lr=7.5e-5, rl_lr=1.5e-5)], "t")
     assert list(table["scale"]) == ["1x", "4x"]
     assert list(table["student_parameters"]) == [1000, 4000]
     assert list(table["parameter_ratio"]) == [1.0, 4.0]
@@ -96,12 +98,16 @@ def test_cross_scale_table_known_values():
     assert (first["effopd_timescale_steps"], first["null_timescale_steps"],
             first["null_timescale_steps_ci95_high"]) == (3.0, 1.5, 2.0)
     assert first["effopd_reached"] == "3/3"
+    # each method's lr as the scale trained it: OPD and EffOPD at training.lr, RL at its own
+    assert (first["opd_lr"], first["rl_lr"], first["effopd_lr"]) == (3e-4, 6e-5, 3e-4)
+    assert (second["opd_lr"], second["rl_lr"], second["effopd_lr"]) == (7.5e-5, 1.5e-5, 7.5e-5)
 
     markdown = cross_scale_markdown(table).iloc[0]
     assert markdown["OPD final %"] == "50.0 [25.2, 74.8]"
     assert markdown["OPD gain, points"] == "20.0 [10.0, 30.0] (holds)"
     assert markdown["EffOPD speed-up, steps"] == "2 [1, 6]"
     assert markdown["student params (x 1st)"] == "1,000 (1.00x)"
+    assert cross_scale_markdown(table).iloc[1]["lr OPD / RL"] == "7.5e-05 / 1.5e-05"
     assert markdown["embedding cosine RL"] == "0.990000 [0.980000, 0.995000]"
 
 

@@ -13,6 +13,9 @@ columns are:
   and copied by the others, must have the same weights' sha256 in every scale);
   ``parameter_ratio`` = ``P_s / P_1``;
 - ``teacher_accuracy`` = ``T_s``, ``student_base_accuracy`` = ``B_s``;
+- ``<m>_lr`` (m = opd, rl, effopd): the peak learning rate the scale trained method m
+  at (its experiment's ``training`` block in ``provenance.json``, after the scale's
+  ``lr_multiplier``; :func:`effopd.methods.algorithm_lr`);
 - ``<m>_final_accuracy`` (m = opd, rl, effopd) = mean over seeds of ``A_m,i``, with its
   ``_ci95_low`` / ``_ci95_high`` (Student t over seeds, :func:`mean_ci95`); ``n_seeds``:
   OPD's seeds;
@@ -47,7 +50,7 @@ from typing import Any
 import pandas as pd
 
 from effopd.errors import InputError
-from effopd.methods import EFFOPD, OPD, RL
+from effopd.methods import EFFOPD, OPD, RL, algorithm_lr, algorithm_named
 from effopd.reports.speedup import interval_text, summary_row
 from effopd.reports.stats import mean_ci95
 from effopd.tables import BASE_MODELS, read_table
@@ -113,6 +116,14 @@ def _model(tables: ScaleTables, role: str) -> dict[str, Any]:
         raise InputError(f"scale {tables.scale}: provenance.json has no models.{role}") from None
 
 
+def _lr(tables: ScaleTables, method: str) -> float:
+    try:
+        training = tables.provenance["config"]["training"]
+    except KeyError:
+        raise InputError(f"scale {tables.scale}: provenance.json has no config.training") from None
+    return float(algorithm_lr(training, algorithm_named(method)))
+
+
 def scale_row(tables: ScaleTables, benchmark: str) -> dict[str, Any]:
     """One scale's row of the cross-scale table (columns in the module docstring), without
     ``parameter_ratio`` (which needs the first scale)."""
@@ -121,6 +132,7 @@ def scale_row(tables: ScaleTables, benchmark: str) -> dict[str, Any]:
                            "teacher_parameters": _model(tables, "teacher").get("n_parameters"),
                            "teacher_accuracy": _base(tables, "teacher", benchmark),
                            "student_base_accuracy": _base(tables, "student", benchmark)}
+    row |= {f"{method}_lr": _lr(tables, method) for method in FINAL_METHODS}
     for method in FINAL_METHODS:
         mean, low, high = mean_ci95(final_accuracies(tables.curves, method, benchmark))
         row |= {f"{method}_final_accuracy": mean, f"{method}_final_accuracy_ci95_low": low,
@@ -207,6 +219,7 @@ def cross_scale_markdown(table: pd.DataFrame) -> pd.DataFrame:
                                       f"({row['parameter_ratio']:.2f}x)",
             "teacher %": f"{100 * row['teacher_accuracy']:.1f}",
             "student base %": f"{100 * row['student_base_accuracy']:.1f}",
+            "lr OPD / RL": f"{row['opd_lr']:.3g} / {row['rl_lr']:.3g}",
             "OPD final %": _percent(row, "opd_final_accuracy"),
             "RL final %": _percent(row, "rl_final_accuracy"),
             "OPD gain, points": _percent(row, "opd_gain") + f" ({row['opd_gain_verdict']})",
