@@ -128,7 +128,10 @@ def test_scale_configs(repo):
     assert scales["2x"]["models"]["teacher"] == {
         "source": "local", "path": "artifacts/scales/1x/models/teacher"}
     assert all(s["scales"] == {} for s in scales.values())
-    assert all(s["training"] == config["training"] for s in scales.values())
+    assert scales["1x"]["training"] == config["training"]  # lr_multiplier 1
+    # the committed sweep's width-scaled learning rates (issue 31 item 5)
+    lrs = [lr for s in scales.values() for lr in (s["training"]["lr"], s["training"]["rl"]["lr"])]
+    assert lrs == pytest.approx([3e-4, 6e-5, 1.5e-4, 3e-5, 7.5e-5, 1.5e-5])
 
 
 def test_a_scale_multiplies_every_learning_rate(repo):
