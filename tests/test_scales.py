@@ -101,6 +101,11 @@ def test_cross_scale_table_known_values():
     # each method's lr as the scale trained it: OPD and EffOPD at training.lr, RL at its own
     assert (first["opd_lr"], first["rl_lr"], first["effopd_lr"]) == (3e-4, 6e-5, 3e-4)
     assert (second["opd_lr"], second["rl_lr"], second["effopd_lr"]) == (7.5e-5, 1.5e-5, 7.5e-5)
+    # a method declared with its own lr is read as declared, not as its algorithm's default
+    declared = scale_tables("1x", 1000, 5000)
+    declared.provenance["config"]["training"]["methods"] = [
+        "opd", "rl", {"name": "effopd", "algorithm": "effopd", "lr": 2e-5}]
+    assert cross_scale_table([declared], "t").iloc[0]["effopd_lr"] == 2e-5
 
     markdown = cross_scale_markdown(table).iloc[0]
     assert markdown["OPD final %"] == "50.0 [25.2, 74.8]"

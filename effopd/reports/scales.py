@@ -14,8 +14,8 @@ columns are:
   ``parameter_ratio`` = ``P_s / P_1``;
 - ``teacher_accuracy`` = ``T_s``, ``student_base_accuracy`` = ``B_s``;
 - ``<m>_lr`` (m = opd, rl, effopd): the peak learning rate the scale trained method m
-  at (its experiment's ``training`` block in ``provenance.json``, after the scale's
-  ``lr_multiplier``; :func:`effopd.methods.algorithm_lr`);
+  at (the method as its experiment's ``training`` block in ``provenance.json`` declares
+  it, after the scale's ``lr_multiplier``; :meth:`effopd.methods.Method.peak_lr`);
 - ``<m>_final_accuracy`` (m = opd, rl, effopd) = mean over seeds of ``A_m,i``, with its
   ``_ci95_low`` / ``_ci95_high`` (Student t over seeds, :func:`mean_ci95`); ``n_seeds``:
   OPD's seeds;
@@ -50,7 +50,7 @@ from typing import Any
 import pandas as pd
 
 from effopd.errors import InputError
-from effopd.methods import EFFOPD, OPD, RL, algorithm_lr, algorithm_named
+from effopd.methods import EFFOPD, OPD, RL, declared_methods
 from effopd.reports.speedup import interval_text, summary_row
 from effopd.reports.stats import mean_ci95
 from effopd.tables import BASE_MODELS, read_table
@@ -117,11 +117,17 @@ def _model(tables: ScaleTables, role: str) -> dict[str, Any]:
 
 
 def _lr(tables: ScaleTables, method: str) -> float:
+    """The peak learning rate the scale trained ``method`` at, as the method is declared in
+    its experiment's ``training`` block (``provenance.json``)."""
     try:
         training = tables.provenance["config"]["training"]
     except KeyError:
         raise InputError(f"scale {tables.scale}: provenance.json has no config.training") from None
-    return float(algorithm_lr(training, algorithm_named(method)))
+    methods = declared_methods(training)
+    if method not in methods:
+        raise InputError(f"scale {tables.scale}: provenance.json's training declares no "
+                         f"method {method!r} (it has {', '.join(methods)})")
+    return float(methods[method].peak_lr(training))
 
 
 def scale_row(tables: ScaleTables, benchmark: str) -> dict[str, Any]:
